@@ -1,0 +1,381 @@
+//! Kafka clients from the shared `[kafka]` and `[topics]` sections.
+//!
+//! Every service builds its producers and consumers here, so that one set of settings
+//! (brokers, security, any librdkafka option passed through `[kafka.options]`) applies
+//! to all of them. Services create the topics they use when missing, with partition
+//! counts, retention and a message size limit large enough for keyframes, and warn when
+//! an existing topic's limit is too small.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::{ConfigError, Validate, check_range};
+
+/// `[kafka]`: how to reach the brokers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Client id prefix shown in broker logs and metrics (default: the service name).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Any librdkafka property, passed through and applied last (wins over Framewire's
+    /// defaults), e.g. `"security.protocol" = "SASL_SSL"`. From the environment, write
+    /// dots as underscores: `FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".to_owned()
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: default_brokers(),
+            client_id: None,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl Validate for KafkaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.split(',').any(|b| b.trim().rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                format!("{:?} is not a comma-separated list of host:port", self.brokers),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl KafkaConfig {
+    /// A librdkafka config: brokers, client id, then `defaults`, then the user's options.
+    pub fn client_config(&self, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c.set("client.id", self.client_id.as_deref().unwrap_or(client_id));
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.options {
+            c.set(k.replace('_', "."), v);
+        }
+        c
+    }
+}
+
+/// `[topics]`: topic names and how missing topics are created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Access units from ingest.
+    #[serde(default = "default_frames")]
+    pub frames: String,
+    /// Per-frame statistics from the workers.
+    #[serde(default = "default_stats")]
+    pub stats: String,
+    /// Compacted camera registry.
+    #[serde(default = "default_control")]
+    pub control: String,
+    /// Dead letters.
+    #[serde(default = "default_dlq")]
+    pub dlq: String,
+    /// Create missing topics at start (needs the CreateTopics ACL).
+    #[serde(default = "default_true")]
+    pub create: bool,
+    /// Partitions of new frames and stats topics: the most workers that can share the load.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of new topics; -1 uses the broker's `default.replication.factor`.
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// Retention of the frames topic (raw video is large: keep it short).
+    #[serde(default = "default_frames_retention")]
+    pub frames_retention_ms: i64,
+    /// Retention of the stats and dead-letter topics.
+    #[serde(default = "default_stats_retention")]
+    pub stats_retention_ms: i64,
+    /// `max.message.bytes` of new topics, and the producers' and consumers' record size
+    /// limit: the largest keyframe that can travel.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: i32,
+}
+
+fn default_frames() -> String {
+    framewire_wire::topics::FRAMES.to_owned()
+}
+fn default_stats() -> String {
+    framewire_wire::topics::STATS.to_owned()
+}
+fn default_control() -> String {
+    framewire_wire::topics::CONTROL.to_owned()
+}
+fn default_dlq() -> String {
+    framewire_wire::topics::DLQ.to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_partitions() -> i32 {
+    12
+}
+fn default_replication() -> i32 {
+    -1
+}
+fn default_frames_retention() -> i64 {
+    3_600_000
+}
+fn default_stats_retention() -> i64 {
+    7 * 24 * 3_600_000
+}
+fn default_max_message_bytes() -> i32 {
+    8 * 1024 * 1024
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            frames: default_frames(),
+            stats: default_stats(),
+            control: default_control(),
+            dlq: default_dlq(),
+            create: true,
+            partitions: default_partitions(),
+            replication_factor: default_replication(),
+            frames_retention_ms: default_frames_retention(),
+            stats_retention_ms: default_stats_retention(),
+            max_message_bytes: default_max_message_bytes(),
+        }
+    }
+}
+
+impl Validate for TopicsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, name) in [
+            ("topics.frames", &self.frames),
+            ("topics.stats", &self.stats),
+            ("topics.control", &self.control),
+            ("topics.dlq", &self.dlq),
+        ] {
+            let ok = !name.is_empty()
+                && name.len() <= 249
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(ConfigError::invalid(setting, format!("{name:?} is not a valid Kafka topic name")));
+            }
+        }
+        check_range("topics.partitions", self.partitions, 1, 10_000)?;
+        if self.replication_factor == 0 || self.replication_factor < -1 {
+            return Err(ConfigError::invalid("topics.replication_factor", "must be -1 (broker default) or at least 1"));
+        }
+        check_range("topics.frames_retention_ms", self.frames_retention_ms, 60_000, i64::MAX)?;
+        check_range("topics.stats_retention_ms", self.stats_retention_ms, 60_000, i64::MAX)?;
+        check_range("topics.max_message_bytes", self.max_message_bytes, 1_048_576, 1_000_000_000)
+    }
+}
+
+/// A topic a service needs, with the settings used if it has to be created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partitions when created.
+    pub partitions: i32,
+    /// Replication factor when created (-1: broker default).
+    pub replication_factor: i32,
+    /// Topic configs when created, e.g. `retention.ms`.
+    pub configs: Vec<(&'static str, String)>,
+    /// `max.message.bytes` the topic must allow.
+    pub max_message_bytes: i32,
+}
+
+impl TopicsConfig {
+    fn spec(&self, name: &str, partitions: i32, configs: Vec<(&'static str, String)>) -> TopicSpec {
+        let mut configs = configs;
+        configs.push(("max.message.bytes", self.max_message_bytes.to_string()));
+        TopicSpec {
+            name: name.to_owned(),
+            partitions,
+            replication_factor: self.replication_factor,
+            configs,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
+    /// The frames topic.
+    pub fn frames_spec(&self) -> TopicSpec {
+        self.spec(&self.frames, self.partitions, vec![("retention.ms", self.frames_retention_ms.to_string())])
+    }
+
+    /// The stats topic.
+    pub fn stats_spec(&self) -> TopicSpec {
+        self.spec(&self.stats, self.partitions, vec![("retention.ms", self.stats_retention_ms.to_string())])
+    }
+
+    /// The dead-letter topic.
+    pub fn dlq_spec(&self) -> TopicSpec {
+        self.spec(&self.dlq, 1, vec![("retention.ms", self.stats_retention_ms.to_string())])
+    }
+
+    /// The compacted control topic.
+    pub fn control_spec(&self) -> TopicSpec {
+        self.spec(&self.control, 1, vec![("cleanup.policy", "compact".to_owned())])
+    }
+}
+
+/// Kafka could not be set up for the service.
+#[derive(Debug, Error)]
+pub enum KafkaSetupError {
+    /// A client could not be created (bad option, unreachable library state).
+    #[error("cannot create Kafka {what}: {source}")]
+    Client {
+        /// Which client.
+        what: &'static str,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// Creating or inspecting a topic failed.
+    #[error("topic {topic}: {reason}")]
+    Topic {
+        /// Topic name.
+        topic: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Creates the topics that are missing; checks `max.message.bytes` of those that exist
+/// and logs a clear warning (with the fix) when it is smaller than needed.
+pub async fn ensure_topics(kafka: &KafkaConfig, client_id: &str, specs: &[TopicSpec]) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client_config(client_id, &[])
+        .create()
+        .map_err(|source| KafkaSetupError::Client { what: "admin client", source })?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))).request_timeout(Some(Duration::from_secs(30)));
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            s.configs
+                .iter()
+                .fold(NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor)), |t, (k, v)| t.set(k, v))
+        })
+        .collect();
+    let results = admin
+        .create_topics(&new_topics, &opts)
+        .await
+        .map_err(|e| KafkaSetupError::Topic { topic: names(specs), reason: format!("create request failed: {e}") })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::Topic { topic, reason: format!("cannot create: {code}") });
+            }
+        }
+    }
+    let resources: Vec<_> = specs.iter().map(|s| ResourceSpecifier::Topic(&s.name)).collect();
+    let described = admin
+        .describe_configs(&resources, &opts)
+        .await
+        .map_err(|e| KafkaSetupError::Topic { topic: names(specs), reason: format!("describe configs failed: {e}") })?;
+    for (spec, res) in specs.iter().zip(described) {
+        let Ok(resource) = res else { continue };
+        let actual = resource.get("max.message.bytes").and_then(|e| e.value.as_deref()).and_then(|v| v.parse::<i64>().ok());
+        if let Some(actual) = actual
+            && actual < i64::from(spec.max_message_bytes)
+        {
+            tracing::warn!(
+                topic = %spec.name,
+                max_message_bytes = actual,
+                needed = spec.max_message_bytes,
+                "topic {} allows records of at most {actual} bytes but Framewire is configured for {} (topics.max_message_bytes): \
+                 larger keyframes will be rejected; raise it with: kafka-configs.sh --alter --entity-type topics --entity-name {} --add-config max.message.bytes={}",
+                spec.name,
+                spec.max_message_bytes,
+                spec.name,
+                spec.max_message_bytes,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn names(specs: &[TopicSpec]) -> String {
+    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// Builds record headers from name/value pairs.
+pub fn headers<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> OwnedHeaders {
+    pairs.into_iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header { key: k.as_ref(), value: Some(v.as_ref().as_bytes()) })
+    })
+}
+
+/// Looks a header up by name (the last one wins if repeated).
+pub fn header<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a [u8]> {
+    let h = headers?;
+    h.iter().filter(|hd| hd.key == name).last().and_then(|hd| hd.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_options_win_and_env_underscores_become_dots() {
+        let mut k = KafkaConfig::default();
+        k.options.insert("sasl_mechanism".into(), "SCRAM-SHA-512".into());
+        k.options.insert("linger.ms".into(), "50".into());
+        let c = k.client_config("svc", &[("linger.ms", "5"), ("acks", "all")]);
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("linger.ms"), Some("50"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("client.id"), Some("svc"));
+    }
+
+    #[test]
+    fn broker_lists_are_checked() {
+        let mut k = KafkaConfig::default();
+        assert!(k.validate().is_ok());
+        k.brokers = "a:9092,b:9093".into();
+        assert!(k.validate().is_ok());
+        for bad in ["", "localhost", "a:b", ":9092"] {
+            k.brokers = bad.into();
+            assert!(k.validate().unwrap_err().to_string().contains("kafka.brokers"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topic_specs() {
+        let t = TopicsConfig::default();
+        assert!(t.validate().is_ok());
+        let c = t.control_spec();
+        assert_eq!(c.partitions, 1);
+        assert!(c.configs.contains(&("cleanup.policy", "compact".into())));
+        assert!(t.frames_spec().configs.contains(&("max.message.bytes", "8388608".into())));
+        let bad = TopicsConfig { frames: "a b".into(), ..TopicsConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("topics.frames"));
+    }
+
+    #[test]
+    fn header_lookup() {
+        let h = headers([("fw-camera", "a"), ("fw-seq", "1")]);
+        assert_eq!(header(Some(&h), "fw-seq"), Some(&b"1"[..]));
+        assert_eq!(header(Some(&h), "nope"), None);
+    }
+}

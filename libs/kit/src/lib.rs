@@ -1,0 +1,17 @@
+//! What every Framewire service needs, written once.
+//!
+//! A service's `main` is five steps: parse the command line ([`cli`]), start
+//! [`telemetry`], load and validate its [`config`], then [`run`](runtime::run) its
+//! pipeline on a Tokio runtime with an [`admin`] server beside it until
+//! [`shutdown`]. The [`kafka`] module builds clients from the shared `[kafka]` section,
+//! creates missing topics and carries trace context in record headers.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod kafka;
+pub mod metrics;
+pub mod redact;
+pub mod runtime;
+pub mod shutdown;
+pub mod telemetry;
