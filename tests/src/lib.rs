@@ -1,1 +1,260 @@
-//! placeholder
+//! Harness for the workspace-level end-to-end tests.
+//!
+//! The tests run the real binaries (built by `cargo build --bins`, found in the target
+//! directory) against the real local stack that `make stack-up` starts: Kafka on
+//! 127.0.0.1:9092, PostgreSQL on 127.0.0.1:55432, the RTSP test server on
+//! 127.0.0.1:8554. A missing stack fails the tests with a message; it never skips them.
+//! Every test uses its own topics, consumer groups and camera ids, so runs do not see
+//! each other's data.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Kafka bootstrap of the local stack.
+pub const KAFKA: &str = "127.0.0.1:9092";
+/// RTSP server of the local stack.
+pub const RTSP: &str = "rtsp://127.0.0.1:8554";
+/// PostgreSQL of the local stack (override with `FRAMEWIRE_TEST_PG_DSN`).
+pub const PG_DSN: &str = "postgres://framewire:framewire@127.0.0.1:55432/framewire";
+
+/// The PostgreSQL DSN tests use.
+pub fn pg_dsn() -> String {
+    std::env::var("FRAMEWIRE_TEST_PG_DSN").unwrap_or_else(|_| PG_DSN.to_owned())
+}
+
+/// Panics with a clear message unless the local stack answers on its ports.
+pub fn require_stack() {
+    for (what, addr) in [("Kafka", "127.0.0.1:9092"), ("RTSP server", "127.0.0.1:8554"), ("PostgreSQL", "127.0.0.1:55432")] {
+        let a: SocketAddr = addr.parse().expect("static address");
+        assert!(
+            TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok(),
+            "{what} is not listening on {addr}: start the local stack with `make stack-up`"
+        );
+    }
+}
+
+/// A short random suffix that makes names unique per test run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::rng().random::<u32>())
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Path of a workspace binary (`FRAMEWIRE_BIN_DIR`, else `target/debug`).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("FRAMEWIRE_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        target.join("debug")
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} not found: run `cargo build --bins` first", path.display());
+    path
+}
+
+/// Topic names unique to one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Frames topic.
+    pub frames: String,
+    /// Stats topic.
+    pub stats: String,
+    /// Control topic.
+    pub control: String,
+    /// Dead-letter topic.
+    pub dlq: String,
+}
+
+impl Topics {
+    /// Fresh topic names with a common prefix.
+    pub fn unique(test: &str) -> Self {
+        let p = unique(&format!("e2e-{test}"));
+        Topics {
+            frames: format!("{p}.frames"),
+            stats: format!("{p}.stats"),
+            control: format!("{p}.control"),
+            dlq: format!("{p}.dlq"),
+        }
+    }
+
+    /// The `[kafka]` and `[topics]` TOML sections for these topics (4 partitions).
+    pub fn toml(&self) -> String {
+        format!(
+            "[kafka]\nbrokers = \"{KAFKA}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\npartitions = 4\nreplication_factor = 1\n",
+            self.frames, self.stats, self.control, self.dlq
+        )
+    }
+}
+
+/// A running Framewire binary with its own config file and log.
+pub struct Service {
+    /// Binary name.
+    pub name: String,
+    /// Admin base URL, `http://127.0.0.1:PORT`.
+    pub admin: String,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts `binary` with `config` (TOML) plus `[admin] listen` on a free port.
+    pub fn start(binary: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n\n{config}")).expect("write config");
+        let log = dir.path().join("service.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin(binary))
+            .arg("--config")
+            .arg(&path)
+            .envs(env.iter().copied())
+            .env("FRAMEWIRE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        Service { name: binary.to_owned(), admin: format!("http://127.0.0.1:{port}"), child: Some(child), log, _dir: dir }
+    }
+
+    /// The service's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GETs an admin path: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.admin)).await
+    }
+
+    /// Waits until `/readyz` answers 200; panics with the log otherwise.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.get("/readyz").await.0 == 200 {
+                return;
+            }
+            if Instant::now() > deadline {
+                let (code, body) = self.get("/readyz").await;
+                panic!("{} not ready after {timeout:?}: {code} {body}\n--- log ---\n{}", self.name, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to `timeout`) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("service still running");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not exit within {timeout:?} of SIGTERM\n--- log ---\n{}", self.name, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// GET a URL: (status, body); (0, error) when the connection fails.
+pub async fn http_get(url: &str) -> (u16, String) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
+    match client.get(url).send().await {
+        Ok(r) => {
+            let code = r.status().as_u16();
+            (code, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Runs a binary to completion with a config text and env: (exit status, stderr).
+pub fn run_to_exit(binary: &str, config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(bin(binary));
+    if let Some(text) = config {
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        cmd.arg("--config").arg(path);
+    }
+    let out = cmd.args(args).envs(env.iter().copied()).output().expect("run binary");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+}
+
+/// Reads every record of `topic` from the beginning until none arrives for `idle`.
+pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("group.id", unique("e2e-reader"))
+        .set("enable.auto.commit", "false")
+        .set("max.partition.fetch.bytes", "16777216")
+        .create()
+        .expect("test consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < idle {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.push(m.detach());
+                last = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// A record's headers as a map (last value wins).
+pub fn headers_of(m: &OwnedMessage) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    if let Some(h) = m.headers() {
+        for hd in h.iter() {
+            map.insert(hd.key.to_owned(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+        }
+    }
+    map
+}
+
+/// The trace id inside a `traceparent` value.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    traceparent.split('-').nth(1)
+}

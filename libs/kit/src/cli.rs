@@ -15,3 +15,26 @@ pub struct CommonArgs {
     #[arg(long)]
     pub print_config: bool,
 }
+
+/// Loads the configuration for a binary, or says why not.
+///
+/// On a bad setting it prints one line, `<service>: <what is wrong>`, and yields exit code
+/// 64; with `--print-config` it prints the redacted effective configuration and yields 0.
+pub fn load_config<C>(service: &str, args: &CommonArgs) -> Result<C, std::process::ExitCode>
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + crate::config::Validate,
+{
+    match crate::config::load::<C>(args.config.as_deref()) {
+        Ok(cfg) if args.print_config => {
+            let json = crate::config::effective_json(&cfg);
+            println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Ok(cfg) => Ok(cfg),
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            tracing::error!(error = %e, "bad configuration");
+            Err(std::process::ExitCode::from(crate::config::EXIT_BAD_CONFIG))
+        }
+    }
+}

@@ -315,6 +315,45 @@ pub async fn ensure_topics(kafka: &KafkaConfig, client_id: &str, specs: &[TopicS
     Ok(())
 }
 
+/// [`ensure_topics`], retried every few seconds until it succeeds or shutdown, with the
+/// `kafka` readiness component saying what it waits for. Returns false on shutdown.
+pub async fn ensure_topics_with_retry(
+    kafka: &KafkaConfig,
+    client_id: &str,
+    specs: &[TopicSpec],
+    readiness: &crate::admin::Readiness,
+    shutdown: &crate::shutdown::Shutdown,
+) -> bool {
+    loop {
+        match ensure_topics(kafka, client_id, specs).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set up topics yet; retrying");
+                readiness.set_not_ready("kafka", format!("setting up topics: {e}"));
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+        }
+    }
+}
+
+/// A readiness check: the brokers answer a metadata request for `topic` within 3 s.
+pub fn metadata_check<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> Result<(), String> {
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(3))
+        .map_err(|e| format!("Kafka metadata request failed: {e}"))?;
+    match md.topics().first().and_then(|t| t.error()) {
+        Some(e) => Err(format!("topic {topic}: {:?}", RDKafkaErrorCode::from(e))),
+        None => Ok(()),
+    }
+}
+
 fn names(specs: &[TopicSpec]) -> String {
     specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
 }

@@ -1,1 +1,119 @@
-fn main() {}
+//! `framewire-ingest`: RTSP cameras in, one Kafka record per H.264 access unit out.
+//!
+//! Ingest never decodes: it depacketizes with retina (Annex B, SPS/PPS inline on every
+//! IDR) and publishes the camera's own compressed bytes with the `fw-*` headers.
+
+mod camera;
+mod config;
+mod metrics;
+mod publish;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use framewire_kit::admin::{self, AdminState, Readiness};
+use framewire_kit::cli::{CommonArgs, load_config};
+use framewire_kit::shutdown::{Shutdown, drain_within};
+use framewire_kit::{kafka, runtime, telemetry};
+use rdkafka::producer::Producer;
+use retina::client::SessionGroup;
+
+use crate::config::{ADMIN_PORT, Config};
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+
+const SERVICE: &str = "framewire-ingest";
+
+/// Streams RTSP cameras into Kafka, one record per H.264 access unit.
+#[derive(Parser)]
+#[command(name = "framewire-ingest", version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _telemetry = telemetry::init(SERVICE);
+    let config: Config = match load_config(SERVICE, &cli.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    runtime::run(SERVICE, |shutdown| run(config, shutdown))
+}
+
+async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let registry = framewire_kit::metrics::registry();
+    let metrics = Metrics::new(&registry);
+    let readiness = Readiness::new();
+    readiness.set_not_ready("kafka", "starting");
+
+    let listen = config.admin.listen_or(ADMIN_PORT);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
+    let state = AdminState {
+        registry,
+        config: Arc::new(framewire_kit::config::effective_json(&config)),
+        readiness: readiness.clone(),
+    };
+    let admin_stop = Shutdown::new();
+    let admin_task = tokio::spawn(admin::serve(listener, admin::router(state), {
+        let s = admin_stop.clone();
+        async move { s.cancelled().await }
+    }));
+    tracing::info!(%listen, cameras = config.cameras.len(), "admin server listening");
+
+    if config.topics.create {
+        let specs = [config.topics.frames_spec(), config.topics.control_spec()];
+        if !kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown).await {
+            admin_stop.trigger();
+            return Ok(());
+        }
+    }
+    let publisher = Publisher::new(
+        &config.kafka,
+        &config.topics.frames,
+        config.topics.max_message_bytes,
+        config.ingest.linger_ms,
+        metrics.clone(),
+    )?;
+    {
+        let producer = publisher.producer().clone();
+        let topic = config.topics.frames.clone();
+        readiness.spawn_probe("kafka", Duration::from_secs(5), shutdown.clone(), move || {
+            kafka::metadata_check(producer.client(), &topic)
+        });
+    }
+
+    let shared = Arc::new(camera::Shared {
+        config: config.ingest.clone(),
+        publisher: publisher.clone(),
+        metrics,
+        group: Arc::new(SessionGroup::default()),
+    });
+    let mut cameras = tokio::task::JoinSet::new();
+    for spec in config.cameras.iter().filter(|c| c.enabled) {
+        cameras.spawn(camera::run(spec.clone(), shared.clone(), shutdown.clone()));
+    }
+
+    shutdown.cancelled().await;
+    readiness.set_not_ready("shutdown", "draining");
+    let grace = Duration::from_millis(config.ingest.shutdown_grace_ms);
+    drain_within(grace, async {
+        while cameras.join_next().await.is_some() {}
+        if let Err(e) = shared.group.await_teardown().await {
+            tracing::warn!(error = %e, "RTSP teardown incomplete");
+        }
+        let p = publisher.clone();
+        let flush = grace / 2;
+        let _ = tokio::task::spawn_blocking(move || p.flush(flush)).await;
+    })
+    .await;
+    admin_stop.trigger();
+    let _ = admin_task.await;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Worker configuration (`framewire-worker --config worker.toml`); reference in `docs/config.md`.
+
+use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
+use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
+use serde::{Deserialize, Serialize};
+
+/// Default admin port of the worker.
+pub const ADMIN_PORT: u16 = 9092;
+
+/// The whole worker configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Admin server.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Brokers and librdkafka options.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// Topic names and creation settings.
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    /// Decoding and consumer behaviour.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+}
+
+/// `[worker]`: consumer group and decoding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Consumer group shared by all worker replicas (KEDA scales on its lag).
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Decoder threads; 0 = one per CPU. A camera always decodes on the same thread.
+    #[serde(default)]
+    pub decode_threads: usize,
+    /// Access units queued per decoder thread before consumption pauses (backpressure).
+    #[serde(default = "default_queue_frames")]
+    pub queue_frames: usize,
+    /// Producer `linger.ms` for stats records.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u32,
+    /// Where a new consumer group starts: `earliest` (process the backlog) or `latest`.
+    #[serde(default = "default_offset_reset")]
+    pub auto_offset_reset: String,
+    /// Time allowed on SIGTERM to finish queued frames, deliver stats and commit.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_group_id() -> String {
+    "framewire-worker".to_owned()
+}
+fn default_queue_frames() -> usize {
+    64
+}
+fn default_linger_ms() -> u32 {
+    5
+}
+fn default_offset_reset() -> String {
+    "earliest".to_owned()
+}
+fn default_shutdown_grace_ms() -> u64 {
+    15_000
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            group_id: default_group_id(),
+            decode_threads: 0,
+            queue_frames: default_queue_frames(),
+            linger_ms: default_linger_ms(),
+            auto_offset_reset: default_offset_reset(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Decoder threads to start.
+    pub fn threads(&self) -> usize {
+        if self.decode_threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.decode_threads
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
+        self.topics.validate()?;
+        let w = &self.worker;
+        if w.group_id.trim().is_empty() {
+            return Err(ConfigError::invalid("worker.group_id", "must not be empty"));
+        }
+        check_range("worker.decode_threads", w.decode_threads, 0, 256)?;
+        check_range("worker.queue_frames", w.queue_frames, 1, 100_000)?;
+        check_range("worker.linger_ms", w.linger_ms, 0, 1_000)?;
+        check_range("worker.shutdown_grace_ms", w.shutdown_grace_ms, 0, 600_000)?;
+        if !matches!(w.auto_offset_reset.as_str(), "earliest" | "latest") {
+            return Err(ConfigError::invalid(
+                "worker.auto_offset_reset",
+                format!("{:?} is not one of earliest, latest", w.auto_offset_reset),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_setting() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.worker.auto_offset_reset = "newest".into();
+        assert!(c.validate().unwrap_err().to_string().contains("worker.auto_offset_reset"));
+        c = Config::default();
+        c.worker.queue_frames = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("worker.queue_frames"));
+    }
+}

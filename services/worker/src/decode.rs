@@ -1,0 +1,269 @@
+//! Decoding off the async runtime.
+//!
+//! A fixed pool of threads, each owning the openh264 decoders of the cameras hashed to
+//! it (so one camera's access units decode in order on one thread). The consumer feeds
+//! the threads through bounded channels (backpressure pauses consumption) and the
+//! threads hand measured frames back through another bounded channel.
+//!
+//! Per camera: a new `fw-session` resets the decoder; after a session change or a
+//! decode error nothing is decoded until the next keyframe (which carries SPS/PPS
+//! inline), so garbage is never measured.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use framewire_framestats::{Plane, luma_stats};
+use framewire_wire::{FrameMeta, StatsRecord};
+use openh264::OpenH264API;
+use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
+use openh264::formats::YUVSource;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+
+/// One access unit to decode.
+pub struct Job {
+    /// Its metadata from the record headers.
+    pub meta: FrameMeta,
+    /// Annex B bytes.
+    pub data: Vec<u8>,
+    /// Where it came from, for the commit.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+    /// The record's span (child of the ingest span), entered while decoding.
+    pub span: tracing::Span,
+}
+
+/// What became of a job.
+pub enum Outcome {
+    /// A picture was decoded and measured.
+    Stats {
+        /// The statistics record to publish.
+        record: StatsRecord,
+        /// Source partition.
+        partition: i32,
+        /// Source offset.
+        offset: i64,
+        /// The job's span.
+        span: tracing::Span,
+    },
+    /// Nothing to publish (skipped or failed, already counted); the offset is done.
+    Done {
+        /// Source partition.
+        partition: i32,
+        /// Source offset.
+        offset: i64,
+    },
+}
+
+/// The decoder threads.
+pub struct DecodePool {
+    inputs: Vec<mpsc::Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl DecodePool {
+    /// Starts `threads` decoder threads; their outcomes go to `outcomes`.
+    pub fn start(threads: usize, queue: usize, outcomes: mpsc::Sender<Outcome>, metrics: Metrics) -> std::io::Result<Self> {
+        let mut inputs = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, rx) = mpsc::channel(queue);
+            let out = outcomes.clone();
+            let m = metrics.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("decode-{i}"))
+                .spawn(move || decode_loop(rx, out, m))?;
+            inputs.push(tx);
+            handles.push(handle);
+        }
+        Ok(DecodePool { inputs, threads: handles })
+    }
+
+    /// Queues a job on its camera's thread; waits while that queue is full.
+    pub async fn submit(&self, job: Job) -> Result<(), Job> {
+        let mut h = DefaultHasher::new();
+        job.meta.camera.hash(&mut h);
+        let i = (h.finish() % self.inputs.len() as u64) as usize;
+        self.inputs[i].send(job).await.map_err(|e| e.0)
+    }
+
+    /// Closes the inputs and waits for the threads to flush their decoders and exit.
+    pub fn finish(self) {
+        drop(self.inputs);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Pending {
+    meta: FrameMeta,
+    partition: i32,
+    offset: i64,
+    span: tracing::Span,
+}
+
+struct CameraDecoder {
+    decoder: Decoder,
+    session: String,
+    synced: bool,
+    /// Access units given to the decoder whose picture has not come out yet (decode order).
+    pending: VecDeque<Pending>,
+}
+
+fn new_decoder() -> Result<Decoder, openh264::Error> {
+    // Flush::NoFlush: flushing after every call breaks streams with B-frames (FIELD-NOTES).
+    Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new().flush_after_decode(Flush::NoFlush))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn measure(yuv: &DecodedYUV<'_>, p: Pending) -> Result<Outcome, Pending> {
+    let (w, h) = yuv.dimensions();
+    let (y_stride, _, _) = yuv.strides();
+    let Ok(plane) = Plane::new(yuv.y(), w, h, y_stride) else { return Err(p) };
+    let luma = luma_stats(&plane);
+    let record = StatsRecord {
+        camera: p.meta.camera,
+        session: p.meta.session,
+        seq: p.meta.seq,
+        pts_90k: p.meta.pts_90k,
+        capture_ms: p.meta.capture_ms,
+        decoded_ms: now_ms(),
+        width: w as u32,
+        height: h as u32,
+        keyframe: p.meta.keyframe,
+        y_avg: luma.avg,
+        y_min: luma.min,
+        y_max: luma.max,
+    };
+    Ok(Outcome::Stats { record, partition: p.partition, offset: p.offset, span: p.span })
+}
+
+struct Thread {
+    cameras: HashMap<String, CameraDecoder>,
+    out: mpsc::Sender<Outcome>,
+    metrics: Metrics,
+}
+
+impl Thread {
+    fn emit(&self, o: Outcome) {
+        // The receiver only goes away at shutdown, when nothing more can be published.
+        let _ = self.out.blocking_send(o);
+    }
+
+    fn done(&self, p: &Pending) {
+        self.emit(Outcome::Done { partition: p.partition, offset: p.offset });
+    }
+
+    fn fail(&self, p: &Pending, reason: &'static str) {
+        self.metrics.decode_errors.with_label_values(&[&p.meta.camera, reason]).inc();
+        self.done(p);
+    }
+
+    /// Flushes the pictures a camera's decoder still holds, then releases the rest.
+    fn flush(&mut self, camera: &str) {
+        let Some(cam) = self.cameras.get_mut(camera) else { return };
+        let mut pending = std::mem::take(&mut cam.pending);
+        let mut outcomes = Vec::new();
+        if let Ok(frames) = cam.decoder.flush_remaining() {
+            for yuv in frames {
+                let Some(p) = pending.pop_front() else { break };
+                outcomes.push(measure(&yuv, p));
+            }
+        }
+        for o in outcomes {
+            match o {
+                Ok(o) => {
+                    self.metrics.decoded.with_label_values(&[camera]).inc();
+                    self.emit(o)
+                }
+                Err(p) => self.fail(&p, "bad_picture"),
+            }
+        }
+        for p in pending {
+            self.done(&p);
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        let camera = job.meta.camera.clone();
+        let p = Pending { meta: job.meta, partition: job.partition, offset: job.offset, span: job.span };
+        let session_changed = self.cameras.get(&camera).is_some_and(|c| c.session != p.meta.session);
+        if session_changed {
+            self.flush(&camera);
+            self.cameras.remove(&camera);
+        }
+        if !self.cameras.contains_key(&camera) {
+            match new_decoder() {
+                Ok(decoder) => {
+                    self.cameras.insert(
+                        camera.clone(),
+                        CameraDecoder { decoder, session: p.meta.session.clone(), synced: false, pending: VecDeque::new() },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(%camera, error = %e, "cannot create a decoder");
+                    return self.fail(&p, "decoder_init");
+                }
+            }
+        }
+        let Some(cam) = self.cameras.get_mut(&camera) else { return };
+        if !cam.synced {
+            if !p.meta.keyframe {
+                self.metrics.skipped.with_label_values(&[&camera, "await_keyframe"]).inc();
+                return self.done(&p);
+            }
+            cam.synced = true;
+        }
+        let started = Instant::now();
+        let _entered = p.span.clone().entered();
+        cam.pending.push_back(p);
+        let result = match cam.decoder.decode(&job.data) {
+            Ok(Some(yuv)) => match cam.pending.pop_front() {
+                Some(front) => Some(measure(&yuv, front)),
+                None => None,
+            },
+            Ok(None) => None,
+            Err(e) => {
+                let failed = cam.pending.pop_back();
+                cam.synced = false;
+                if let Some(failed) = failed {
+                    tracing::warn!(%camera, seq = failed.meta.seq, error = %e, "access unit did not decode; waiting for the next keyframe");
+                    self.fail(&failed, "decode");
+                }
+                self.flush(&camera);
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    c.synced = false;
+                }
+                return;
+            }
+        };
+        self.metrics.decode_seconds.observe(started.elapsed().as_secs_f64());
+        match result {
+            Some(Ok(o)) => {
+                self.metrics.decoded.with_label_values(&[&camera]).inc();
+                self.emit(o)
+            }
+            Some(Err(p)) => self.fail(&p, "bad_picture"),
+            None => {}
+        }
+    }
+}
+
+fn decode_loop(mut rx: mpsc::Receiver<Job>, out: mpsc::Sender<Outcome>, metrics: Metrics) {
+    let mut t = Thread { cameras: HashMap::new(), out, metrics };
+    while let Some(job) = rx.blocking_recv() {
+        t.handle(job);
+    }
+    let cameras: Vec<String> = t.cameras.keys().cloned().collect();
+    for c in cameras {
+        t.flush(&c);
+    }
+}

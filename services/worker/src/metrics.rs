@@ -1,0 +1,76 @@
+//! Worker metrics. Label `camera` is the camera id.
+
+use framewire_kit::register;
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Every metric the worker exports.
+#[derive(Clone)]
+pub struct Metrics {
+    /// `framewire_worker_records_total`: frames records consumed.
+    pub records: IntCounterVec,
+    /// `framewire_worker_frames_decoded_total`: pictures decoded and measured.
+    pub decoded: IntCounterVec,
+    /// `framewire_worker_decode_errors_total`: access units that failed, by reason.
+    pub decode_errors: IntCounterVec,
+    /// `framewire_worker_frames_skipped_total`: access units not decoded, by reason
+    /// (e.g. waiting for a keyframe after a session change or an error).
+    pub skipped: IntCounterVec,
+    /// `framewire_worker_stats_delivery_errors_total`: stats records Kafka did not accept.
+    pub delivery_errors: IntCounterVec,
+    /// `framewire_worker_decode_seconds`: decode + statistics time per access unit.
+    pub decode_seconds: Histogram,
+    /// `framewire_worker_latency_seconds`: capture (ingest receipt) to stats produced.
+    pub latency_seconds: HistogramVec,
+    /// `framewire_worker_assigned_partitions`: partitions this replica owns.
+    pub assigned_partitions: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register!(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        Metrics {
+            records: counter("framewire_worker_records_total", "Frames records consumed", &["camera"]),
+            decoded: counter("framewire_worker_frames_decoded_total", "Pictures decoded and measured", &["camera"]),
+            decode_errors: counter(
+                "framewire_worker_decode_errors_total",
+                "Access units that could not be decoded",
+                &["camera", "reason"],
+            ),
+            skipped: counter(
+                "framewire_worker_frames_skipped_total",
+                "Access units not decoded",
+                &["camera", "reason"],
+            ),
+            delivery_errors: counter(
+                "framewire_worker_stats_delivery_errors_total",
+                "Stats records Kafka did not accept",
+                &["camera"],
+            ),
+            decode_seconds: register!(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("framewire_worker_decode_seconds", "Decode and statistics time per access unit")
+                        .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128])
+                )
+                .expect("valid metric")
+            ),
+            latency_seconds: register!(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new("framewire_worker_latency_seconds", "Capture to stats record produced")
+                        .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                    &["camera"]
+                )
+                .expect("valid metric")
+            ),
+            assigned_partitions: register!(
+                registry,
+                IntGauge::new("framewire_worker_assigned_partitions", "Partitions assigned to this replica")
+                    .expect("valid metric")
+            ),
+        }
+    }
+}
