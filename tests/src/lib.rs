@@ -33,7 +33,11 @@ pub fn pg_dsn() -> String {
 
 /// Panics with a clear message unless the local stack answers on its ports.
 pub fn require_stack() {
-    for (what, addr) in [("Kafka", "127.0.0.1:9092"), ("RTSP server", "127.0.0.1:8554"), ("PostgreSQL", "127.0.0.1:55432")] {
+    for (what, addr) in [
+        ("Kafka", "127.0.0.1:9092"),
+        ("RTSP server", "127.0.0.1:8554"),
+        ("PostgreSQL", "127.0.0.1:55432"),
+    ] {
         let a: SocketAddr = addr.parse().expect("static address");
         assert!(
             TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok(),
@@ -57,14 +61,20 @@ pub fn free_port() -> u16 {
 
 /// Path of a workspace binary (`FRAMEWIRE_BIN_DIR`, else `target/debug`).
 pub fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("FRAMEWIRE_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-        target.join("debug")
-    });
+    let dir = std::env::var_os("FRAMEWIRE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("debug")
+        });
     let path = dir.join(name);
-    assert!(path.is_file(), "{} not found: run `cargo build --bins` first", path.display());
+    assert!(
+        path.is_file(),
+        "{} not found: run `cargo build --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -119,7 +129,11 @@ impl Service {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n\n{config}")).expect("write config");
+        std::fs::write(
+            &path,
+            format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"),
+        )
+        .expect("write config");
         let log = dir.path().join("service.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(bin(binary))
@@ -131,7 +145,13 @@ impl Service {
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        Service { name: binary.to_owned(), admin: format!("http://127.0.0.1:{port}"), child: Some(child), log, _dir: dir }
+        Service {
+            name: binary.to_owned(),
+            admin: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
     }
 
     /// The service's log so far.
@@ -153,7 +173,11 @@ impl Service {
             }
             if Instant::now() > deadline {
                 let (code, body) = self.get("/readyz").await;
-                panic!("{} not ready after {timeout:?}: {code} {body}\n--- log ---\n{}", self.name, self.log());
+                panic!(
+                    "{} not ready after {timeout:?}: {code} {body}\n--- log ---\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -162,7 +186,10 @@ impl Service {
     /// Sends SIGTERM and waits (up to `timeout`) for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("service still running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -170,7 +197,11 @@ impl Service {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{} did not exit within {timeout:?} of SIGTERM\n--- log ---\n{}", self.name, self.log());
+                panic!(
+                    "{} did not exit within {timeout:?} of SIGTERM\n--- log ---\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -188,7 +219,10 @@ impl Drop for Service {
 
 /// GET a URL: (status, body); (0, error) when the connection fails.
 pub async fn http_get(url: &str) -> (u16, String) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
     match client.get(url).send().await {
         Ok(r) => {
             let code = r.status().as_u16();
@@ -199,7 +233,12 @@ pub async fn http_get(url: &str) -> (u16, String) {
 }
 
 /// Runs a binary to completion with a config text and env: (exit status, stderr).
-pub fn run_to_exit(binary: &str, config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+pub fn run_to_exit(
+    binary: &str,
+    config: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(bin(binary));
     if let Some(text) = config {
@@ -207,8 +246,15 @@ pub fn run_to_exit(binary: &str, config: Option<&str>, args: &[&str], env: &[(&s
         std::fs::write(&path, text).expect("write config");
         cmd.arg("--config").arg(path);
     }
-    let out = cmd.args(args).envs(env.iter().copied()).output().expect("run binary");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+    let out = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run binary");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
 }
 
 /// Reads every record of `topic` from the beginning until none arrives for `idle`.
@@ -220,11 +266,14 @@ pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
         .set("max.partition.fetch.bytes", "16777216")
         .create()
         .expect("test consumer");
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
     let mut tpl = TopicPartitionList::new();
     for t in md.topics() {
         for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).expect("partition");
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
         }
     }
     consumer.assign(&tpl).expect("assign");
@@ -248,7 +297,10 @@ pub fn headers_of(m: &OwnedMessage) -> HashMap<String, String> {
     let mut map = HashMap::new();
     if let Some(h) = m.headers() {
         for hd in h.iter() {
-            map.insert(hd.key.to_owned(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+            map.insert(
+                hd.key.to_owned(),
+                String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+            );
         }
     }
     map

@@ -14,22 +14,47 @@ async fn check_admin(service: &mut Service, secrets: &[&str]) {
 
     let (code, metrics) = service.get("/metrics").await;
     assert_eq!(code, 200);
-    assert!(metrics.contains("process_cpu_seconds_total"), "{}: no process metrics", service.name);
-    let ours = metrics.lines().filter(|l| l.starts_with("# HELP framewire_")).count();
-    assert!(ours >= 3, "{}: only {ours} framewire_ metrics:\n{metrics}", service.name);
+    assert!(
+        metrics.contains("process_cpu_seconds_total"),
+        "{}: no process metrics",
+        service.name
+    );
+    let ours = metrics
+        .lines()
+        .filter(|l| l.starts_with("# HELP framewire_"))
+        .count();
+    assert!(
+        ours >= 3,
+        "{}: only {ours} framewire_ metrics:\n{metrics}",
+        service.name
+    );
 
     let (code, config) = service.get("/config").await;
     assert_eq!(code, 200);
     let json: serde_json::Value = serde_json::from_str(&config).expect("/config is JSON");
     assert!(json["kafka"]["brokers"].is_string(), "{config}");
     for s in secrets {
-        assert!(!config.contains(s), "{}: /config leaks {s}: {config}", service.name);
+        assert!(
+            !config.contains(s),
+            "{}: /config leaks {s}: {config}",
+            service.name
+        );
     }
-    assert!(config.contains("[redacted]"), "{}: nothing redacted: {config}", service.name);
+    assert!(
+        config.contains("[redacted]"),
+        "{}: nothing redacted: {config}",
+        service.name
+    );
     assert_eq!(service.get("/no-such-endpoint").await.0, 404);
 
     let status = service.terminate(Duration::from_secs(30));
-    assert_eq!(status.code(), Some(0), "{} exit on SIGTERM\n{}", service.name, service.log());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{} exit on SIGTERM\n{}",
+        service.name,
+        service.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,6 +99,9 @@ async fn sink_admin() {
         s.wait_ready(Duration::from_secs(60)).await;
         s.get("/readyz").await
     };
-    assert!(readyz.contains("\"database\""), "sink readiness lists the database: {readyz}");
+    assert!(
+        readyz.contains("\"database\""),
+        "sink readiness lists the database: {readyz}"
+    );
     check_admin(&mut s, &[":framewire@"]).await;
 }

@@ -71,7 +71,14 @@ mod tests {
     fn flat_picture() {
         let data = vec![16u8; 64 * 8];
         let s = luma_stats(&Plane::new(&data, 64, 8, 64).unwrap());
-        assert_eq!(s, LumaStats { avg: 16.0, min: 16, max: 16 });
+        assert_eq!(
+            s,
+            LumaStats {
+                avg: 16.0,
+                min: 16,
+                max: 16
+            }
+        );
     }
 
     #[test]

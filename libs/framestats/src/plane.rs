@@ -24,12 +24,32 @@ pub struct PlaneError {
 
 impl<'a> Plane<'a> {
     /// Wraps `data` as `height` rows of `stride` bytes, of which the first `width` are visible.
-    pub fn new(data: &'a [u8], width: usize, height: usize, stride: usize) -> Result<Self, PlaneError> {
-        let needed = if height == 0 { 0 } else { (height - 1) * stride + width };
+    pub fn new(
+        data: &'a [u8],
+        width: usize,
+        height: usize,
+        stride: usize,
+    ) -> Result<Self, PlaneError> {
+        let needed = if height == 0 {
+            0
+        } else {
+            (height - 1) * stride + width
+        };
         if stride < width || data.len() < needed {
-            return Err(PlaneError { width, height, stride, needed, len: data.len() });
+            return Err(PlaneError {
+                width,
+                height,
+                stride,
+                needed,
+                len: data.len(),
+            });
         }
-        Ok(Plane { data, width, height, stride })
+        Ok(Plane {
+            data,
+            width,
+            height,
+            stride,
+        })
     }
 
     /// Visible width in samples.

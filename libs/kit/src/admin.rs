@@ -66,8 +66,13 @@ impl Readiness {
 
     /// Runs `check` (a blocking call, e.g. a Kafka metadata request) on the blocking pool
     /// every `interval` until shutdown, keeping `component` up to date.
-    pub fn spawn_probe<F>(&self, component: &'static str, interval: Duration, shutdown: Shutdown, check: F)
-    where
+    pub fn spawn_probe<F>(
+        &self,
+        component: &'static str,
+        interval: Duration,
+        shutdown: Shutdown,
+        check: F,
+    ) where
         F: Fn() -> Result<(), String> + Send + Sync + 'static,
     {
         self.set_not_ready(component, "not checked yet");
@@ -125,7 +130,9 @@ pub async fn serve(
     router: Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(stop).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
 }
 
 async fn healthz() -> &'static str {
@@ -145,13 +152,24 @@ async fn readyz(State(s): State<AdminState>) -> Response {
             (k.to_owned(), v)
         })
         .collect();
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({"ready": ready, "components": components}))).into_response()
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({"ready": ready, "components": components})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::render(&s.registry),
     )
         .into_response()
@@ -174,9 +192,14 @@ mod tests {
         let c = prometheus::IntCounter::new("framewire_test_total", "A test counter").unwrap();
         registry.register(Box::new(c.clone())).unwrap();
         c.inc();
-        let mut cfg = json!({"db": "postgres://fw:pw@db/x", "kafka": {"options": {"sasl.password": "p"}}});
+        let mut cfg =
+            json!({"db": "postgres://fw:pw@db/x", "kafka": {"options": {"sasl.password": "p"}}});
         crate::redact::redact_json(&mut cfg);
-        AdminState { registry, config: Arc::new(cfg), readiness: Readiness::new() }
+        AdminState {
+            registry,
+            config: Arc::new(cfg),
+            readiness: Readiness::new(),
+        }
     }
 
     async fn get(router: &Router, path: &str) -> (StatusCode, String) {
@@ -202,7 +225,11 @@ mod tests {
         let (code, body) = get(&r, "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("metadata request timed out"), "{body}");
-        assert_eq!(get(&r, "/healthz").await.0, StatusCode::OK, "liveness ignores dependencies");
+        assert_eq!(
+            get(&r, "/healthz").await.0,
+            StatusCode::OK,
+            "liveness ignores dependencies"
+        );
         readiness.set_ready("kafka");
         assert_eq!(get(&r, "/readyz").await.0, StatusCode::OK);
 
@@ -222,9 +249,18 @@ mod tests {
         let shutdown = Shutdown::new();
         let ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = ok.clone();
-        readiness.spawn_probe("db", Duration::from_millis(10), shutdown.clone(), move || {
-            if flag.load(std::sync::atomic::Ordering::SeqCst) { Ok(()) } else { Err("down".into()) }
-        });
+        readiness.spawn_probe(
+            "db",
+            Duration::from_millis(10),
+            shutdown.clone(),
+            move || {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("down".into())
+                }
+            },
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!readiness.is_ready());
         ok.store(true, std::sync::atomic::Ordering::SeqCst);

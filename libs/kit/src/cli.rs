@@ -27,7 +27,10 @@ where
     match crate::config::load::<C>(args.config.as_deref()) {
         Ok(cfg) if args.print_config => {
             let json = crate::config::effective_json(&cfg);
-            println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
             Err(std::process::ExitCode::SUCCESS)
         }
         Ok(cfg) => Ok(cfg),

@@ -86,7 +86,8 @@ where
         .into_iter()
         .filter_map(|(k, v)| {
             let rest = k.strip_prefix(ENV_PREFIX)?;
-            rest.contains("__").then(|| (format!("{ENV_PREFIX}{rest}"), v))
+            rest.contains("__")
+                .then(|| (format!("{ENV_PREFIX}{rest}"), v))
         })
         .collect();
     builder = builder.add_source(
@@ -194,7 +195,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -206,7 +210,10 @@ mod tests {
         assert_eq!((d.server.port, d.server.name.as_str()), (8080, "file"));
         let d: Demo = load_from(
             Some(f.path()),
-            env(&[("FRAMEWIRE_SERVER__PORT", "9000"), ("FRAMEWIRE_LOG_FORMAT", "json")]),
+            env(&[
+                ("FRAMEWIRE_SERVER__PORT", "9000"),
+                ("FRAMEWIRE_LOG_FORMAT", "json"),
+            ]),
         )
         .unwrap();
         assert_eq!((d.server.port, d.server.name.as_str()), (9000, "file"));
@@ -215,13 +222,18 @@ mod tests {
     #[test]
     fn errors_are_one_line_and_name_the_setting() {
         let f = toml("[server]\nprot = 1\n");
-        let e = load_from::<Demo>(Some(f.path()), env(&[])).unwrap_err().to_string();
+        let e = load_from::<Demo>(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("prot") && !e.contains('\n'), "{e}");
 
         let e = load_from::<Demo>(None, env(&[("FRAMEWIRE_SERVER__PORT", "0")]))
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "invalid setting `server.port`: 0 is out of range; expected 1 to 65535");
+        assert_eq!(
+            e,
+            "invalid setting `server.port`: 0 is out of range; expected 1 to 65535"
+        );
 
         let e = load_from::<Demo>(None, env(&[("FRAMEWIRE_SERVER__PORT", "abc")]))
             .unwrap_err()

@@ -53,10 +53,17 @@ impl Default for KafkaConfig {
 
 impl Validate for KafkaConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.brokers.split(',').any(|b| b.trim().rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
+        if self.brokers.split(',').any(|b| {
+            b.trim()
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        }) {
             return Err(ConfigError::invalid(
                 "kafka.brokers",
-                format!("{:?} is not a comma-separated list of host:port", self.brokers),
+                format!(
+                    "{:?} is not a comma-separated list of host:port",
+                    self.brokers
+                ),
             ));
         }
         Ok(())
@@ -174,18 +181,41 @@ impl Validate for TopicsConfig {
         ] {
             let ok = !name.is_empty()
                 && name.len() <= 249
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
             if !ok {
-                return Err(ConfigError::invalid(setting, format!("{name:?} is not a valid Kafka topic name")));
+                return Err(ConfigError::invalid(
+                    setting,
+                    format!("{name:?} is not a valid Kafka topic name"),
+                ));
             }
         }
         check_range("topics.partitions", self.partitions, 1, 10_000)?;
         if self.replication_factor == 0 || self.replication_factor < -1 {
-            return Err(ConfigError::invalid("topics.replication_factor", "must be -1 (broker default) or at least 1"));
+            return Err(ConfigError::invalid(
+                "topics.replication_factor",
+                "must be -1 (broker default) or at least 1",
+            ));
         }
-        check_range("topics.frames_retention_ms", self.frames_retention_ms, 60_000, i64::MAX)?;
-        check_range("topics.stats_retention_ms", self.stats_retention_ms, 60_000, i64::MAX)?;
-        check_range("topics.max_message_bytes", self.max_message_bytes, 1_048_576, 1_000_000_000)
+        check_range(
+            "topics.frames_retention_ms",
+            self.frames_retention_ms,
+            60_000,
+            i64::MAX,
+        )?;
+        check_range(
+            "topics.stats_retention_ms",
+            self.stats_retention_ms,
+            60_000,
+            i64::MAX,
+        )?;
+        check_range(
+            "topics.max_message_bytes",
+            self.max_message_bytes,
+            1_048_576,
+            1_000_000_000,
+        )
     }
 }
 
@@ -219,22 +249,38 @@ impl TopicsConfig {
 
     /// The frames topic.
     pub fn frames_spec(&self) -> TopicSpec {
-        self.spec(&self.frames, self.partitions, vec![("retention.ms", self.frames_retention_ms.to_string())])
+        self.spec(
+            &self.frames,
+            self.partitions,
+            vec![("retention.ms", self.frames_retention_ms.to_string())],
+        )
     }
 
     /// The stats topic.
     pub fn stats_spec(&self) -> TopicSpec {
-        self.spec(&self.stats, self.partitions, vec![("retention.ms", self.stats_retention_ms.to_string())])
+        self.spec(
+            &self.stats,
+            self.partitions,
+            vec![("retention.ms", self.stats_retention_ms.to_string())],
+        )
     }
 
     /// The dead-letter topic.
     pub fn dlq_spec(&self) -> TopicSpec {
-        self.spec(&self.dlq, 1, vec![("retention.ms", self.stats_retention_ms.to_string())])
+        self.spec(
+            &self.dlq,
+            1,
+            vec![("retention.ms", self.stats_retention_ms.to_string())],
+        )
     }
 
     /// The compacted control topic.
     pub fn control_spec(&self) -> TopicSpec {
-        self.spec(&self.control, 1, vec![("cleanup.policy", "compact".to_owned())])
+        self.spec(
+            &self.control,
+            1,
+            vec![("cleanup.policy", "compact".to_owned())],
+        )
     }
 }
 
@@ -261,41 +307,71 @@ pub enum KafkaSetupError {
 
 /// Creates the topics that are missing; checks `max.message.bytes` of those that exist
 /// and logs a clear warning (with the fix) when it is smaller than needed.
-pub async fn ensure_topics(kafka: &KafkaConfig, client_id: &str, specs: &[TopicSpec]) -> Result<(), KafkaSetupError> {
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    client_id: &str,
+    specs: &[TopicSpec],
+) -> Result<(), KafkaSetupError> {
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config(client_id, &[])
         .create()
-        .map_err(|source| KafkaSetupError::Client { what: "admin client", source })?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))).request_timeout(Some(Duration::from_secs(30)));
+        .map_err(|source| KafkaSetupError::Client {
+            what: "admin client",
+            source,
+        })?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)));
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
-            s.configs
-                .iter()
-                .fold(NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor)), |t, (k, v)| t.set(k, v))
+            s.configs.iter().fold(
+                NewTopic::new(
+                    &s.name,
+                    s.partitions,
+                    TopicReplication::Fixed(s.replication_factor),
+                ),
+                |t, (k, v)| t.set(k, v),
+            )
         })
         .collect();
-    let results = admin
-        .create_topics(&new_topics, &opts)
-        .await
-        .map_err(|e| KafkaSetupError::Topic { topic: names(specs), reason: format!("create request failed: {e}") })?;
+    let results =
+        admin
+            .create_topics(&new_topics, &opts)
+            .await
+            .map_err(|e| KafkaSetupError::Topic {
+                topic: names(specs),
+                reason: format!("create request failed: {e}"),
+            })?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(%topic, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(KafkaSetupError::Topic { topic, reason: format!("cannot create: {code}") });
+                return Err(KafkaSetupError::Topic {
+                    topic,
+                    reason: format!("cannot create: {code}"),
+                });
             }
         }
     }
-    let resources: Vec<_> = specs.iter().map(|s| ResourceSpecifier::Topic(&s.name)).collect();
+    let resources: Vec<_> = specs
+        .iter()
+        .map(|s| ResourceSpecifier::Topic(&s.name))
+        .collect();
     let described = admin
         .describe_configs(&resources, &opts)
         .await
-        .map_err(|e| KafkaSetupError::Topic { topic: names(specs), reason: format!("describe configs failed: {e}") })?;
+        .map_err(|e| KafkaSetupError::Topic {
+            topic: names(specs),
+            reason: format!("describe configs failed: {e}"),
+        })?;
     for (spec, res) in specs.iter().zip(described) {
         let Ok(resource) = res else { continue };
-        let actual = resource.get("max.message.bytes").and_then(|e| e.value.as_deref()).and_then(|v| v.parse::<i64>().ok());
+        let actual = resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.parse::<i64>().ok());
         if let Some(actual) = actual
             && actual < i64::from(spec.max_message_bytes)
         {
@@ -355,20 +431,32 @@ pub fn metadata_check<C: rdkafka::client::ClientContext>(
 }
 
 fn names(specs: &[TopicSpec]) -> String {
-    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(",")
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Builds record headers from name/value pairs.
-pub fn headers<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> OwnedHeaders {
+pub fn headers<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> OwnedHeaders {
     pairs.into_iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-        h.insert(Header { key: k.as_ref(), value: Some(v.as_ref().as_bytes()) })
+        h.insert(Header {
+            key: k.as_ref(),
+            value: Some(v.as_ref().as_bytes()),
+        })
     })
 }
 
 /// Looks a header up by name (the last one wins if repeated).
 pub fn header<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a [u8]> {
     let h = headers?;
-    h.iter().filter(|hd| hd.key == name).last().and_then(|hd| hd.value)
+    h.iter()
+        .filter(|hd| hd.key == name)
+        .last()
+        .and_then(|hd| hd.value)
 }
 
 #[cfg(test)]
@@ -378,7 +466,8 @@ mod tests {
     #[test]
     fn user_options_win_and_env_underscores_become_dots() {
         let mut k = KafkaConfig::default();
-        k.options.insert("sasl_mechanism".into(), "SCRAM-SHA-512".into());
+        k.options
+            .insert("sasl_mechanism".into(), "SCRAM-SHA-512".into());
         k.options.insert("linger.ms".into(), "50".into());
         let c = k.client_config("svc", &[("linger.ms", "5"), ("acks", "all")]);
         assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
@@ -395,7 +484,13 @@ mod tests {
         assert!(k.validate().is_ok());
         for bad in ["", "localhost", "a:b", ":9092"] {
             k.brokers = bad.into();
-            assert!(k.validate().unwrap_err().to_string().contains("kafka.brokers"), "{bad}");
+            assert!(
+                k.validate()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("kafka.brokers"),
+                "{bad}"
+            );
         }
     }
 
@@ -406,9 +501,21 @@ mod tests {
         let c = t.control_spec();
         assert_eq!(c.partitions, 1);
         assert!(c.configs.contains(&("cleanup.policy", "compact".into())));
-        assert!(t.frames_spec().configs.contains(&("max.message.bytes", "8388608".into())));
-        let bad = TopicsConfig { frames: "a b".into(), ..TopicsConfig::default() };
-        assert!(bad.validate().unwrap_err().to_string().contains("topics.frames"));
+        assert!(
+            t.frames_spec()
+                .configs
+                .contains(&("max.message.bytes", "8388608".into()))
+        );
+        let bad = TopicsConfig {
+            frames: "a b".into(),
+            ..TopicsConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("topics.frames")
+        );
     }
 
     #[test]

@@ -10,7 +10,14 @@ use serde_json::Value;
 pub const REDACTED: &str = "[redacted]";
 
 /// Key fragments that mark a value as secret (compared lowercase).
-const SECRET_KEYS: &[&str] = &["password", "passwd", "secret", "token", "private_key", "key.pem"];
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "private_key",
+    "key.pem",
+];
 
 /// Whether a configuration key names a secret.
 pub fn is_secret_key(key: &str) -> bool {
@@ -49,11 +56,7 @@ pub fn redact_json(v: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact_json),
-        Value::String(s) => {
-            if s.contains("://") {
-                *s = redact_url(s);
-            }
-        }
+        Value::String(s) if s.contains("://") => *s = redact_url(s),
         _ => {}
     }
 }

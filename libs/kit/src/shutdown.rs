@@ -77,7 +77,10 @@ pub async fn drain_within<F: std::future::Future<Output = ()>>(grace: Duration, 
     match tokio::time::timeout(grace, drain).await {
         Ok(()) => true,
         Err(_) => {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "drain did not finish within the grace period");
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "drain did not finish within the grace period"
+            );
             false
         }
     }

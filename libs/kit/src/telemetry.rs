@@ -41,7 +41,10 @@ pub fn init(service_name: &'static str) -> TelemetryGuard {
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     let mut export_error = None;
     if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
-        match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+        {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(e) => export_error = Some(e.to_string()),
         }
@@ -74,7 +77,10 @@ pub fn init(service_name: &'static str) -> TelemetryGuard {
             .boxed()
     };
     // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init();
 
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -147,7 +153,10 @@ mod tests {
 
         let child = tracing::info_span!("consume");
         set_parent_from(&child, |k| {
-            headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_bytes())
+            headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_bytes())
         });
         let child_tp = inject(&child)
             .into_iter()

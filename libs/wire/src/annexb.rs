@@ -36,7 +36,11 @@ pub fn nal_units(buf: &[u8]) -> NalUnits<'_> {
 /// zero byte of a 4-byte code, index just after it).
 fn find_start_code(buf: &[u8]) -> Option<(usize, usize)> {
     let pos = buf.windows(3).position(|w| w == [0, 0, 1])?;
-    let start = if pos > 0 && buf[pos - 1] == 0 { pos - 1 } else { pos };
+    let start = if pos > 0 && buf[pos - 1] == 0 {
+        pos - 1
+    } else {
+        pos
+    };
     Some((start, pos + 3))
 }
 
@@ -54,7 +58,11 @@ impl<'a> Iterator for NalUnits<'a> {
         self.rest = rest;
         // Trailing zero bytes belong to no NAL unit (trailing_zero_8bits).
         let len = unit.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        if len == 0 { self.next() } else { Some(&unit[..len]) }
+        if len == 0 {
+            self.next()
+        } else {
+            Some(&unit[..len])
+        }
     }
 }
 
@@ -71,7 +79,9 @@ pub fn is_idr(au: &[u8]) -> bool {
 /// True when the access unit starts (after an optional access unit delimiter) with
 /// an SPS and then a PPS: what makes a keyframe record decodable on its own.
 pub fn starts_with_parameter_sets(au: &[u8]) -> bool {
-    let mut types = nal_units(au).filter_map(nal_type).skip_while(|&t| t == nal::AUD);
+    let mut types = nal_units(au)
+        .filter_map(nal_type)
+        .skip_while(|&t| t == nal::AUD);
     types.next() == Some(nal::SPS) && types.next() == Some(nal::PPS)
 }
 

@@ -83,7 +83,10 @@ impl FrameMeta {
             (header::SEQ, self.seq.to_string()),
             (header::PTS_90K, self.pts_90k.to_string()),
             (header::CAPTURE_MS, self.capture_ms.to_string()),
-            (header::KEYFRAME, if self.keyframe { "1" } else { "0" }.to_owned()),
+            (
+                header::KEYFRAME,
+                if self.keyframe { "1" } else { "0" }.to_owned(),
+            ),
             (header::CODEC, self.codec.clone()),
         ];
         if let Some((w, h)) = self.dimensions {
@@ -156,7 +159,11 @@ mod tests {
     }
 
     fn lookup<'a>(h: &'a [(&'static str, String)]) -> impl Fn(&str) -> Option<&'a [u8]> {
-        move |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes())
+        move |name| {
+            h.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_bytes())
+        }
     }
 
     #[test]
@@ -189,6 +196,9 @@ mod tests {
         let mut h = sample().to_headers();
         h[5].1 = "yes".into();
         let err = FrameMeta::from_headers(lookup(&h)).unwrap_err();
-        assert_eq!(err.to_string(), "header fw-keyframe has an invalid value \"yes\"");
+        assert_eq!(
+            err.to_string(),
+            "header fw-keyframe has an invalid value \"yes\""
+        );
     }
 }

@@ -14,5 +14,6 @@ pub mod topics;
 
 pub use headers::{CODEC_H264, FrameMeta, HeaderError, header};
 pub use records::{
-    CameraSpec, CredentialsRef, MAX_CAMERA_ID_LEN, Sampling, StatsRecord, Transport, validate_camera_id,
+    CameraSpec, CredentialsRef, MAX_CAMERA_ID_LEN, Sampling, StatsRecord, Transport,
+    validate_camera_id,
 };

@@ -8,11 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use framewire_kit::shutdown::Shutdown;
 use framewire_wire::{CODEC_H264, CameraSpec, FrameMeta, Sampling};
+use futures::StreamExt;
 use rand::RngExt;
-use retina::client::{Credentials, PlayOptions, Session, SessionGroup, SessionOptions, SetupOptions, Transport};
+use retina::client::{
+    Credentials, PlayOptions, Session, SessionGroup, SessionOptions, SetupOptions, Transport,
+};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use thiserror::Error;
 use url::Url;
@@ -89,7 +91,11 @@ pub async fn run(spec: CameraSpec, shared: Arc<Shared>, shutdown: Shutdown) {
     let max = Duration::from_millis(shared.config.backoff_max_ms);
     let mut backoff = initial;
     while !shutdown.is_triggered() {
-        shared.metrics.reconnects.with_label_values(&[&camera]).inc();
+        shared
+            .metrics
+            .reconnects
+            .with_label_values(&[&camera])
+            .inc();
         let outcome = session(&spec, &shared, &shutdown).await;
         shared.metrics.up.with_label_values(&[&camera]).set(0);
         match outcome {
@@ -105,7 +111,11 @@ pub async fn run(spec: CameraSpec, shared: Arc<Shared>, shutdown: Shutdown) {
                 if streamed {
                     backoff = initial;
                 }
-                shared.metrics.session_errors.with_label_values(&[&camera, e.kind()]).inc();
+                shared
+                    .metrics
+                    .session_errors
+                    .with_label_values(&[&camera, e.kind()])
+                    .inc();
                 tracing::warn!(%camera, kind = e.kind(), error = %e, retry_in_ms = backoff.as_millis() as u64, "camera session ended");
             }
         }
@@ -122,7 +132,8 @@ pub async fn run(spec: CameraSpec, shared: Arc<Shared>, shutdown: Shutdown) {
 /// Splits credentials off the URL (retina takes them separately) and resolves a
 /// credentials reference.
 fn url_and_credentials(spec: &CameraSpec) -> Result<(Url, Option<Credentials>), SessionError> {
-    let mut url = Url::parse(&spec.url).map_err(|e| SessionError::Spec(format!("url does not parse: {e}")))?;
+    let mut url = Url::parse(&spec.url)
+        .map_err(|e| SessionError::Spec(format!("url does not parse: {e}")))?;
     let mut creds = None;
     if !url.username().is_empty() {
         let decode = |s: &str| {
@@ -144,20 +155,31 @@ fn url_and_credentials(spec: &CameraSpec) -> Result<(Url, Option<Credentials>), 
                 .map_err(|_| SessionError::Spec(format!("password variable {var} is not set")))?,
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| SessionError::Spec(format!("cannot read password file {path}: {e}")))?,
+                .map_err(|e| {
+                    SessionError::Spec(format!("cannot read password file {path}: {e}"))
+                })?,
             (None, None) => String::new(),
         };
-        creds = Some(Credentials { username: r.username.clone(), password });
+        creds = Some(Credentials {
+            username: r.username.clone(),
+            password,
+        });
     }
     Ok((url, creds))
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One RTSP session. Returns whether any frame was published (then backoff resets).
-async fn session(spec: &CameraSpec, shared: &Shared, shutdown: &Shutdown) -> Result<bool, (SessionError, bool)> {
+async fn session(
+    spec: &CameraSpec,
+    shared: &Shared,
+    shutdown: &Shutdown,
+) -> Result<bool, (SessionError, bool)> {
     let camera = spec.id.as_str();
     let (url, creds) = url_and_credentials(spec).map_err(|e| (e, false))?;
     let connect_timeout = Duration::from_millis(shared.config.connect_timeout_ms);
@@ -170,21 +192,38 @@ async fn session(spec: &CameraSpec, shared: &Shared, shutdown: &Shutdown) -> Res
             .creds(creds)
             .session_group(shared.group.clone())
             .user_agent(format!("framewire-ingest/{}", env!("CARGO_PKG_VERSION")));
-        let mut described = Session::describe(url, options).await.map_err(SessionError::from_retina)?;
+        let mut described = Session::describe(url, options)
+            .await
+            .map_err(SessionError::from_retina)?;
         let video = described
             .streams()
             .iter()
             .position(|s| s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"))
             .ok_or_else(|| {
-                let found: Vec<String> =
-                    described.streams().iter().map(|s| format!("{}/{}", s.media(), s.encoding_name())).collect();
-                SessionError::NoH264(if found.is_empty() { "none".into() } else { found.join(", ") })
+                let found: Vec<String> = described
+                    .streams()
+                    .iter()
+                    .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                    .collect();
+                SessionError::NoH264(if found.is_empty() {
+                    "none".into()
+                } else {
+                    found.join(", ")
+                })
             })?;
         described
-            .setup(video, SetupOptions::default().transport(transport).frame_format(FrameFormat::SIMPLE))
+            .setup(
+                video,
+                SetupOptions::default()
+                    .transport(transport)
+                    .frame_format(FrameFormat::SIMPLE),
+            )
             .await
             .map_err(SessionError::from_retina)?;
-        let playing = described.play(PlayOptions::default()).await.map_err(SessionError::from_retina)?;
+        let playing = described
+            .play(PlayOptions::default())
+            .await
+            .map_err(SessionError::from_retina)?;
         let demuxed = playing.demuxed().map_err(SessionError::from_retina)?;
         Ok::<_, SessionError>((demuxed, video))
     };
@@ -214,7 +253,9 @@ async fn session(spec: &CameraSpec, shared: &Shared, shutdown: &Shutdown) -> Res
                 Err(_) => return Err((SessionError::Stalled(stall), streamed)),
             },
         };
-        let CodecItem::VideoFrame(frame) = item else { continue };
+        let CodecItem::VideoFrame(frame) = item else {
+            continue;
+        };
         let keyframe = frame.is_random_access_point();
         if seq == 0 && !keyframe {
             shared.metrics.skipped.with_label_values(&[camera]).inc();
@@ -244,7 +285,11 @@ async fn session(spec: &CameraSpec, shared: &Shared, shutdown: &Shutdown) -> Res
         let span = tracing::info_span!("ingest_frame", camera, seq);
         shared.publisher.publish(&meta, frame.data(), &span);
         shared.metrics.up.with_label_values(&[camera]).set(1);
-        shared.metrics.last_frame.with_label_values(&[camera]).set(meta.capture_ms / 1000);
+        shared
+            .metrics
+            .last_frame
+            .with_label_values(&[camera])
+            .set(meta.capture_ms / 1000);
         if !streamed {
             streamed = true;
         }
@@ -265,7 +310,10 @@ mod tests {
         let (url, creds) = url_and_credentials(&spec("rtsp://admin:p%40ss@cam:554/s1")).unwrap();
         assert_eq!(url.as_str(), "rtsp://cam:554/s1");
         let c = creds.unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("admin", "p@ss"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("admin", "p@ss")
+        );
         let (url, creds) = url_and_credentials(&spec("rtsp://cam/s1")).unwrap();
         assert_eq!(url.as_str(), "rtsp://cam/s1");
         assert!(creds.is_none());

@@ -93,15 +93,31 @@ impl Validate for Config {
         self.kafka.validate()?;
         self.topics.validate()?;
         let i = &self.ingest;
-        check_range("ingest.connect_timeout_ms", i.connect_timeout_ms, 100, 600_000)?;
+        check_range(
+            "ingest.connect_timeout_ms",
+            i.connect_timeout_ms,
+            100,
+            600_000,
+        )?;
         check_range("ingest.stall_timeout_ms", i.stall_timeout_ms, 500, 600_000)?;
-        check_range("ingest.backoff_initial_ms", i.backoff_initial_ms, 10, 600_000)?;
-        check_range("ingest.backoff_max_ms", i.backoff_max_ms, i.backoff_initial_ms, 3_600_000)?;
+        check_range(
+            "ingest.backoff_initial_ms",
+            i.backoff_initial_ms,
+            10,
+            600_000,
+        )?;
+        check_range(
+            "ingest.backoff_max_ms",
+            i.backoff_max_ms,
+            i.backoff_initial_ms,
+            3_600_000,
+        )?;
         check_range("ingest.linger_ms", i.linger_ms, 0, 1_000)?;
         check_range("ingest.shutdown_grace_ms", i.shutdown_grace_ms, 0, 600_000)?;
         let mut seen = HashSet::new();
         for (n, cam) in self.cameras.iter().enumerate() {
-            cam.validate().map_err(|m| ConfigError::invalid(format!("cameras[{n}]"), m))?;
+            cam.validate()
+                .map_err(|m| ConfigError::invalid(format!("cameras[{n}]"), m))?;
             if !seen.insert(cam.id.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("cameras[{n}].id"),
@@ -123,8 +139,10 @@ mod tests {
 
     #[test]
     fn cameras_are_validated_by_index() {
-        let mut c = Config::default();
-        c.cameras = vec![cam("a", "rtsp://h/a"), cam("b", "rtsp://h/b")];
+        let mut c = Config {
+            cameras: vec![cam("a", "rtsp://h/a"), cam("b", "rtsp://h/b")],
+            ..Config::default()
+        };
         assert!(c.validate().is_ok());
         c.cameras.push(cam("a", "rtsp://h/c"));
         assert_eq!(
@@ -132,7 +150,12 @@ mod tests {
             "invalid setting `cameras[2].id`: camera id \"a\" is used twice"
         );
         c.cameras = vec![cam("a", "http://h/a")];
-        assert!(c.validate().unwrap_err().to_string().starts_with("invalid setting `cameras[0]`"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid setting `cameras[0]`")
+        );
     }
 
     #[test]
@@ -140,6 +163,11 @@ mod tests {
         let mut c = Config::default();
         c.ingest.backoff_initial_ms = 5_000;
         c.ingest.backoff_max_ms = 1_000;
-        assert!(c.validate().unwrap_err().to_string().contains("ingest.backoff_max_ms"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ingest.backoff_max_ms")
+        );
     }
 }

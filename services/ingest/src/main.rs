@@ -69,7 +69,9 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     if config.topics.create {
         let specs = [config.topics.frames_spec(), config.topics.control_spec()];
-        if !kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown).await {
+        if !kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown)
+            .await
+        {
             admin_stop.trigger();
             return Ok(());
         }
@@ -84,9 +86,12 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     {
         let producer = publisher.producer().clone();
         let topic = config.topics.frames.clone();
-        readiness.spawn_probe("kafka", Duration::from_secs(5), shutdown.clone(), move || {
-            kafka::metadata_check(producer.client(), &topic)
-        });
+        readiness.spawn_probe(
+            "kafka",
+            Duration::from_secs(5),
+            shutdown.clone(),
+            move || kafka::metadata_check(producer.client(), &topic),
+        );
     }
 
     let shared = Arc::new(camera::Shared {

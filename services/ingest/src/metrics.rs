@@ -31,22 +31,47 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Self {
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register!(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register!(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+            )
         };
         let gauge = |name: &str, help: &str| {
-            register!(registry, IntGaugeVec::new(Opts::new(name, help), &["camera"]).expect("valid metric"))
+            register!(
+                registry,
+                IntGaugeVec::new(Opts::new(name, help), &["camera"]).expect("valid metric")
+            )
         };
         Metrics {
-            up: gauge("framewire_ingest_camera_up", "1 while the camera's RTSP session is streaming"),
-            frames: counter("framewire_ingest_frames_total", "Access units published", &["camera"]),
-            keyframes: counter("framewire_ingest_keyframes_total", "IDR access units published", &["camera"]),
-            bytes: counter("framewire_ingest_bytes_total", "Access unit bytes published", &["camera"]),
+            up: gauge(
+                "framewire_ingest_camera_up",
+                "1 while the camera's RTSP session is streaming",
+            ),
+            frames: counter(
+                "framewire_ingest_frames_total",
+                "Access units published",
+                &["camera"],
+            ),
+            keyframes: counter(
+                "framewire_ingest_keyframes_total",
+                "IDR access units published",
+                &["camera"],
+            ),
+            bytes: counter(
+                "framewire_ingest_bytes_total",
+                "Access unit bytes published",
+                &["camera"],
+            ),
             skipped: counter(
                 "framewire_ingest_skipped_before_keyframe_total",
                 "Frames dropped at session start before the first keyframe",
                 &["camera"],
             ),
-            reconnects: counter("framewire_ingest_reconnects_total", "RTSP sessions started", &["camera"]),
+            reconnects: counter(
+                "framewire_ingest_reconnects_total",
+                "RTSP sessions started",
+                &["camera"],
+            ),
             session_errors: counter(
                 "framewire_ingest_session_errors_total",
                 "RTSP sessions ended by an error",

@@ -42,8 +42,15 @@ impl Publisher {
                 ],
             )
             .create()
-            .map_err(|source| KafkaSetupError::Client { what: "producer", source })?;
-        Ok(Publisher { producer, topic: topic.into(), metrics })
+            .map_err(|source| KafkaSetupError::Client {
+                what: "producer",
+                source,
+            })?;
+        Ok(Publisher {
+            producer,
+            topic: topic.into(),
+            metrics,
+        })
     }
 
     /// The producer, for metadata probes.
@@ -55,8 +62,11 @@ impl Publisher {
     /// counted and logged with the camera id.
     pub fn publish(&self, meta: &FrameMeta, data: &[u8], span: &tracing::Span) {
         let camera = meta.camera.as_str();
-        let mut pairs: Vec<(String, String)> =
-            meta.to_headers().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let mut pairs: Vec<(String, String)> = meta
+            .to_headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         pairs.extend(telemetry::inject(span));
         let record = FutureRecord::to(&self.topic)
             .key(camera)
@@ -66,7 +76,10 @@ impl Publisher {
         match self.producer.send_result(record) {
             Ok(delivery) => {
                 self.metrics.frames.with_label_values(&[camera]).inc();
-                self.metrics.bytes.with_label_values(&[camera]).inc_by(data.len() as u64);
+                self.metrics
+                    .bytes
+                    .with_label_values(&[camera])
+                    .inc_by(data.len() as u64);
                 if meta.keyframe {
                     self.metrics.keyframes.with_label_values(&[camera]).inc();
                 }
@@ -86,7 +99,10 @@ impl Publisher {
                 });
             }
             Err((e, _)) => {
-                self.metrics.delivery_errors.with_label_values(&[camera]).inc();
+                self.metrics
+                    .delivery_errors
+                    .with_label_values(&[camera])
+                    .inc();
                 tracing::warn!(camera, seq = meta.seq, error = %e, "frame not enqueued to Kafka");
             }
         }

@@ -120,9 +120,19 @@ mod tests {
         let mut c = Config::default();
         assert!(c.validate().is_ok());
         c.worker.auto_offset_reset = "newest".into();
-        assert!(c.validate().unwrap_err().to_string().contains("worker.auto_offset_reset"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.auto_offset_reset")
+        );
         c = Config::default();
         c.worker.queue_frames = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("worker.queue_frames"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.queue_frames")
+        );
     }
 }

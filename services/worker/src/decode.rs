@@ -67,7 +67,12 @@ pub struct DecodePool {
 
 impl DecodePool {
     /// Starts `threads` decoder threads; their outcomes go to `outcomes`.
-    pub fn start(threads: usize, queue: usize, outcomes: mpsc::Sender<Outcome>, metrics: Metrics) -> std::io::Result<Self> {
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        outcomes: mpsc::Sender<Outcome>,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
         let mut inputs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -80,7 +85,10 @@ impl DecodePool {
             inputs.push(tx);
             handles.push(handle);
         }
-        Ok(DecodePool { inputs, threads: handles })
+        Ok(DecodePool {
+            inputs,
+            threads: handles,
+        })
     }
 
     /// Queues a job on its camera's thread; waits while that queue is full.
@@ -117,33 +125,38 @@ struct CameraDecoder {
 
 fn new_decoder() -> Result<Decoder, openh264::Error> {
     // Flush::NoFlush: flushing after every call breaks streams with B-frames (FIELD-NOTES).
-    Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new().flush_after_decode(Flush::NoFlush))
+    Decoder::with_api_config(
+        OpenH264API::from_source(),
+        DecoderConfig::new().flush_after_decode(Flush::NoFlush),
+    )
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn measure(yuv: &DecodedYUV<'_>, p: Pending) -> Result<Outcome, Pending> {
+/// Measures a decoded picture as the statistics of the access unit `meta`.
+fn measure(yuv: &DecodedYUV<'_>, meta: &FrameMeta) -> Option<StatsRecord> {
     let (w, h) = yuv.dimensions();
     let (y_stride, _, _) = yuv.strides();
-    let Ok(plane) = Plane::new(yuv.y(), w, h, y_stride) else { return Err(p) };
+    let plane = Plane::new(yuv.y(), w, h, y_stride).ok()?;
     let luma = luma_stats(&plane);
-    let record = StatsRecord {
-        camera: p.meta.camera,
-        session: p.meta.session,
-        seq: p.meta.seq,
-        pts_90k: p.meta.pts_90k,
-        capture_ms: p.meta.capture_ms,
+    Some(StatsRecord {
+        camera: meta.camera.clone(),
+        session: meta.session.clone(),
+        seq: meta.seq,
+        pts_90k: meta.pts_90k,
+        capture_ms: meta.capture_ms,
         decoded_ms: now_ms(),
         width: w as u32,
         height: h as u32,
-        keyframe: p.meta.keyframe,
+        keyframe: meta.keyframe,
         y_avg: luma.avg,
         y_min: luma.min,
         y_max: luma.max,
-    };
-    Ok(Outcome::Stats { record, partition: p.partition, offset: p.offset, span: p.span })
+    })
 }
 
 struct Thread {
@@ -159,33 +172,55 @@ impl Thread {
     }
 
     fn done(&self, p: &Pending) {
-        self.emit(Outcome::Done { partition: p.partition, offset: p.offset });
+        self.emit(Outcome::Done {
+            partition: p.partition,
+            offset: p.offset,
+        });
     }
 
     fn fail(&self, p: &Pending, reason: &'static str) {
-        self.metrics.decode_errors.with_label_values(&[&p.meta.camera, reason]).inc();
+        self.metrics
+            .decode_errors
+            .with_label_values(&[&p.meta.camera, reason])
+            .inc();
         self.done(p);
+    }
+
+    /// Publishes a measured picture, or counts a picture that could not be measured.
+    fn picture(&self, p: Pending, record: Option<StatsRecord>) {
+        match record {
+            Some(record) => {
+                self.metrics
+                    .decoded
+                    .with_label_values(&[&p.meta.camera])
+                    .inc();
+                self.emit(Outcome::Stats {
+                    record,
+                    partition: p.partition,
+                    offset: p.offset,
+                    span: p.span,
+                });
+            }
+            None => self.fail(&p, "bad_picture"),
+        }
     }
 
     /// Flushes the pictures a camera's decoder still holds, then releases the rest.
     fn flush(&mut self, camera: &str) {
-        let Some(cam) = self.cameras.get_mut(camera) else { return };
+        let Some(cam) = self.cameras.get_mut(camera) else {
+            return;
+        };
         let mut pending = std::mem::take(&mut cam.pending);
-        let mut outcomes = Vec::new();
+        let mut measured = Vec::new();
         if let Ok(frames) = cam.decoder.flush_remaining() {
             for yuv in frames {
                 let Some(p) = pending.pop_front() else { break };
-                outcomes.push(measure(&yuv, p));
+                let record = measure(&yuv, &p.meta);
+                measured.push((p, record));
             }
         }
-        for o in outcomes {
-            match o {
-                Ok(o) => {
-                    self.metrics.decoded.with_label_values(&[camera]).inc();
-                    self.emit(o)
-                }
-                Err(p) => self.fail(&p, "bad_picture"),
-            }
+        for (p, record) in measured {
+            self.picture(p, record);
         }
         for p in pending {
             self.done(&p);
@@ -194,8 +229,16 @@ impl Thread {
 
     fn handle(&mut self, job: Job) {
         let camera = job.meta.camera.clone();
-        let p = Pending { meta: job.meta, partition: job.partition, offset: job.offset, span: job.span };
-        let session_changed = self.cameras.get(&camera).is_some_and(|c| c.session != p.meta.session);
+        let p = Pending {
+            meta: job.meta,
+            partition: job.partition,
+            offset: job.offset,
+            span: job.span,
+        };
+        let session_changed = self
+            .cameras
+            .get(&camera)
+            .is_some_and(|c| c.session != p.meta.session);
         if session_changed {
             self.flush(&camera);
             self.cameras.remove(&camera);
@@ -205,7 +248,12 @@ impl Thread {
                 Ok(decoder) => {
                     self.cameras.insert(
                         camera.clone(),
-                        CameraDecoder { decoder, session: p.meta.session.clone(), synced: false, pending: VecDeque::new() },
+                        CameraDecoder {
+                            decoder,
+                            session: p.meta.session.clone(),
+                            synced: false,
+                            pending: VecDeque::new(),
+                        },
                     );
                 }
                 Err(e) => {
@@ -214,10 +262,15 @@ impl Thread {
                 }
             }
         }
-        let Some(cam) = self.cameras.get_mut(&camera) else { return };
+        let Some(cam) = self.cameras.get_mut(&camera) else {
+            return;
+        };
         if !cam.synced {
             if !p.meta.keyframe {
-                self.metrics.skipped.with_label_values(&[&camera, "await_keyframe"]).inc();
+                self.metrics
+                    .skipped
+                    .with_label_values(&[&camera, "await_keyframe"])
+                    .inc();
                 return self.done(&p);
             }
             cam.synced = true;
@@ -226,10 +279,10 @@ impl Thread {
         let _entered = p.span.clone().entered();
         cam.pending.push_back(p);
         let result = match cam.decoder.decode(&job.data) {
-            Ok(Some(yuv)) => match cam.pending.pop_front() {
-                Some(front) => Some(measure(&yuv, front)),
-                None => None,
-            },
+            Ok(Some(yuv)) => cam.pending.pop_front().map(|front| {
+                let record = measure(&yuv, &front.meta);
+                (front, record)
+            }),
             Ok(None) => None,
             Err(e) => {
                 let failed = cam.pending.pop_back();
@@ -245,20 +298,21 @@ impl Thread {
                 return;
             }
         };
-        self.metrics.decode_seconds.observe(started.elapsed().as_secs_f64());
-        match result {
-            Some(Ok(o)) => {
-                self.metrics.decoded.with_label_values(&[&camera]).inc();
-                self.emit(o)
-            }
-            Some(Err(p)) => self.fail(&p, "bad_picture"),
-            None => {}
+        self.metrics
+            .decode_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Some((p, record)) = result {
+            self.picture(p, record);
         }
     }
 }
 
 fn decode_loop(mut rx: mpsc::Receiver<Job>, out: mpsc::Sender<Outcome>, metrics: Metrics) {
-    let mut t = Thread { cameras: HashMap::new(), out, metrics };
+    let mut t = Thread {
+        cameras: HashMap::new(),
+        out,
+        metrics,
+    };
     while let Some(job) = rx.blocking_recv() {
         t.handle(job);
     }

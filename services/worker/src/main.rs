@@ -66,7 +66,11 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let mut result = Ok(());
     let topics_ready = !config.topics.create || {
-        let specs = [config.topics.frames_spec(), config.topics.stats_spec(), config.topics.dlq_spec()];
+        let specs = [
+            config.topics.frames_spec(),
+            config.topics.stats_spec(),
+            config.topics.dlq_spec(),
+        ];
         kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown).await
     };
     if topics_ready {

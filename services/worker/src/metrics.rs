@@ -29,11 +29,22 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Self {
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register!(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register!(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+            )
         };
         Metrics {
-            records: counter("framewire_worker_records_total", "Frames records consumed", &["camera"]),
-            decoded: counter("framewire_worker_frames_decoded_total", "Pictures decoded and measured", &["camera"]),
+            records: counter(
+                "framewire_worker_records_total",
+                "Frames records consumed",
+                &["camera"],
+            ),
+            decoded: counter(
+                "framewire_worker_frames_decoded_total",
+                "Pictures decoded and measured",
+                &["camera"],
+            ),
             decode_errors: counter(
                 "framewire_worker_decode_errors_total",
                 "Access units that could not be decoded",
@@ -52,24 +63,35 @@ impl Metrics {
             decode_seconds: register!(
                 registry,
                 Histogram::with_opts(
-                    HistogramOpts::new("framewire_worker_decode_seconds", "Decode and statistics time per access unit")
-                        .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128])
+                    HistogramOpts::new(
+                        "framewire_worker_decode_seconds",
+                        "Decode and statistics time per access unit"
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128
+                    ])
                 )
                 .expect("valid metric")
             ),
             latency_seconds: register!(
                 registry,
                 HistogramVec::new(
-                    HistogramOpts::new("framewire_worker_latency_seconds", "Capture to stats record produced")
-                        .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                    HistogramOpts::new(
+                        "framewire_worker_latency_seconds",
+                        "Capture to stats record produced"
+                    )
+                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
                     &["camera"]
                 )
                 .expect("valid metric")
             ),
             assigned_partitions: register!(
                 registry,
-                IntGauge::new("framewire_worker_assigned_partitions", "Partitions assigned to this replica")
-                    .expect("valid metric")
+                IntGauge::new(
+                    "framewire_worker_assigned_partitions",
+                    "Partitions assigned to this replica"
+                )
+                .expect("valid metric")
             ),
         }
     }

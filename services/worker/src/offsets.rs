@@ -22,7 +22,11 @@ struct Partition {
 impl OffsetTracker {
     /// Records that `offset` of `partition` was handed to processing.
     pub fn start(&mut self, partition: i32, offset: i64) {
-        self.partitions.entry(partition).or_default().in_flight.insert(offset);
+        self.partitions
+            .entry(partition)
+            .or_default()
+            .in_flight
+            .insert(offset);
     }
 
     /// Records that `offset` is finished; returns the partition's new commit point

@@ -12,7 +12,9 @@ use framewire_kit::kafka::{self, KafkaSetupError, header, headers};
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::telemetry;
 use framewire_wire::{FrameMeta, header as h};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -34,11 +36,17 @@ impl ClientContext for WorkerContext {}
 impl ConsumerContext for WorkerContext {
     fn post_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Ok(assignment) = base.assignment() {
-            self.metrics.assigned_partitions.set(assignment.count() as i64);
+            self.metrics
+                .assigned_partitions
+                .set(assignment.count() as i64);
         }
         match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked")
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
@@ -63,9 +71,13 @@ impl Committer {
     }
 
     fn finish(&self, partition: i32, offset: i64) {
-        let Some(next) = self.tracker().finish(partition, offset) else { return };
+        let Some(next) = self.tracker().finish(partition, offset) else {
+            return;
+        };
         let mut tpl = TopicPartitionList::new();
-        if tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next)).is_ok()
+        if tpl
+            .add_partition_offset(&self.topic, partition, Offset::Offset(next))
+            .is_ok()
             && let Err(e) = self.consumer.store_offsets(&tpl)
         {
             // Expected for a partition revoked meanwhile: its new owner re-reads from the last commit.
@@ -75,7 +87,12 @@ impl Committer {
 }
 
 /// Builds the clients and runs the pipeline until shutdown, then drains.
-pub async fn run(config: &Config, readiness: &Readiness, metrics: Metrics, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    readiness: &Readiness,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     const CLIENT: &str = "framewire-worker";
     let w = &config.worker;
     let max_bytes = config.topics.max_message_bytes.to_string();
@@ -94,8 +111,13 @@ pub async fn run(config: &Config, readiness: &Readiness, metrics: Metrics, shutd
                 ("fetch.wait.max.ms", "20"),
             ],
         )
-        .create_with_context(WorkerContext { metrics: metrics.clone() })
-        .map_err(|source| KafkaSetupError::Client { what: "consumer", source })?;
+        .create_with_context(WorkerContext {
+            metrics: metrics.clone(),
+        })
+        .map_err(|source| KafkaSetupError::Client {
+            what: "consumer",
+            source,
+        })?;
     let consumer = Arc::new(consumer);
     let linger = w.linger_ms.to_string();
     let producer: FutureProducer = config
@@ -111,14 +133,20 @@ pub async fn run(config: &Config, readiness: &Readiness, metrics: Metrics, shutd
             ],
         )
         .create()
-        .map_err(|source| KafkaSetupError::Client { what: "producer", source })?;
+        .map_err(|source| KafkaSetupError::Client {
+            what: "producer",
+            source,
+        })?;
     consumer.subscribe(&[config.topics.frames.as_str()])?;
     {
         let consumer = consumer.clone();
         let topic = config.topics.frames.clone();
-        readiness.spawn_probe("kafka", Duration::from_secs(5), shutdown.clone(), move || {
-            kafka::metadata_check(consumer.client(), &topic)
-        });
+        readiness.spawn_probe(
+            "kafka",
+            Duration::from_secs(5),
+            shutdown.clone(),
+            move || kafka::metadata_check(consumer.client(), &topic),
+        );
     }
 
     let committer = Arc::new(Committer {
@@ -129,7 +157,13 @@ pub async fn run(config: &Config, readiness: &Readiness, metrics: Metrics, shutd
     let (out_tx, out_rx) = mpsc::channel(1024);
     let pool = DecodePool::start(w.threads(), w.queue_frames, out_tx, metrics.clone())?;
     tracing::info!(threads = w.threads(), group = %w.group_id, "decoding");
-    let publisher = tokio::spawn(publish_loop(out_rx, producer.clone(), config.topics.stats.clone(), committer.clone(), metrics.clone()));
+    let publisher = tokio::spawn(publish_loop(
+        out_rx,
+        producer.clone(),
+        config.topics.stats.clone(),
+        committer.clone(),
+        metrics.clone(),
+    ));
 
     loop {
         let msg = tokio::select! {
@@ -151,8 +185,15 @@ pub async fn run(config: &Config, readiness: &Readiness, metrics: Metrics, shutd
         let meta = match meta {
             Ok(m) => m,
             Err(e) => {
-                let key = msg.key().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
-                metrics.decode_errors.with_label_values(&[&key, "bad_headers"]).inc();
+                let key = msg
+                    .key()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default()
+                    .into_owned();
+                metrics
+                    .decode_errors
+                    .with_label_values(&[&key, "bad_headers"])
+                    .inc();
                 tracing::warn!(camera = %key, partition, offset, error = %e, "frames record without valid fw-* headers");
                 committer.finish(partition, offset);
                 continue;
@@ -161,7 +202,13 @@ pub async fn run(config: &Config, readiness: &Readiness, metrics: Metrics, shutd
         metrics.records.with_label_values(&[&meta.camera]).inc();
         let span = tracing::info_span!("worker_frame", camera = %meta.camera, seq = meta.seq);
         telemetry::set_parent_from(&span, |name| header(hdrs, name));
-        let job = Job { meta, data: msg.payload().unwrap_or_default().to_vec(), partition, offset, span };
+        let job = Job {
+            meta,
+            data: msg.payload().unwrap_or_default().to_vec(),
+            partition,
+            offset,
+            span,
+        };
         drop(msg);
         // On shutdown the job is dropped unfinished: its offset is not committed, and
         // whoever owns the partition next decodes it.
@@ -186,13 +233,17 @@ pub async fn run(config: &Config, readiness: &Readiness, metrics: Metrics, shutd
     let p = producer.clone();
     let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
     let c = consumer.clone();
-    let committed = tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await;
+    let committed =
+        tokio::task::spawn_blocking(move || c.commit_consumer_state(CommitMode::Sync)).await;
     if let Ok(Err(e)) = committed {
         tracing::warn!(error = %e, "final commit failed");
     }
     let unfinished = committer.tracker().in_flight();
     if unfinished > 0 {
-        tracing::warn!(unfinished, "frames left unfinished; the partition's next owner re-processes them");
+        tracing::warn!(
+            unfinished,
+            "frames left unfinished; the partition's next owner re-processes them"
+        );
     }
     consumer.unsubscribe();
     Ok(())
@@ -214,10 +265,18 @@ async fn publish_loop(
                 committer.finish(partition, offset);
                 continue;
             }
-            Outcome::Stats { record, partition, offset, span } => (record, partition, offset, span),
+            Outcome::Stats {
+                record,
+                partition,
+                offset,
+                span,
+            } => (record, partition, offset, span),
         };
         let latency = (record.decoded_ms - record.capture_ms).max(0) as f64 / 1000.0;
-        metrics.latency_seconds.with_label_values(&[&record.camera]).observe(latency);
+        metrics
+            .latency_seconds
+            .with_label_values(&[&record.camera])
+            .observe(latency);
         let payload = match serde_json::to_vec(&record) {
             Ok(p) => p,
             Err(e) => {
@@ -254,7 +313,10 @@ async fn publish_loop(
                 });
             }
             Err((e, _)) => {
-                metrics.delivery_errors.with_label_values(&[&record.camera]).inc();
+                metrics
+                    .delivery_errors
+                    .with_label_values(&[&record.camera])
+                    .inc();
                 tracing::warn!(camera = %record.camera, error = %e, "stats not enqueued");
             }
         }

@@ -1,0 +1,39 @@
+# Framewire: `make demo` and `make test` do all the set-up on a fresh Debian machine.
+.DEFAULT_GOAL := help
+SHELL := /usr/bin/env bash
+
+.PHONY: help demo test lint fmt build stack-up stack-down stack-status prereqs clean
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+demo: ## Start the local stack and the fleet with 3 synthetic cameras; live table (DEMO_SECONDS=N stops by itself)
+	@scripts/demo.sh
+
+test: ## The whole suite: fmt check, clippy, unit, integration and end-to-end tests on the real local stack
+	@scripts/test.sh
+
+lint: ## cargo fmt --check and clippy with -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+build: prereqs ## Build the three binaries (debug)
+	cargo build --workspace --bins
+
+prereqs: ## Install missing build and test prerequisites (Debian packages)
+	@scripts/install-prereqs.sh
+
+stack-up: ## Start Kafka (KRaft), PostgreSQL and the RTSP test server on loopback
+	@scripts/stack.sh up
+
+stack-down: ## Stop the local stack (data is kept in .stack/)
+	@scripts/stack.sh down
+
+stack-status: ## One line per stack component
+	@scripts/stack.sh status
+
+clean: stack-down ## Stop the stack and remove its data and the build
+	rm -rf .stack target
