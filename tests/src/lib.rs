@@ -164,6 +164,20 @@ impl Service {
         http_get(&format!("{}{path}", self.admin)).await
     }
 
+    /// Waits until `/healthz` answers 200 (the process is up); panics with the log otherwise.
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.get("/healthz").await.0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{} not alive after {timeout:?}\n--- log ---\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until `/readyz` answers 200; panics with the log otherwise.
     pub async fn wait_ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;

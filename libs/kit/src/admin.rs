@@ -124,6 +124,37 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// A running admin server; [`AdminServer::stop`] ends it (after the pipeline drained,
+/// so `/healthz` keeps answering during the drain).
+pub struct AdminServer {
+    stop: Shutdown,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl AdminServer {
+    /// Binds `listen` and serves the admin routes (plus `extra` routes) in the background.
+    pub async fn start(
+        listen: std::net::SocketAddr,
+        state: AdminState,
+        extra: Router,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let stop = Shutdown::new();
+        let s = stop.clone();
+        let task = tokio::spawn(serve(listener, router(state).merge(extra), async move {
+            s.cancelled().await
+        }));
+        tracing::info!(%listen, "admin server listening");
+        Ok(AdminServer { stop, task })
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn stop(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
+}
+
 /// Serves `router` on `listener` until `stop` completes.
 pub async fn serve(
     listener: TcpListener,

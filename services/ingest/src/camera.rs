@@ -90,6 +90,7 @@ pub async fn run(spec: CameraSpec, shared: Arc<Shared>, shutdown: Shutdown) {
     let initial = Duration::from_millis(shared.config.backoff_initial_ms);
     let max = Duration::from_millis(shared.config.backoff_max_ms);
     let mut backoff = initial;
+    shared.metrics.init_camera(&camera);
     while !shutdown.is_triggered() {
         shared
             .metrics

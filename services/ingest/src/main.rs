@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use framewire_kit::admin::{self, AdminState, Readiness};
+use framewire_kit::admin::{AdminServer, AdminState, Readiness};
 use framewire_kit::cli::{CommonArgs, load_config};
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::{kafka, runtime, telemetry};
@@ -52,27 +52,21 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     readiness.set_not_ready("kafka", "starting");
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
     let state = AdminState {
         registry,
         config: Arc::new(framewire_kit::config::effective_json(&config)),
         readiness: readiness.clone(),
     };
-    let admin_stop = Shutdown::new();
-    let admin_task = tokio::spawn(admin::serve(listener, admin::router(state), {
-        let s = admin_stop.clone();
-        async move { s.cancelled().await }
-    }));
-    tracing::info!(%listen, cameras = config.cameras.len(), "admin server listening");
+    let admin = AdminServer::start(listen, state, axum::Router::new())
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
 
     if config.topics.create {
         let specs = [config.topics.frames_spec(), config.topics.control_spec()];
         if !kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown)
             .await
         {
-            admin_stop.trigger();
+            admin.stop().await;
             return Ok(());
         }
     }
@@ -118,7 +112,6 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let _ = tokio::task::spawn_blocking(move || p.flush(flush)).await;
     })
     .await;
-    admin_stop.trigger();
-    let _ = admin_task.await;
+    admin.stop().await;
     Ok(())
 }

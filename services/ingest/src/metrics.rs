@@ -28,6 +28,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Creates a camera's series at zero, so that dashboards and `rate()` see the camera
+    /// before its first frame or error.
+    pub fn init_camera(&self, camera: &str) {
+        for c in [
+            &self.frames,
+            &self.keyframes,
+            &self.bytes,
+            &self.skipped,
+            &self.reconnects,
+            &self.delivery_errors,
+        ] {
+            c.with_label_values(&[camera]);
+        }
+        self.up.with_label_values(&[camera]).set(0);
+    }
+
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Self {
         let counter = |name: &str, help: &str, labels: &[&str]| {

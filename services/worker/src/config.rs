@@ -38,6 +38,10 @@ pub struct WorkerConfig {
     /// Access units queued per decoder thread before consumption pauses (backpressure).
     #[serde(default = "default_queue_frames")]
     pub queue_frames: usize,
+    /// A decoder thread that receives nothing for this long flushes the pictures its
+    /// decoders hold back (so a camera that stops still gets its last frame measured).
+    #[serde(default = "default_idle_flush_ms")]
+    pub idle_flush_ms: u64,
     /// Producer `linger.ms` for stats records.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
@@ -55,6 +59,9 @@ fn default_group_id() -> String {
 fn default_queue_frames() -> usize {
     64
 }
+fn default_idle_flush_ms() -> u64 {
+    250
+}
 fn default_linger_ms() -> u32 {
     5
 }
@@ -71,6 +78,7 @@ impl Default for WorkerConfig {
             group_id: default_group_id(),
             decode_threads: 0,
             queue_frames: default_queue_frames(),
+            idle_flush_ms: default_idle_flush_ms(),
             linger_ms: default_linger_ms(),
             auto_offset_reset: default_offset_reset(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
@@ -99,6 +107,7 @@ impl Validate for Config {
         }
         check_range("worker.decode_threads", w.decode_threads, 0, 256)?;
         check_range("worker.queue_frames", w.queue_frames, 1, 100_000)?;
+        check_range("worker.idle_flush_ms", w.idle_flush_ms, 10, 60_000)?;
         check_range("worker.linger_ms", w.linger_ms, 0, 1_000)?;
         check_range("worker.shutdown_grace_ms", w.shutdown_grace_ms, 0, 600_000)?;
         if !matches!(w.auto_offset_reset.as_str(), "earliest" | "latest") {

@@ -8,11 +8,15 @@
 //! Per camera: a new `fw-session` resets the decoder; after a session change or a
 //! decode error nothing is decoded until the next keyframe (which carries SPS/PPS
 //! inline), so garbage is never measured.
+//!
+//! openh264 hands a picture out one access unit late on these streams, so a camera that
+//! goes quiet would keep its last picture (and its partition's commit) forever: a thread
+//! that receives nothing for `idle_flush` flushes every decoder that holds pictures.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framewire_framestats::{Plane, luma_stats};
 use framewire_wire::{FrameMeta, StatsRecord};
@@ -66,22 +70,26 @@ pub struct DecodePool {
 }
 
 impl DecodePool {
-    /// Starts `threads` decoder threads; their outcomes go to `outcomes`.
+    /// Starts `threads` decoder threads; their outcomes go to `outcomes`. Call from
+    /// within the Tokio runtime (the threads wait on their queues through its handle).
     pub fn start(
         threads: usize,
         queue: usize,
+        idle_flush: Duration,
         outcomes: mpsc::Sender<Outcome>,
         metrics: Metrics,
     ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Handle::current();
         let mut inputs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let (tx, rx) = mpsc::channel(queue);
             let out = outcomes.clone();
             let m = metrics.clone();
+            let rt = runtime.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("decode-{i}"))
-                .spawn(move || decode_loop(rx, out, m))?;
+                .spawn(move || decode_loop(&rt, rx, idle_flush, out, m))?;
             inputs.push(tx);
             handles.push(handle);
         }
@@ -307,14 +315,43 @@ impl Thread {
     }
 }
 
-fn decode_loop(mut rx: mpsc::Receiver<Job>, out: mpsc::Sender<Outcome>, metrics: Metrics) {
+fn decode_loop(
+    runtime: &tokio::runtime::Handle,
+    mut rx: mpsc::Receiver<Job>,
+    idle_flush: Duration,
+    out: mpsc::Sender<Outcome>,
+    metrics: Metrics,
+) {
     let mut t = Thread {
         cameras: HashMap::new(),
         out,
         metrics,
     };
-    while let Some(job) = rx.blocking_recv() {
-        t.handle(job);
+    loop {
+        let holding = t.cameras.values().any(|c| !c.pending.is_empty());
+        let next = if holding {
+            match runtime.block_on(async { tokio::time::timeout(idle_flush, rx.recv()).await }) {
+                Ok(next) => next,
+                Err(_idle) => {
+                    let held: Vec<String> = t
+                        .cameras
+                        .iter()
+                        .filter(|(_, c)| !c.pending.is_empty())
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for camera in held {
+                        t.flush(&camera);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            rx.blocking_recv()
+        };
+        match next {
+            Some(job) => t.handle(job),
+            None => break,
+        }
     }
     let cameras: Vec<String> = t.cameras.keys().cloned().collect();
     for c in cameras {

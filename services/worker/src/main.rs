@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use framewire_kit::admin::{self, AdminState, Readiness};
+use framewire_kit::admin::{AdminServer, AdminState, Readiness};
 use framewire_kit::cli::{CommonArgs, load_config};
 use framewire_kit::shutdown::Shutdown;
 use framewire_kit::{kafka, runtime, telemetry};
@@ -49,20 +49,14 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     readiness.set_not_ready("kafka", "starting");
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
     let state = AdminState {
         registry,
         config: Arc::new(framewire_kit::config::effective_json(&config)),
         readiness: readiness.clone(),
     };
-    let admin_stop = Shutdown::new();
-    let admin_task = tokio::spawn(admin::serve(listener, admin::router(state), {
-        let s = admin_stop.clone();
-        async move { s.cancelled().await }
-    }));
-    tracing::info!(%listen, "admin server listening");
+    let admin = AdminServer::start(listen, state, axum::Router::new())
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
 
     let mut result = Ok(());
     let topics_ready = !config.topics.create || {
@@ -76,7 +70,6 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     if topics_ready {
         result = pipeline::run(&config, &readiness, metrics, shutdown).await;
     }
-    admin_stop.trigger();
-    let _ = admin_task.await;
+    admin.stop().await;
     result
 }

@@ -155,7 +155,13 @@ pub async fn run(
         topic: config.topics.frames.clone(),
     });
     let (out_tx, out_rx) = mpsc::channel(1024);
-    let pool = DecodePool::start(w.threads(), w.queue_frames, out_tx, metrics.clone())?;
+    let pool = DecodePool::start(
+        w.threads(),
+        w.queue_frames,
+        Duration::from_millis(w.idle_flush_ms),
+        out_tx,
+        metrics.clone(),
+    )?;
     tracing::info!(threads = w.threads(), group = %w.group_id, "decoding");
     let publisher = tokio::spawn(publish_loop(
         out_rx,
