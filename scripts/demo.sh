@@ -9,6 +9,7 @@ DEMO_DIR="${FW_STACK_DIR:-$ROOT/.stack}/demo"
 LOGS="${FW_STACK_DIR:-$ROOT/.stack}/logs"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 mkdir -p "$DEMO_DIR" "$LOGS"
+rm -f "$DEMO_DIR"/framewire.sqlite*   # each demo counts its own frames
 
 started_stack=0
 scripts/stack.sh status >/dev/null 2>&1 || started_stack=1

@@ -20,7 +20,7 @@ try:
         last = db.execute(
             """SELECT start_ms, fps, y_avg_mean FROM window_summaries
                WHERE camera = ? ORDER BY (end_ms <= ?) DESC, start_ms DESC LIMIT 1""",
-            (camera, now_ms),
+            (camera, now_ms - 2000),
         ).fetchone()
         rows.append((camera, *last, total))
 except sqlite3.Error as e:
