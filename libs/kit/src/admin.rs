@@ -114,6 +114,26 @@ pub struct AdminState {
     pub readiness: Readiness,
 }
 
+impl AdminState {
+    /// The state for a service: its metrics, its configuration (redacted here) and its
+    /// readiness latch.
+    pub fn new<C: serde::Serialize>(registry: Registry, config: &C, readiness: &Readiness) -> Self {
+        AdminState {
+            registry,
+            config: Arc::new(crate::config::effective_json(config)),
+            readiness: readiness.clone(),
+        }
+    }
+}
+
+/// The admin server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on admin.listen {listen}: {source}")]
+pub struct AdminError {
+    listen: std::net::SocketAddr,
+    source: std::io::Error,
+}
+
 /// The admin routes (`/healthz`, `/readyz`, `/metrics`, `/config`).
 pub fn router(state: AdminState) -> Router {
     Router::new()

@@ -86,6 +86,36 @@ impl KafkaConfig {
     }
 }
 
+impl KafkaConfig {
+    /// The producer every service publishes with: idempotent, `acks=all`, lz4, a record
+    /// size limit of `max_message_bytes` and the given `linger.ms`.
+    pub fn producer(
+        &self,
+        client_id: &str,
+        linger_ms: u32,
+        max_message_bytes: i32,
+    ) -> Result<rdkafka::producer::FutureProducer, KafkaSetupError> {
+        let linger = linger_ms.to_string();
+        let max = max_message_bytes.to_string();
+        self.client_config(
+            client_id,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", &linger),
+                ("compression.type", "lz4"),
+                ("message.max.bytes", &max),
+                ("message.timeout.ms", "30000"),
+            ],
+        )
+        .create()
+        .map_err(|source| KafkaSetupError::Client {
+            what: "producer",
+            source,
+        })
+    }
+}
+
 /// `[topics]`: topic names and how missing topics are created.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

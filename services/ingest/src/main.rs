@@ -12,12 +12,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::Parser;
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
-use framewire_kit::cli::{CommonArgs, load_config};
 use framewire_kit::shutdown::{Shutdown, drain_within};
-use framewire_kit::{kafka, runtime, telemetry};
+use framewire_kit::{kafka, runtime};
 use rdkafka::producer::Producer;
 use retina::client::SessionGroup;
 
@@ -27,22 +24,12 @@ use crate::publish::Publisher;
 
 const SERVICE: &str = "framewire-ingest";
 
-/// Streams RTSP cameras into Kafka, one record per H.264 access unit.
-#[derive(Parser)]
-#[command(name = "framewire-ingest", version, about)]
-struct Cli {
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let _telemetry = telemetry::init(SERVICE);
-    let config: Config = match load_config(SERVICE, &cli.common) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    runtime::run(SERVICE, |shutdown| run(config, shutdown))
+    runtime::main(
+        SERVICE,
+        "Streams RTSP cameras into Kafka, one record per H.264 access unit.",
+        run,
+    )
 }
 
 async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -52,14 +39,8 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     readiness.set_not_ready("kafka", "starting");
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let state = AdminState {
-        registry,
-        config: Arc::new(framewire_kit::config::effective_json(&config)),
-        readiness: readiness.clone(),
-    };
-    let admin = AdminServer::start(listen, state, axum::Router::new())
-        .await
-        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
+    let state = AdminState::new(registry, &config, &readiness);
+    let admin = AdminServer::start(listen, state, axum::Router::new()).await?;
 
     if config.topics.create {
         let specs = [config.topics.frames_spec(), config.topics.control_spec()];

@@ -1,7 +1,7 @@
 //! Ingest metrics. Label `camera` is the camera id (never its URL).
 
-use framewire_kit::register;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use framewire_kit::metrics::Builder;
+use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 
 /// Every metric ingest exports.
 #[derive(Clone)]
@@ -46,61 +46,53 @@ impl Metrics {
 
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            register!(
-                registry,
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
-            )
-        };
-        let gauge = |name: &str, help: &str| {
-            register!(
-                registry,
-                IntGaugeVec::new(Opts::new(name, help), &["camera"]).expect("valid metric")
-            )
-        };
+        let b = Builder(registry);
+        let camera = &["camera"];
         Metrics {
-            up: gauge(
+            up: b.gauge_vec(
                 "framewire_ingest_camera_up",
                 "1 while the camera's RTSP session is streaming",
+                camera,
             ),
-            frames: counter(
+            frames: b.counter_vec(
                 "framewire_ingest_frames_total",
                 "Access units published",
-                &["camera"],
+                camera,
             ),
-            keyframes: counter(
+            keyframes: b.counter_vec(
                 "framewire_ingest_keyframes_total",
                 "IDR access units published",
-                &["camera"],
+                camera,
             ),
-            bytes: counter(
+            bytes: b.counter_vec(
                 "framewire_ingest_bytes_total",
                 "Access unit bytes published",
-                &["camera"],
+                camera,
             ),
-            skipped: counter(
+            skipped: b.counter_vec(
                 "framewire_ingest_skipped_before_keyframe_total",
                 "Frames dropped at session start before the first keyframe",
-                &["camera"],
+                camera,
             ),
-            reconnects: counter(
+            reconnects: b.counter_vec(
                 "framewire_ingest_reconnects_total",
                 "RTSP sessions started",
-                &["camera"],
+                camera,
             ),
-            session_errors: counter(
+            session_errors: b.counter_vec(
                 "framewire_ingest_session_errors_total",
                 "RTSP sessions ended by an error",
                 &["camera", "kind"],
             ),
-            delivery_errors: counter(
+            delivery_errors: b.counter_vec(
                 "framewire_ingest_delivery_errors_total",
                 "Records Kafka did not accept",
-                &["camera"],
+                camera,
             ),
-            last_frame: gauge(
+            last_frame: b.gauge_vec(
                 "framewire_ingest_last_frame_timestamp_seconds",
                 "Unix time of the camera's last published frame",
+                camera,
             ),
         }
     }

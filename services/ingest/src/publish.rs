@@ -27,25 +27,7 @@ impl Publisher {
         linger_ms: u32,
         metrics: Metrics,
     ) -> Result<Self, KafkaSetupError> {
-        let max = max_message_bytes.to_string();
-        let linger = linger_ms.to_string();
-        let producer = kafka
-            .client_config(
-                "framewire-ingest",
-                &[
-                    ("enable.idempotence", "true"),
-                    ("acks", "all"),
-                    ("linger.ms", &linger),
-                    ("compression.type", "lz4"),
-                    ("message.max.bytes", &max),
-                    ("message.timeout.ms", "30000"),
-                ],
-            )
-            .create()
-            .map_err(|source| KafkaSetupError::Client {
-                what: "producer",
-                source,
-            })?;
+        let producer = kafka.producer("framewire-ingest", linger_ms, max_message_bytes)?;
         Ok(Publisher {
             producer,
             topic: topic.into(),

@@ -9,11 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
-use framewire_kit::cli::{CommonArgs, load_config};
 use framewire_kit::shutdown::{Shutdown, drain_within};
-use framewire_kit::{kafka, runtime, telemetry};
+use framewire_kit::{kafka, runtime};
 use framewire_sink::config::{ADMIN_PORT, Config, SinkConfig};
 use framewire_sink::consume::{self, Pipeline, WriteHealth};
 use framewire_sink::metrics::Metrics;
@@ -22,22 +20,12 @@ use rdkafka::consumer::Consumer;
 
 const SERVICE: &str = "framewire-sink";
 
-/// Folds per-frame statistics into per-camera window summaries in SQLite or PostgreSQL.
-#[derive(Parser)]
-#[command(name = "framewire-sink", version, about)]
-struct Cli {
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let _telemetry = telemetry::init(SERVICE);
-    let config: Config = match load_config(SERVICE, &cli.common) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    runtime::run(SERVICE, |shutdown| run(config, shutdown))
+    runtime::main(
+        SERVICE,
+        "Folds per-frame statistics into per-camera window summaries in SQLite or PostgreSQL.",
+        run,
+    )
 }
 
 async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -48,14 +36,8 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     readiness.set_not_ready("database", "connecting");
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let state = AdminState {
-        registry,
-        config: Arc::new(framewire_kit::config::effective_json(&config)),
-        readiness: readiness.clone(),
-    };
-    let admin = AdminServer::start(listen, state, axum::Router::new())
-        .await
-        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
+    let state = AdminState::new(registry, &config, &readiness);
+    let admin = AdminServer::start(listen, state, axum::Router::new()).await?;
 
     let Some(store) = connect_store(&config.sink, &readiness, &shutdown).await? else {
         admin.stop().await;

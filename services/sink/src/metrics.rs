@@ -4,8 +4,8 @@
 //! `backend` is `sqlite` or `postgres`; `op` names a database operation. Records are
 //! counted per record, which is per frame, not per pixel: cheap enough for the hot loop.
 
-use framewire_kit::register;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use framewire_kit::metrics::Builder;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Every metric the sink exports.
 #[derive(Clone)]
@@ -36,69 +36,50 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            register!(
-                registry,
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
-            )
-        };
+        let b = Builder(registry);
+        let camera = &["camera"];
         Metrics {
-            records: counter(
+            records: b.counter_vec(
                 "framewire_sink_records_total",
                 "Stats records counted in a window",
-                &["camera"],
+                camera,
             ),
-            duplicates: counter(
+            duplicates: b.counter_vec(
                 "framewire_sink_duplicates_total",
                 "Re-delivered frames (same camera, session and seq in a window) ignored",
-                &["camera"],
+                camera,
             ),
-            late: counter(
+            late: b.counter_vec(
                 "framewire_sink_late_records_total",
                 "Frames whose window was already written and evicted; ignored",
-                &["camera"],
+                camera,
             ),
-            bad_records: register!(
-                registry,
-                IntCounter::new(
-                    "framewire_sink_bad_records_total",
-                    "Records that are not valid stats records; skipped"
-                )
-                .expect("valid metric")
+            bad_records: b.counter(
+                "framewire_sink_bad_records_total",
+                "Records that are not valid stats records; skipped",
             ),
-            rows_written: counter(
+            rows_written: b.counter_vec(
                 "framewire_sink_rows_written_total",
                 "Summary rows inserted or replaced",
-                &["camera"],
+                camera,
             ),
-            write_seconds: register!(
-                registry,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "framewire_sink_write_seconds",
-                        "Duration of one flush transaction"
-                    )
-                    .buckets(vec![
-                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                        10.0
-                    ])
-                )
-                .expect("valid metric")
+            write_seconds: b.histogram(
+                "framewire_sink_write_seconds",
+                "Duration of one flush transaction",
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
             ),
-            db_errors: counter(
+            db_errors: b.counter_vec(
                 "framewire_sink_db_errors_total",
                 "Failed database operations",
                 &["backend", "op"],
             ),
-            windows_open: register!(
-                registry,
-                IntGauge::new(
-                    "framewire_sink_windows_open",
-                    "Camera windows held in memory"
-                )
-                .expect("valid metric")
+            windows_open: b.gauge(
+                "framewire_sink_windows_open",
+                "Camera windows held in memory",
             ),
-            kafka_errors: counter(
+            kafka_errors: b.counter_vec(
                 "framewire_sink_kafka_errors_total",
                 "Kafka consumer and offset store errors",
                 &["op"],

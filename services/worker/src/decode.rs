@@ -358,3 +358,137 @@ fn decode_loop(
         t.flush(&c);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openh264::encoder::Encoder;
+    use openh264::formats::YUVBuffer;
+
+    const W: usize = 64;
+    const H: usize = 48;
+
+    /// Encodes flat pictures of the given luma values: one access unit each, IDR first.
+    fn clip(lumas: &[u8]) -> Vec<Vec<u8>> {
+        let mut enc = Encoder::new().unwrap();
+        lumas
+            .iter()
+            .map(|&y| {
+                let mut yuv = vec![y; W * H];
+                yuv.extend(std::iter::repeat_n(128u8, W * H / 2));
+                enc.encode(&YUVBuffer::from_vec(yuv, W, H))
+                    .unwrap()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    fn job(session: &str, seq: u64, keyframe: bool, data: Vec<u8>) -> Job {
+        Job {
+            meta: FrameMeta {
+                camera: "cam".into(),
+                session: session.into(),
+                seq,
+                pts_90k: seq as i64 * 3600,
+                capture_ms: 1_000 + seq as i64 * 40,
+                keyframe,
+                codec: "h264".into(),
+                dimensions: None,
+            },
+            data,
+            partition: 0,
+            offset: seq as i64,
+            span: tracing::Span::none(),
+        }
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Outcome>) -> Outcome {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an outcome within 5 s")
+            .expect("pool alive")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn pictures_come_out_in_order_and_the_last_one_on_idle() {
+        let lumas: Vec<u8> = (0..12).map(|i| 40 + 10 * i).collect();
+        let aus = clip(&lumas);
+        assert!(framewire_wire::annexb::starts_with_parameter_sets(&aus[0]));
+        let (tx, mut rx) = mpsc::channel(64);
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let pool =
+            DecodePool::start(1, 16, Duration::from_millis(50), tx, metrics.clone()).unwrap();
+        for (i, au) in aus.into_iter().enumerate() {
+            pool.submit(job("s1", i as u64, i == 0, au))
+                .await
+                .ok()
+                .unwrap();
+        }
+        // All 12 arrive while the pool is still running: the last via the idle flush.
+        for (i, &y) in lumas.iter().enumerate() {
+            match next(&mut rx).await {
+                Outcome::Stats { record, offset, .. } => {
+                    assert_eq!((record.seq, offset), (i as u64, i as i64));
+                    assert_eq!((record.width, record.height), (W as u32, H as u32));
+                    assert!(
+                        (record.y_avg - f64::from(y)).abs() < 2.0,
+                        "seq {i}: {} vs {y}",
+                        record.y_avg
+                    );
+                }
+                Outcome::Done { offset, .. } => panic!("offset {offset} produced no picture"),
+            }
+        }
+        assert_eq!(metrics.decoded.with_label_values(&["cam"]).get(), 12);
+        drop(pool);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_new_session_waits_for_its_keyframe_and_garbage_is_counted() {
+        let aus = clip(&[50, 60, 70]);
+        let (tx, mut rx) = mpsc::channel(64);
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let pool =
+            DecodePool::start(1, 16, Duration::from_millis(50), tx, metrics.clone()).unwrap();
+        // A session that starts with a P-frame: skipped until its keyframe.
+        pool.submit(job("s2", 0, false, aus[1].clone()))
+            .await
+            .ok()
+            .unwrap();
+        assert!(matches!(
+            next(&mut rx).await,
+            Outcome::Done { offset: 0, .. }
+        ));
+        assert_eq!(
+            metrics
+                .skipped
+                .with_label_values(&["cam", "await_keyframe"])
+                .get(),
+            1
+        );
+        pool.submit(job("s2", 1, true, aus[0].clone()))
+            .await
+            .ok()
+            .unwrap();
+        assert!(matches!(
+            next(&mut rx).await,
+            Outcome::Stats { offset: 1, .. }
+        ));
+        // Bytes that are not H.264 do not crash the thread; the offset is released.
+        pool.submit(job(
+            "s2",
+            2,
+            false,
+            vec![0, 0, 0, 1, 0x41, 0xff, 0x00, 0x13, 0x37],
+        ))
+        .await
+        .ok()
+        .unwrap();
+        let released = next(&mut rx).await;
+        assert!(
+            matches!(released, Outcome::Done { offset: 2, .. }),
+            "garbage releases its offset"
+        );
+        pool.finish();
+    }
+}

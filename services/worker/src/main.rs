@@ -10,36 +10,22 @@ mod offsets;
 mod pipeline;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
-use clap::Parser;
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
-use framewire_kit::cli::{CommonArgs, load_config};
 use framewire_kit::shutdown::Shutdown;
-use framewire_kit::{kafka, runtime, telemetry};
+use framewire_kit::{kafka, runtime};
 
 use crate::config::{ADMIN_PORT, Config};
 use crate::metrics::Metrics;
 
 const SERVICE: &str = "framewire-worker";
 
-/// Decodes camera frames from Kafka and publishes per-frame statistics.
-#[derive(Parser)]
-#[command(name = "framewire-worker", version, about)]
-struct Cli {
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let _telemetry = telemetry::init(SERVICE);
-    let config: Config = match load_config(SERVICE, &cli.common) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    runtime::run(SERVICE, |shutdown| run(config, shutdown))
+    runtime::main(
+        SERVICE,
+        "Decodes camera frames from Kafka and publishes per-frame statistics.",
+        run,
+    )
 }
 
 async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -49,14 +35,8 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     readiness.set_not_ready("kafka", "starting");
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let state = AdminState {
-        registry,
-        config: Arc::new(framewire_kit::config::effective_json(&config)),
-        readiness: readiness.clone(),
-    };
-    let admin = AdminServer::start(listen, state, axum::Router::new())
-        .await
-        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
+    let state = AdminState::new(registry, &config, &readiness);
+    let admin = AdminServer::start(listen, state, axum::Router::new()).await?;
 
     let mut result = Ok(());
     let topics_ready = !config.topics.create || {

@@ -1,7 +1,7 @@
 //! Worker metrics. Label `camera` is the camera id.
 
-use framewire_kit::register;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use framewire_kit::metrics::Builder;
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, Registry};
 
 /// Every metric the worker exports.
 #[derive(Clone)]
@@ -28,70 +28,50 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            register!(
-                registry,
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
-            )
-        };
+        let b = Builder(registry);
+        let camera = &["camera"];
         Metrics {
-            records: counter(
+            records: b.counter_vec(
                 "framewire_worker_records_total",
                 "Frames records consumed",
-                &["camera"],
+                camera,
             ),
-            decoded: counter(
+            decoded: b.counter_vec(
                 "framewire_worker_frames_decoded_total",
                 "Pictures decoded and measured",
-                &["camera"],
+                camera,
             ),
-            decode_errors: counter(
+            decode_errors: b.counter_vec(
                 "framewire_worker_decode_errors_total",
                 "Access units that could not be decoded",
                 &["camera", "reason"],
             ),
-            skipped: counter(
+            skipped: b.counter_vec(
                 "framewire_worker_frames_skipped_total",
                 "Access units not decoded",
                 &["camera", "reason"],
             ),
-            delivery_errors: counter(
+            delivery_errors: b.counter_vec(
                 "framewire_worker_stats_delivery_errors_total",
                 "Stats records Kafka did not accept",
-                &["camera"],
+                camera,
             ),
-            decode_seconds: register!(
-                registry,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "framewire_worker_decode_seconds",
-                        "Decode and statistics time per access unit"
-                    )
-                    .buckets(vec![
-                        0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128
-                    ])
-                )
-                .expect("valid metric")
+            decode_seconds: b.histogram(
+                "framewire_worker_decode_seconds",
+                "Decode and statistics time per access unit",
+                &[
+                    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
+                ],
             ),
-            latency_seconds: register!(
-                registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "framewire_worker_latency_seconds",
-                        "Capture to stats record produced"
-                    )
-                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-                    &["camera"]
-                )
-                .expect("valid metric")
+            latency_seconds: b.histogram_vec(
+                "framewire_worker_latency_seconds",
+                "Capture to stats record produced",
+                camera,
+                &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             ),
-            assigned_partitions: register!(
-                registry,
-                IntGauge::new(
-                    "framewire_worker_assigned_partitions",
-                    "Partitions assigned to this replica"
-                )
-                .expect("valid metric")
+            assigned_partitions: b.gauge(
+                "framewire_worker_assigned_partitions",
+                "Partitions assigned to this replica",
             ),
         }
     }

@@ -119,24 +119,9 @@ pub async fn run(
             source,
         })?;
     let consumer = Arc::new(consumer);
-    let linger = w.linger_ms.to_string();
-    let producer: FutureProducer = config
+    let producer = config
         .kafka
-        .client_config(
-            CLIENT,
-            &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", &linger),
-                ("compression.type", "lz4"),
-                ("message.timeout.ms", "30000"),
-            ],
-        )
-        .create()
-        .map_err(|source| KafkaSetupError::Client {
-            what: "producer",
-            source,
-        })?;
+        .producer(CLIENT, w.linger_ms, config.topics.max_message_bytes)?;
     consumer.subscribe(&[config.topics.frames.as_str()])?;
     {
         let consumer = consumer.clone();
