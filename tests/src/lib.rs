@@ -324,3 +324,86 @@ pub fn headers_of(m: &OwnedMessage) -> HashMap<String, String> {
 pub fn trace_id(traceparent: &str) -> Option<&str> {
     traceparent.split('-').nth(1)
 }
+
+/// A minimal OTLP/HTTP trace collector on loopback: it accepts `POST /v1/traces`
+/// (protobuf bodies, kept as bytes) and answers 200, so tests can check which services
+/// exported spans of which trace.
+pub struct OtlpCollector {
+    /// `http://127.0.0.1:PORT`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl OtlpCollector {
+    /// Starts the collector on a free port.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind collector");
+        let endpoint = format!("http://{}", listener.local_addr().expect("local addr"));
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = bodies.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_otlp(conn, store.clone()));
+            }
+        });
+        OtlpCollector { endpoint, bodies }
+    }
+
+    /// The request bodies received so far.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+async fn serve_otlp(
+    conn: tokio::net::TcpStream,
+    store: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut conn = BufReader::new(conn);
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        // Request line and headers, up to the empty line.
+        loop {
+            line.clear();
+            match conn.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        if conn.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        if let Ok(mut b) = store.lock() {
+            b.push(body);
+        }
+        let reply =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        if conn.get_mut().write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hex to bytes (for trace ids); `None` on odd length or a non-hex digit.
+pub fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
+}
