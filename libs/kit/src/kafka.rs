@@ -88,15 +88,18 @@ impl KafkaConfig {
 
 impl KafkaConfig {
     /// The producer every service publishes with: idempotent, `acks=all`, lz4, a record
-    /// size limit of `max_message_bytes` and the given `linger.ms`.
+    /// size limit of `max_message_bytes`, the given `linger.ms`, and `delivery_timeout_ms`
+    /// of retrying before a record counts as failed.
     pub fn producer(
         &self,
         client_id: &str,
         linger_ms: u32,
         max_message_bytes: i32,
+        delivery_timeout_ms: u64,
     ) -> Result<rdkafka::producer::FutureProducer, KafkaSetupError> {
         let linger = linger_ms.to_string();
         let max = max_message_bytes.to_string();
+        let timeout = delivery_timeout_ms.to_string();
         self.client_config(
             client_id,
             &[
@@ -105,7 +108,7 @@ impl KafkaConfig {
                 ("linger.ms", &linger),
                 ("compression.type", "lz4"),
                 ("message.max.bytes", &max),
-                ("message.timeout.ms", "30000"),
+                ("message.timeout.ms", &timeout),
             ],
         )
         .create()

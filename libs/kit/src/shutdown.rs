@@ -20,6 +20,12 @@ impl Shutdown {
         Self::default()
     }
 
+    /// A shutdown that triggers with this one but can also be triggered alone (e.g. one
+    /// camera's task inside the whole service).
+    pub fn child(&self) -> Self {
+        Shutdown(self.0.child_token())
+    }
+
     /// Triggers shutdown (idempotent).
     pub fn trigger(&self) {
         self.0.cancel();

@@ -87,6 +87,10 @@ pub struct CameraSpec {
     /// Which access units are published.
     #[serde(default)]
     pub sampling: Sampling,
+    /// Publish only every Nth GOP (1 = every GOP); each published GOP is whole, so the
+    /// records stay decodable. Applies to both sampling modes.
+    #[serde(default = "every_gop", skip_serializing_if = "is_every_gop")]
+    pub every_nth_gop: u32,
     /// Credentials by reference (a password in the URL also works, and is redacted).
     #[serde(default)]
     pub credentials: Option<CredentialsRef>,
@@ -94,6 +98,14 @@ pub struct CameraSpec {
 
 fn enabled_by_default() -> bool {
     true
+}
+
+fn every_gop() -> u32 {
+    1
+}
+
+fn is_every_gop(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Longest camera id accepted.
@@ -114,7 +126,32 @@ impl CameraSpec {
                 crate_redacted_scheme(&self.url)
             ));
         }
+        if !(1..=10_000).contains(&self.every_nth_gop) {
+            return Err(format!(
+                "camera {}: every_nth_gop must be 1 to 10000 (got {})",
+                self.id, self.every_nth_gop
+            ));
+        }
+        if let Some(c) = &self.credentials
+            && c.password_env.is_some()
+            && c.password_file.is_some()
+        {
+            return Err(format!(
+                "camera {}: credentials take password_env or password_file, not both",
+                self.id
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether the URL carries a password (fine in a config file, where it is redacted;
+    /// refused on the control topic, which must never hold one).
+    pub fn url_has_password(&self) -> bool {
+        self.url
+            .split_once("://")
+            .map(|(_, rest)| &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
+            .and_then(|authority| authority.rsplit_once('@'))
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
     }
 }
 
@@ -155,7 +192,21 @@ mod tests {
         assert_eq!(spec.transport, Transport::Tcp);
         assert!(spec.enabled);
         assert_eq!(spec.sampling, Sampling::All);
+        assert_eq!(spec.every_nth_gop, 1);
         assert!(spec.validate().is_ok());
+        assert!(!spec.url_has_password());
+        let mut with_pw = spec.clone();
+        with_pw.url = "rtsp://u:pw@cam/s?a=b@c".into();
+        assert!(with_pw.url_has_password());
+        with_pw.url = "rtsp://u@cam/s".into();
+        assert!(!with_pw.url_has_password());
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(!json.contains("every_nth_gop"), "default omitted: {json}");
+        let zero = CameraSpec {
+            every_nth_gop: 0,
+            ..spec.clone()
+        };
+        assert!(zero.validate().unwrap_err().contains("every_nth_gop"));
 
         let bad = CameraSpec {
             id: "gate 1".into(),

@@ -1,15 +1,18 @@
-//! One camera: connect with retina, stream access units, reconnect with backoff.
+//! One camera: connect with retina, stream access units into the camera's queue,
+//! reconnect with backoff.
 //!
 //! A session is DESCRIBE/SETUP/PLAY under one timeout, then frames until an error, a
-//! stall (no frame for `stall_timeout_ms`) or shutdown. Every session gets a new
-//! `fw-session` id and numbers its frames from 0; frames before the session's first
-//! keyframe are not published, so every session on Kafka starts decodable.
+//! stall (no frame for `stall_timeout_ms`) or stop. Every session gets a new
+//! `fw-session` id and numbers its frames from 0 (`fw-seq` counts every frame received,
+//! so sampling shows as jumps). Frames before the session's first keyframe are not
+//! published, and a keyframe is published only with SPS and PPS in front of it, so every
+//! session on Kafka is decodable from its first record.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framewire_kit::shutdown::Shutdown;
-use framewire_wire::{CODEC_H264, CameraSpec, FrameMeta, Sampling};
+use framewire_wire::{CODEC_H264, CameraSpec, FrameMeta, Sampling, annexb};
 use futures::StreamExt;
 use rand::RngExt;
 use retina::client::{
@@ -17,11 +20,29 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use thiserror::Error;
+use tokio::sync::Notify;
 use url::Url;
 
 use crate::config::IngestConfig;
-use crate::metrics::Metrics;
-use crate::publish::Publisher;
+use crate::metrics::CameraMetrics;
+use crate::publish::{self, Publisher};
+use crate::queue::{GopQueue, QueuedFrame};
+use crate::status::{CameraStatus, LastError, State};
+
+/// Every `kind` label of `framewire_ingest_session_errors_total`.
+pub const ERROR_KINDS: [&str; 11] = [
+    "spec",
+    "timeout",
+    "auth",
+    "connect",
+    "dns",
+    "no_video",
+    "codec",
+    "parameters",
+    "stall",
+    "ended",
+    "rtsp",
+];
 
 /// What ends a session. The kind (a metric label) says what a person should look at.
 #[derive(Debug, Error)]
@@ -35,9 +56,21 @@ pub enum SessionError {
     /// The server rejected the credentials.
     #[error("authentication failed (RTSP 401): check the camera's credentials")]
     Unauthorized,
-    /// The presentation has no H.264 video stream.
-    #[error("no H.264 video stream (streams: {0})")]
-    NoH264(String),
+    /// Nothing listens at the camera's address.
+    #[error("connection refused: {0}")]
+    Refused(String),
+    /// The camera's host name does not resolve.
+    #[error("unknown host: {0}")]
+    UnknownHost(String),
+    /// The presentation has no video stream at all.
+    #[error("no video stream (streams: {0})")]
+    NoVideo(String),
+    /// The video is not H.264.
+    #[error("video codec {0} is not supported (only H.264)")]
+    Codec(String),
+    /// A keyframe arrived without usable SPS/PPS.
+    #[error("keyframe without SPS/PPS: {0}")]
+    Parameters(String),
     /// No frame arrived for the stall timeout.
     #[error("no frame for {0:?}; reconnecting")]
     Stalled(Duration),
@@ -50,24 +83,54 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// Short label for metrics.
+    /// Short label for metrics and `/cameras`.
     pub fn kind(&self) -> &'static str {
         match self {
             SessionError::Spec(_) => "spec",
             SessionError::ConnectTimeout(_) => "timeout",
             SessionError::Unauthorized => "auth",
-            SessionError::NoH264(_) => "codec",
+            SessionError::Refused(_) => "connect",
+            SessionError::UnknownHost(_) => "dns",
+            SessionError::NoVideo(_) => "no_video",
+            SessionError::Codec(_) => "codec",
+            SessionError::Parameters(_) => "parameters",
             SessionError::Stalled(_) => "stall",
             SessionError::Ended => "ended",
             SessionError::Rtsp(_) => "rtsp",
         }
     }
 
+    /// Errors that need a person (credentials, codec, spec): shown as `failed`.
+    pub fn needs_attention(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Spec(_)
+                | SessionError::Unauthorized
+                | SessionError::NoVideo(_)
+                | SessionError::Codec(_)
+        )
+    }
+
     fn from_retina(e: retina::Error) -> Self {
         if e.status_code() == Some(401) {
-            SessionError::Unauthorized
+            return SessionError::Unauthorized;
+        }
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("connection refused") {
+            SessionError::Refused(text)
+        } else if lower.contains("failed to lookup")
+            || lower.contains("name or service not known")
+            || lower.contains("no such host")
+        {
+            SessionError::UnknownHost(text)
+        } else if lower.contains("sps")
+            || lower.contains("pps")
+            || lower.contains("sprop-parameter-sets")
+        {
+            SessionError::Parameters(text)
         } else {
-            SessionError::Rtsp(e.to_string())
+            SessionError::Rtsp(text)
         }
     }
 }
@@ -78,55 +141,154 @@ pub struct Shared {
     pub config: IngestConfig,
     /// Output.
     pub publisher: Publisher,
-    /// Metrics.
-    pub metrics: Metrics,
     /// Sessions of this process, torn down together on exit.
     pub group: Arc<SessionGroup>,
 }
 
-/// Streams one camera until shutdown, reconnecting with exponential backoff and jitter.
-pub async fn run(spec: CameraSpec, shared: Arc<Shared>, shutdown: Shutdown) {
+/// A running camera, owned by the registry.
+pub struct CameraTask {
+    /// Live status for `/cameras`.
+    pub status: Arc<CameraStatus>,
+    /// The spec it runs.
+    pub spec: CameraSpec,
+    stop: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CameraTask {
+    /// Starts streaming `spec` (or only registers it, when disabled).
+    pub fn spawn(
+        spec: CameraSpec,
+        shared: Arc<Shared>,
+        metrics: CameraMetrics,
+        parent: &Shutdown,
+    ) -> Self {
+        let stop = parent.child();
+        let initial = if spec.enabled {
+            State::Connecting
+        } else {
+            State::Disabled
+        };
+        let status = Arc::new(CameraStatus::new(initial));
+        metrics.set_state(initial);
+        let task = if spec.enabled {
+            tokio::spawn(run(
+                spec.clone(),
+                shared,
+                metrics,
+                status.clone(),
+                stop.clone(),
+            ))
+        } else {
+            tokio::spawn(async {})
+        };
+        CameraTask {
+            status,
+            spec,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the camera and waits for its task (queued frames are flushed first).
+    pub async fn stop(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
+}
+
+/// Streams one camera until `stop`, reconnecting with exponential backoff and jitter;
+/// a sender task publishes what the sessions queue.
+async fn run(
+    spec: CameraSpec,
+    shared: Arc<Shared>,
+    metrics: CameraMetrics,
+    status: Arc<CameraStatus>,
+    stop: Shutdown,
+) {
     let camera = spec.id.clone();
+    let queue = Arc::new(Mutex::new(GopQueue::new(shared.config.queue_max_bytes)));
+    let wake = Arc::new(Notify::new());
+    let sender = tokio::spawn(publish::send_loop(
+        camera.clone(),
+        queue.clone(),
+        wake.clone(),
+        shared.publisher.clone(),
+        metrics.clone(),
+        shared.config.max_in_flight,
+        stop.clone(),
+    ));
     let initial = Duration::from_millis(shared.config.backoff_initial_ms);
     let max = Duration::from_millis(shared.config.backoff_max_ms);
     let mut backoff = initial;
-    shared.metrics.init_camera(&camera);
-    while !shutdown.is_triggered() {
-        shared
-            .metrics
-            .reconnects
-            .with_label_values(&[&camera])
-            .inc();
-        let outcome = session(&spec, &shared, &shutdown).await;
-        shared.metrics.up.with_label_values(&[&camera]).set(0);
-        match outcome {
-            Ok(streamed) => {
-                if streamed {
-                    backoff = initial;
-                }
-                if shutdown.is_triggered() {
-                    break;
-                }
-            }
-            Err((e, streamed)) => {
-                if streamed {
-                    backoff = initial;
-                }
-                shared
-                    .metrics
-                    .session_errors
-                    .with_label_values(&[&camera, e.kind()])
-                    .inc();
-                tracing::warn!(%camera, kind = e.kind(), error = %e, retry_in_ms = backoff.as_millis() as u64, "camera session ended");
-            }
+    let queue_in = QueueInput {
+        queue,
+        wake,
+        metrics: metrics.clone(),
+    };
+    while !stop.is_triggered() {
+        metrics.reconnects.inc();
+        status.set_state(State::Connecting);
+        metrics.set_state(State::Connecting);
+        let (outcome, streamed) = session(&spec, &shared, &queue_in, &status, &stop).await;
+        metrics.up.set(0);
+        metrics.fps.set(0.0);
+        metrics.bitrate.set(0.0);
+        if streamed {
+            backoff = initial;
         }
+        let Err(e) = outcome else { break };
+        metrics.session_error(e.kind());
+        let state = if e.needs_attention() {
+            backoff = max;
+            State::Failed
+        } else {
+            State::BackingOff
+        };
+        status.failed(
+            state,
+            LastError {
+                kind: e.kind(),
+                message: e.to_string(),
+                at_ms: now_ms(),
+            },
+        );
+        metrics.set_state(state);
+        tracing::warn!(%camera, kind = e.kind(), error = %e, retry_in_ms = backoff.as_millis() as u64, "camera session ended");
         let jitter = rand::rng().random_range(0.8..1.2);
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = stop.cancelled() => break,
             _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
         }
         backoff = (backoff * 2).min(max);
+    }
+    let _ = sender.await;
+}
+
+/// Where a session puts its frames.
+struct QueueInput {
+    queue: Arc<Mutex<GopQueue>>,
+    wake: Arc<Notify>,
+    metrics: CameraMetrics,
+}
+
+impl QueueInput {
+    fn push(&self, frame: QueuedFrame) {
+        let (pushed, bytes, len) = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let pushed = q.push(frame);
+            (pushed, q.bytes(), q.len())
+        };
+        self.metrics.queue_bytes.set(bytes as i64);
+        self.metrics.queue_frames.set(len as i64);
+        if pushed.dropped_gops > 0 {
+            self.metrics.dropped_gops.inc_by(pushed.dropped_gops);
+        }
+        if pushed.dropped_frames > 0 {
+            self.metrics.dropped_frames.inc_by(pushed.dropped_frames);
+        }
+        self.wake.notify_one();
     }
 }
 
@@ -175,94 +337,180 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// One RTSP session. Returns whether any frame was published (then backoff resets).
-async fn session(
+/// Frames and bytes over the last second, for the fps and bitrate gauges.
+struct Rate {
+    since: Instant,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Rate {
+    fn add(&mut self, bytes: usize, m: &CameraMetrics) {
+        self.frames += 1;
+        self.bytes += bytes as u64;
+        let elapsed = self.since.elapsed().as_secs_f64();
+        if elapsed >= 1.0 {
+            m.fps.set(self.frames as f64 / elapsed);
+            m.bitrate.set(self.bytes as f64 * 8.0 / elapsed);
+            *self = Rate {
+                since: Instant::now(),
+                frames: 0,
+                bytes: 0,
+            };
+        }
+    }
+}
+
+/// Connects: DESCRIBE, pick the H.264 video stream, SETUP, PLAY.
+async fn connect(
     spec: &CameraSpec,
     shared: &Shared,
-    shutdown: &Shutdown,
-) -> Result<bool, (SessionError, bool)> {
-    let camera = spec.id.as_str();
-    let (url, creds) = url_and_credentials(spec).map_err(|e| (e, false))?;
-    let connect_timeout = Duration::from_millis(shared.config.connect_timeout_ms);
+) -> Result<(retina::client::Demuxed, usize), SessionError> {
+    let (url, creds) = url_and_credentials(spec)?;
     let transport = match spec.transport {
         framewire_wire::Transport::Tcp => Transport::default(),
         framewire_wire::Transport::Udp => Transport::Udp(Default::default()),
     };
-    let connect = async {
-        let options = SessionOptions::default()
-            .creds(creds)
-            .session_group(shared.group.clone())
-            .user_agent(format!("framewire-ingest/{}", env!("CARGO_PKG_VERSION")));
-        let mut described = Session::describe(url, options)
-            .await
-            .map_err(SessionError::from_retina)?;
-        let video = described
-            .streams()
+    let options = SessionOptions::default()
+        .creds(creds)
+        .session_group(shared.group.clone())
+        .user_agent(format!("framewire-ingest/{}", env!("CARGO_PKG_VERSION")));
+    let mut described = Session::describe(url, options)
+        .await
+        .map_err(SessionError::from_retina)?;
+    let streams: Vec<(String, String)> = described
+        .streams()
+        .iter()
+        .map(|s| (s.media().to_owned(), s.encoding_name().to_owned()))
+        .collect();
+    let found = || {
+        streams
             .iter()
-            .position(|s| s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"))
-            .ok_or_else(|| {
-                let found: Vec<String> = described
-                    .streams()
-                    .iter()
-                    .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
-                    .collect();
-                SessionError::NoH264(if found.is_empty() {
-                    "none".into()
-                } else {
-                    found.join(", ")
-                })
-            })?;
-        described
-            .setup(
-                video,
-                SetupOptions::default()
-                    .transport(transport)
-                    .frame_format(FrameFormat::SIMPLE),
-            )
-            .await
-            .map_err(SessionError::from_retina)?;
-        let playing = described
-            .play(PlayOptions::default())
-            .await
-            .map_err(SessionError::from_retina)?;
-        let demuxed = playing.demuxed().map_err(SessionError::from_retina)?;
-        Ok::<_, SessionError>((demuxed, video))
+            .map(|(m, e)| format!("{m}/{e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
+    let video = match streams
+        .iter()
+        .position(|(m, e)| m == "video" && e.eq_ignore_ascii_case("h264"))
+    {
+        Some(i) => i,
+        None => {
+            return Err(match streams.iter().find(|(m, _)| m == "video") {
+                Some((_, enc)) => SessionError::Codec(enc.clone()),
+                None if streams.is_empty() => SessionError::NoVideo("none".into()),
+                None => SessionError::NoVideo(found()),
+            });
+        }
+    };
+    described
+        .setup(
+            video,
+            SetupOptions::default()
+                .transport(transport)
+                .frame_format(FrameFormat::SIMPLE),
+        )
+        .await
+        .map_err(SessionError::from_retina)?;
+    let playing = described
+        .play(PlayOptions::default())
+        .await
+        .map_err(SessionError::from_retina)?;
+    let demuxed = playing.demuxed().map_err(SessionError::from_retina)?;
+    Ok((demuxed, video))
+}
+
+/// One RTSP session: returns how it ended (Ok = stopped) and whether any frame was queued.
+async fn session(
+    spec: &CameraSpec,
+    shared: &Shared,
+    out: &QueueInput,
+    status: &CameraStatus,
+    stop: &Shutdown,
+) -> (Result<(), SessionError>, bool) {
+    let camera = spec.id.as_str();
+    let connect_timeout = Duration::from_millis(shared.config.connect_timeout_ms);
     let (mut demuxed, video) = tokio::select! {
         biased;
-        _ = shutdown.cancelled() => return Ok(false),
-        r = tokio::time::timeout(connect_timeout, connect) => match r {
+        _ = stop.cancelled() => return (Ok(()), false),
+        r = tokio::time::timeout(connect_timeout, connect(spec, shared)) => match r {
             Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err((e, false)),
-            Err(_) => return Err((SessionError::ConnectTimeout(connect_timeout), false)),
+            Ok(Err(e)) => return (Err(e), false),
+            Err(_) => return (Err(SessionError::ConnectTimeout(connect_timeout)), false),
         },
     };
 
     let session_id = format!("{:016x}", rand::rng().random::<u64>());
+    let metrics = &out.metrics;
+    status.streaming(&session_id);
+    metrics.set_state(State::Streaming);
     tracing::info!(%camera, session = %session_id, "camera streaming");
     let stall = Duration::from_millis(shared.config.stall_timeout_ms);
     let mut seq: u64 = 0;
+    let mut gop_index: u64 = 0;
+    let mut synced = false;
     let mut streamed = false;
+    let mut last_pts: Option<i64> = None;
+    let mut rate = Rate {
+        since: Instant::now(),
+        frames: 0,
+        bytes: 0,
+    };
     loop {
         let item = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Ok(streamed),
+            _ = stop.cancelled() => return (Ok(()), streamed),
             r = tokio::time::timeout(stall, demuxed.next()) => match r {
                 Ok(Some(Ok(item))) => item,
-                Ok(Some(Err(e))) => return Err((SessionError::from_retina(e), streamed)),
-                Ok(None) => return Err((SessionError::Ended, streamed)),
-                Err(_) => return Err((SessionError::Stalled(stall), streamed)),
+                Ok(Some(Err(e))) => return (Err(SessionError::from_retina(e)), streamed),
+                Ok(None) => return (Err(SessionError::Ended), streamed),
+                Err(_) => return (Err(SessionError::Stalled(stall)), streamed),
             },
         };
         let CodecItem::VideoFrame(frame) = item else {
             continue;
         };
+        let this_seq = seq;
+        seq += 1;
+        let capture_ms = now_ms();
+        let pts = frame.timestamp().timestamp();
+        rate.add(frame.data().len(), metrics);
+        metrics.last_frame.set(capture_ms / 1000);
+        if frame.loss() > 0 {
+            metrics.rtp_lost.inc_by(u64::from(frame.loss()));
+        }
+        if let Some(prev) = last_pts
+            && (pts - prev).abs() > 10 * 90_000
+        {
+            metrics.timestamp_jumps.inc();
+            tracing::warn!(%camera, from = prev, to = pts, "RTP timestamp jump of more than 10 s");
+        }
+        last_pts = Some(pts);
+
         let keyframe = frame.is_random_access_point();
-        if seq == 0 && !keyframe {
-            shared.metrics.skipped.with_label_values(&[camera]).inc();
+        if keyframe {
+            if synced {
+                gop_index += 1;
+            }
+            if !annexb::starts_with_parameter_sets(frame.data()) {
+                metrics.skipped("no_parameters");
+                return (
+                    Err(SessionError::Parameters(format!(
+                        "IDR at seq {this_seq} has no SPS/PPS in front"
+                    ))),
+                    streamed,
+                );
+            }
+            synced = true;
+        }
+        if !synced {
+            metrics.skipped("before_keyframe");
             continue;
         }
-        if spec.sampling == Sampling::Keyframes && !keyframe {
+        let sampled_out = !gop_index.is_multiple_of(u64::from(spec.every_nth_gop))
+            || (spec.sampling == Sampling::Keyframes && !keyframe);
+        if sampled_out {
+            metrics.skipped("sampling");
             continue;
         }
         let dimensions = if keyframe {
@@ -276,25 +524,21 @@ async fn session(
         let meta = FrameMeta {
             camera: camera.to_owned(),
             session: session_id.clone(),
-            seq,
-            pts_90k: frame.timestamp().timestamp(),
-            capture_ms: now_ms(),
+            seq: this_seq,
+            pts_90k: pts,
+            capture_ms,
             keyframe,
             codec: CODEC_H264.to_owned(),
             dimensions,
         };
-        let span = tracing::info_span!("ingest_frame", camera, seq);
-        shared.publisher.publish(&meta, frame.data(), &span);
-        shared.metrics.up.with_label_values(&[camera]).set(1);
-        shared
-            .metrics
-            .last_frame
-            .with_label_values(&[camera])
-            .set(meta.capture_ms / 1000);
-        if !streamed {
-            streamed = true;
-        }
-        seq += 1;
+        let span = tracing::info_span!("ingest_frame", camera, seq = this_seq);
+        out.push(QueuedFrame {
+            meta,
+            data: frame.into_data(),
+            span,
+        });
+        metrics.up.set(1);
+        streamed = true;
     }
 }
 
@@ -331,5 +575,24 @@ mod tests {
         let err = url_and_credentials(&s).unwrap_err();
         assert_eq!(err.kind(), "spec");
         assert!(err.to_string().contains("FRAMEWIRE_TEST_SURELY_UNSET_VAR"));
+    }
+
+    #[test]
+    fn every_kind_is_listed() {
+        let errors = [
+            SessionError::Spec(String::new()),
+            SessionError::ConnectTimeout(Duration::ZERO),
+            SessionError::Unauthorized,
+            SessionError::Refused(String::new()),
+            SessionError::UnknownHost(String::new()),
+            SessionError::NoVideo(String::new()),
+            SessionError::Codec(String::new()),
+            SessionError::Parameters(String::new()),
+            SessionError::Stalled(Duration::ZERO),
+            SessionError::Ended,
+            SessionError::Rtsp(String::new()),
+        ];
+        let kinds: Vec<_> = errors.iter().map(SessionError::kind).collect();
+        assert_eq!(kinds, ERROR_KINDS);
     }
 }

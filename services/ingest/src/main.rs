@@ -1,12 +1,19 @@
 //! `framewire-ingest`: RTSP cameras in, one Kafka record per H.264 access unit out.
 //!
 //! Ingest never decodes: it depacketizes with retina (Annex B, SPS/PPS inline on every
-//! IDR) and publishes the camera's own compressed bytes with the `fw-*` headers.
+//! IDR) and publishes the camera's own compressed bytes with the `fw-*` headers. The
+//! cameras come from the config file and the control topic, split across replicas by
+//! [`shard`]; each has a bounded outage queue ([`queue`]). See `docs/ingest.md`.
 
+mod api;
 mod camera;
 mod config;
 mod metrics;
 mod publish;
+mod queue;
+mod registry;
+mod shard;
+mod status;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +28,7 @@ use retina::client::SessionGroup;
 use crate::config::{ADMIN_PORT, Config};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
+use crate::registry::{Registry, Source};
 
 const SERVICE: &str = "framewire-ingest";
 
@@ -33,14 +41,50 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let registry = framewire_kit::metrics::registry();
-    let metrics = Metrics::new(&registry);
+    let registry_prom = framewire_kit::metrics::registry();
+    let metrics = Metrics::new(&registry_prom);
     let readiness = Readiness::new();
     readiness.set_not_ready("kafka", "starting");
+    let shard = config.shard()?;
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let state = AdminState::new(registry, &config, &readiness);
-    let admin = AdminServer::start(listen, state, axum::Router::new()).await?;
+    let publisher = Publisher::new(
+        &config.kafka,
+        &config.topics.frames,
+        config.topics.max_message_bytes,
+        config.ingest.linger_ms,
+        config.ingest.delivery_timeout_ms,
+    )?;
+    let shared = Arc::new(camera::Shared {
+        config: config.ingest.clone(),
+        publisher: publisher.clone(),
+        group: Arc::new(SessionGroup::default()),
+    });
+    let registry = Arc::new(Registry::new(
+        shard,
+        shared.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let api = api::router(api::ApiState {
+        registry: registry.clone(),
+        producer: publisher.producer().clone(),
+        control_topic: config.topics.control.clone(),
+        token: config
+            .ingest
+            .admin_token
+            .as_deref()
+            .filter(|_| config.ingest.control_topic)
+            .map(Arc::from),
+    });
+    let state = AdminState::new(registry_prom, &config, &readiness);
+    let admin = AdminServer::start(listen, state, api).await?;
+    tracing::info!(
+        shard = shard.index,
+        shards = shard.count,
+        cameras = config.cameras.len(),
+        "ingest starting"
+    );
 
     if config.topics.create {
         let specs = [config.topics.frames_spec(), config.topics.control_spec()];
@@ -51,13 +95,6 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let publisher = Publisher::new(
-        &config.kafka,
-        &config.topics.frames,
-        config.topics.max_message_bytes,
-        config.ingest.linger_ms,
-        metrics.clone(),
-    )?;
     {
         let producer = publisher.producer().clone();
         let topic = config.topics.frames.clone();
@@ -69,28 +106,53 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         );
     }
 
-    let shared = Arc::new(camera::Shared {
-        config: config.ingest.clone(),
-        publisher: publisher.clone(),
-        metrics,
-        group: Arc::new(SessionGroup::default()),
-    });
-    let mut cameras = tokio::task::JoinSet::new();
-    for spec in config.cameras.iter().filter(|c| c.enabled) {
-        cameras.spawn(camera::run(spec.clone(), shared.clone(), shutdown.clone()));
+    for spec in &config.cameras {
+        registry.apply(spec.clone(), Source::Config).await;
     }
+    let control = config.ingest.control_topic.then(|| {
+        let (kafka, topic, registry, metrics, shutdown) = (
+            config.kafka.clone(),
+            config.topics.control.clone(),
+            registry.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            registry::follow_control(&kafka, &topic, registry, metrics, shutdown).await
+        })
+    });
+    let counter = {
+        let (registry, shutdown) = (registry.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                registry.count_states().await;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        })
+    };
 
     shutdown.cancelled().await;
     readiness.set_not_ready("shutdown", "draining");
     let grace = Duration::from_millis(config.ingest.shutdown_grace_ms);
     drain_within(grace, async {
-        while cameras.join_next().await.is_some() {}
+        if let Some(c) = control {
+            match c.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "control topic follower failed"),
+                Err(e) => tracing::warn!(error = %e, "control topic follower panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+        let _ = counter.await;
+        registry.stop_all().await;
         if let Err(e) = shared.group.await_teardown().await {
             tracing::warn!(error = %e, "RTSP teardown incomplete");
         }
         let p = publisher.clone();
-        let flush = grace / 2;
-        let _ = tokio::task::spawn_blocking(move || p.flush(flush)).await;
+        let _ = tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(5))).await;
     })
     .await;
     admin.stop().await;

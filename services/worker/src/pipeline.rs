@@ -119,9 +119,10 @@ pub async fn run(
             source,
         })?;
     let consumer = Arc::new(consumer);
-    let producer = config
-        .kafka
-        .producer(CLIENT, w.linger_ms, config.topics.max_message_bytes)?;
+    let producer =
+        config
+            .kafka
+            .producer(CLIENT, w.linger_ms, config.topics.max_message_bytes, 30_000)?;
     consumer.subscribe(&[config.topics.frames.as_str()])?;
     {
         let consumer = consumer.clone();

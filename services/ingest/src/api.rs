@@ -1,0 +1,180 @@
+//! The camera API on the ingest admin port.
+//!
+//! | endpoint | answer |
+//! |---|---|
+//! | `GET /cameras` | this replica's shard and every camera it runs: spec (URL password redacted), source, state, last error, session, counters |
+//! | `GET /cameras/{id}` | one camera, or 404 |
+//! | `PUT /cameras/{id}` | writes the JSON spec in the body to the control topic (202); every replica applies it, the owner runs it |
+//! | `DELETE /cameras/{id}` | writes a tombstone to the control topic (202) |
+//!
+//! Writes need `Authorization: Bearer <ingest.admin_token>` (401 without, 403 when no
+//! token is configured) and are refused (400) for a spec that does not validate or that
+//! has a password in its URL: the control topic must never hold a password.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use framewire_wire::{CameraSpec, validate_camera_id};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+use crate::registry::Registry;
+
+/// What the camera routes need.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The cameras of this replica.
+    pub registry: Arc<Registry>,
+    /// Producer for control records.
+    pub producer: FutureProducer,
+    /// Control topic name.
+    pub control_topic: String,
+    /// `ingest.admin_token`, when writes are allowed.
+    pub token: Option<Arc<str>>,
+}
+
+/// The camera routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/cameras", get(list))
+        .route("/cameras/{id}", get(one).put(put).delete(delete))
+        .with_state(state)
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn list(State(s): State<ApiState>) -> Response {
+    let shard = s.registry.shard();
+    Json(json!({"shard": shard.index, "shards": shard.count, "cameras": s.registry.list().await}))
+        .into_response()
+}
+
+async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.registry.get(&id).await {
+        Some(view) => Json(view).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("camera {id} is not run by this replica"),
+        ),
+    }
+}
+
+/// Checks the bearer token in constant time; the refusal to send, if any.
+fn refuse_unauthorized(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = s.token.as_deref() else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "camera writes are disabled: set ingest.admin_token",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        None
+    } else {
+        let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        Some(resp)
+    }
+}
+
+async fn write(s: &ApiState, id: &str, payload: Option<&[u8]>) -> Response {
+    let mut record = FutureRecord::<str, [u8]>::to(&s.control_topic).key(id);
+    if let Some(p) = payload {
+        record = record.payload(p);
+    }
+    match s.producer.send(record, Duration::from_secs(10)).await {
+        Ok(_) => {
+            let what = if payload.is_some() {
+                "updated"
+            } else {
+                "removed"
+            };
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "status": what, "topic": s.control_topic})),
+            )
+                .into_response()
+        }
+        Err((e, _)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("control topic write failed: {e}"),
+        ),
+    }
+}
+
+async fn put(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = refuse_unauthorized(&s, &headers) {
+        return refusal;
+    }
+    if let Err(m) = validate_camera_id(&id) {
+        return error(StatusCode::BAD_REQUEST, m);
+    }
+    let mut value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    if let Some(obj) = value.as_object_mut() {
+        obj.entry("id").or_insert_with(|| json!(id));
+    }
+    let spec: CameraSpec = match serde_json::from_value(value) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("camera {id}: {e}")),
+    };
+    if spec.id != id {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("camera {id}: the body's id is {:?}", spec.id),
+        );
+    }
+    if let Err(m) = spec.validate() {
+        return error(StatusCode::BAD_REQUEST, m);
+    }
+    if spec.url_has_password() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "camera {id}: no passwords in the URL; use credentials.password_env or password_file"
+            ),
+        );
+    }
+    match serde_json::to_vec(&spec) {
+        Ok(json) => write(&s, &id, Some(&json)).await,
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn delete(State(s): State<ApiState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refuse_unauthorized(&s, &headers) {
+        return refusal;
+    }
+    if let Err(m) = validate_camera_id(&id) {
+        return error(StatusCode::BAD_REQUEST, m);
+    }
+    write(&s, &id, None).await
+}
