@@ -407,3 +407,53 @@ pub fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
         .collect()
 }
+
+/// Polls `probe` every 200 ms until it returns `Some`, or panics after `timeout` with
+/// `what` and the last value seen.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out after {timeout:?} waiting for {what}; last: {last}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Produces one record (value `None` = tombstone) and waits for the broker's ack.
+pub async fn produce(topic: &str, key: &str, value: Option<&[u8]>) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()
+        .expect("producer");
+    let mut record = FutureRecord::<str, [u8]>::to(topic).key(key);
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+}
+
+/// The value of a metric sample (`name{labels}` exactly as exposed), if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
