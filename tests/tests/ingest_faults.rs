@@ -1,0 +1,204 @@
+//! Ingest under faults, against the real stack: the RTSP server restarts, Kafka goes away
+//! for a while. One test per fault, run one after the other (they stop shared servers).
+
+use std::process::Command;
+use std::time::Duration;
+
+use framewire_e2e::{
+    RTSP, Service, Topics, eventually, headers_of, metric, read_topic, require_stack, unique,
+};
+use rdkafka::message::Message;
+use serde_json::Value;
+
+fn stack(component: &str, action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack/");
+    let status = Command::new("bash")
+        .arg(format!("{script}{component}.sh"))
+        .arg(action)
+        .status()
+        .expect("stack script runs");
+    assert!(status.success(), "{component}.sh {action} failed");
+}
+
+/// Starts a stack component again even if the test fails half-way.
+struct Restore(&'static str);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        stack(self.0, "up");
+    }
+}
+
+async fn camera(s: &Service, id: &str) -> Result<Value, String> {
+    let (code, body) = s.get(&format!("/cameras/{id}")).await;
+    if code != 200 {
+        return Err(format!("{code} {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults() {
+    require_stack();
+    rtsp_server_restart().await;
+    kafka_outage().await;
+}
+
+async fn rtsp_server_restart() {
+    let topics = Topics::unique("fault-rtsp");
+    let id = unique("restart");
+    let config = format!(
+        "{}\n[ingest]\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000\n\n[[cameras]]\nid = \"{id}\"\nurl = \"{RTSP}/moving\"\n",
+        topics.toml()
+    );
+    let mut ingest = Service::start("framewire-ingest", &config, &[]);
+    ingest.wait_ready(Duration::from_secs(60)).await;
+    let first = eventually("camera streaming", Duration::from_secs(30), || async {
+        let c = camera(&ingest, &id).await?;
+        if c["state"] == "streaming" && c["frames"].as_u64().unwrap_or(0) > 25 {
+            Ok(c)
+        } else {
+            Err(c.to_string())
+        }
+    })
+    .await;
+    {
+        let _restore = Restore("rtsp");
+        stack("rtsp", "down");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let second = eventually(
+        "camera streaming in a new session",
+        Duration::from_secs(30),
+        || async {
+            let c = camera(&ingest, &id).await?;
+            if c["state"] == "streaming" && c["session"] != first["session"] {
+                Ok(c)
+            } else {
+                Err(c.to_string())
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ingest.terminate(Duration::from_secs(20)).code(), Some(0));
+    let frames =
+        tokio::task::spawn_blocking(move || read_topic(&topics.frames, Duration::from_secs(2)))
+            .await
+            .expect("read");
+    let new_session = second["session"].as_str().expect("session id").to_owned();
+    let resumed: Vec<_> = frames
+        .iter()
+        .map(headers_of)
+        .filter(|h| h["fw-session"] == new_session)
+        .collect();
+    println!(
+        "after the restart: session {new_session}, {} frames",
+        resumed.len()
+    );
+    assert!(resumed.len() > 25, "frames resume after the restart");
+    assert_eq!(
+        (
+            resumed[0]["fw-seq"].as_str(),
+            resumed[0]["fw-keyframe"].as_str()
+        ),
+        ("0", "1"),
+        "new session starts at seq 0 on a keyframe"
+    );
+}
+
+async fn kafka_outage() {
+    let topics = Topics::unique("fault-kafka");
+    let id = unique("outage");
+    // A 1 MiB queue holds ~10 s of this camera: a 25 s outage must drop GOPs.
+    let config = format!(
+        "{}\n[ingest]\nqueue_max_bytes = 1048576\n\n[[cameras]]\nid = \"{id}\"\nurl = \"{RTSP}/moving\"\n",
+        topics.toml()
+    );
+    let mut ingest = Service::start("framewire-ingest", &config, &[]);
+    ingest.wait_ready(Duration::from_secs(60)).await;
+    eventually("camera streaming", Duration::from_secs(30), || async {
+        let c = camera(&ingest, &id).await?;
+        if c["frames"].as_u64().unwrap_or(0) > 50 {
+            Ok(())
+        } else {
+            Err(c.to_string())
+        }
+    })
+    .await;
+    {
+        let _restore = Restore("kafka");
+        stack("kafka", "down");
+        eventually(
+            "/readyz 503 while Kafka is down",
+            Duration::from_secs(20),
+            || async {
+                let (code, body) = ingest.get("/readyz").await;
+                if code == 503 {
+                    Ok(())
+                } else {
+                    Err(format!("{code} {body}"))
+                }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(18)).await;
+        let c = camera(&ingest, &id).await.expect("camera");
+        println!("during the outage: {c}");
+        assert!(
+            c["dropped_gops"].as_u64().unwrap_or(0) > 0,
+            "GOPs dropped once the queue is full"
+        );
+        assert!(
+            c["queue_bytes"].as_i64().unwrap_or(0) <= 1_048_576,
+            "queue stays bounded"
+        );
+        assert_eq!(c["state"], "streaming", "the camera itself keeps streaming");
+    }
+    ingest.wait_ready(Duration::from_secs(60)).await;
+    let before = camera(&ingest, &id).await.expect("camera")["frames"]
+        .as_u64()
+        .unwrap_or(0);
+    eventually("frames flow again", Duration::from_secs(60), || async {
+        let c = camera(&ingest, &id).await?;
+        if c["frames"].as_u64().unwrap_or(0) > before + 50 {
+            Ok(())
+        } else {
+            Err(c.to_string())
+        }
+    })
+    .await;
+    let (_, metrics) = ingest.get("/metrics").await;
+    let dropped = metric(
+        &metrics,
+        &format!("framewire_ingest_dropped_gops_total{{camera=\"{id}\"}}"),
+    )
+    .unwrap_or(0.0);
+    assert_eq!(ingest.terminate(Duration::from_secs(30)).code(), Some(0));
+
+    // What reached Kafka stays decodable: after every hole, the next record is a keyframe.
+    let frames =
+        tokio::task::spawn_blocking(move || read_topic(&topics.frames, Duration::from_secs(3)))
+            .await
+            .expect("read");
+    let recs: Vec<(u64, bool)> = frames
+        .iter()
+        .filter(|m| m.key() == Some(id.as_bytes()))
+        .map(headers_of)
+        .map(|h| (h["fw-seq"].parse().unwrap_or(0), h["fw-keyframe"] == "1"))
+        .collect();
+    let holes: Vec<_> = recs.windows(2).filter(|w| w[1].0 != w[0].0 + 1).collect();
+    println!(
+        "outage: {dropped} GOPs dropped, {} records, {} holes",
+        recs.len(),
+        holes.len()
+    );
+    assert!(!holes.is_empty(), "the outage left a hole");
+    for w in holes {
+        assert!(
+            w[1].1,
+            "record after a hole (seq {} → {}) is a keyframe",
+            w[0].0, w[1].0
+        );
+    }
+}
