@@ -25,6 +25,13 @@ export FW_RTSP_BASE='rtsp://127.0.0.1:$RTSP_PORT'
 export FW_RTSP_MOVING='rtsp://127.0.0.1:$RTSP_PORT/moving'
 export FW_RTSP_BLACK='rtsp://127.0.0.1:$RTSP_PORT/black'
 export FW_RTSP_FROZEN='rtsp://127.0.0.1:$RTSP_PORT/frozen'
+export FW_RTSP_SECURE='rtsp://127.0.0.1:$RTSP_PORT/secure'
+export FW_RTSP_SECURE_USER='framewire'
+export FW_RTSP_SECURE_PASSWORD='s3cret-cam'
+export FW_RTSP_H265='rtsp://127.0.0.1:$RTSP_PORT/h265'
+export FW_RTSP_MJPEG='rtsp://127.0.0.1:$RTSP_PORT/mjpeg'
+export FW_RTSP_AUDIO='rtsp://127.0.0.1:$RTSP_PORT/audio'
+export FW_RTSP_BIG='rtsp://127.0.0.1:$RTSP_PORT/big'
 EOF
 }
 

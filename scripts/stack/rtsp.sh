@@ -6,8 +6,11 @@
 # Env: FW_STACK_DIR, RTSP_PORT (8554), RTSP_START_TIMEOUT (30),
 #      RTSP_SERVER_ARGS (extra args for rtsp_server.py, word-split: no spaces inside a value,
 #        e.g. "--mount hevc:codec=h265,pattern=ball --mount cam:user=admin,password=secret"),
-#      RTSP_MOUNTS_JSON (a JSON file of extra mounts), RTSP_ONLY (comma-separated mount names).
-# Mounts: rtsp://127.0.0.1:8554/{moving,black,frozen}
+#      RTSP_MOUNTS_JSON (a JSON file of extra mounts), RTSP_ONLY (comma-separated mount names),
+#      RTSP_UDP_PORTS (30000-39999: server-side UDP ports, bound to 127.0.0.1),
+#      RTSP_AUTH_METHODS (digest,basic).
+# Mounts: rtsp://127.0.0.1:8554/{moving,black,frozen,secure,h265,mjpeg,audio,big}
+#   secure needs user framewire, password s3cret-cam (Digest or Basic); see rtsp_server.py.
 set -euo pipefail
 FW_COMPONENT=rtsp
 # shellcheck source=scripts/stack/lib.sh

@@ -5,7 +5,7 @@ Run with the SYSTEM python (/usr/bin/python3): it has python3-gi; a pyenv python
 
     /usr/bin/python3 scripts/stack/rtsp_server.py [--port 8554] [--address 127.0.0.1]
         [--mount NAME:key=value,key=value ...] [--mounts-json FILE] [--no-default-mounts]
-        [--only NAME,NAME] [--list]
+        [--only NAME,NAME] [--udp-ports LO-HI] [--auth-methods basic,digest] [--list]
 
 Default mounts (rtsp://127.0.0.1:8554/<name>), all live, 640x360 @ 25 fps, H.264 Main,
 no B-frames, IDR every 50 frames (2 s), ~1000 kbit/s, SPS/PPS before every IDR:
@@ -13,16 +13,37 @@ no B-frames, IDR every 50 frames (2 s), ~1000 kbit/s, SPS/PPS before every IDR:
     black    all black (mean luma 16, limited range)
     frozen   one still SMPTE picture for ever (mean luma ~121, bit-identical decoded frames)
 
+More default mounts for the ingest tests (same pipeline model: shared, nothing runs until a
+client connects, the pipeline stops when the last client leaves):
+    secure   = moving, but needs RTSP auth: user "framewire", password "s3cret-cam"; the server
+             offers Digest AND Basic (two WWW-Authenticate headers). No or wrong credentials: 401.
+    h265     H.265 Main (x265enc) 640x360 25 fps, no B-frames, IDR every 50 frames, ~1000 kbit/s
+    mjpeg    Motion JPEG (jpegenc quality=85 ! rtpjpegpay, payload type 26) 640x360 25 fps
+    audio    NO video: one audio stream only, 440 Hz sine, PCMA/8000 mono (G.711 A-law, pt 8)
+    big      H.264 1920x1080 @ 2 fps, Constrained Baseline (ultrafast: CAVLC), pattern=snow
+             (random noise), constant QP 10, IDR every 2nd frame (one IDR a second, one P-frame
+             between). Measured over RTSP: IDR access units 2.67 MiB (~2,794,000 B incl.
+             SPS/PPS), P 2.41 MiB; ~42 Mbit/s; ~11% of one core while a client is connected.
+             Use TCP: over UDP the ~2,000-packet bursts overflow a default client socket buffer
+             and most frames lose packets.
+
+UDP transport (client ports) works on every mount; the server's RTP/RTCP sockets are bound to
+--address, ports from --udp-ports (default 30000-39999).
+
 Mount spec keys (a dict per mount; --mount NAME:k=v,... or --mounts-json {"name": {...}}):
     kind        "test" (videotestsrc, default) | "file" (pre-encoded MP4/MKV/TS, passthrough)
-                | "launch" (a raw gst-rtsp launch line in "launch")
+                | "audio" (audiotestsrc only, no video) | "launch" (a raw gst-rtsp launch line
+                in "launch")
     pattern     videotestsrc pattern (smpte, black, ball, snow, ...)   [test]
     speed       videotestsrc horizontal-speed (0 = no scrolling)        [test]
     still       true: encode ONE generated picture for ever (imagefreeze): bit-identical frames.
                 (pattern=smpte alone is not still: its bottom-right corner is animated noise)
     src_extra   extra videotestsrc properties, e.g. "foreground-color=0xffff0000"
     width, height, fps                                                   [test]
-    codec       h264 (x264enc) | h265 (x265enc)                          [test]
+    codec       h264 (x264enc) | h265 (x265enc) | mjpeg (jpegenc)        [test]
+                pcma (default) | pcmu | opus                              [audio]
+    quality     JPEG quality (85)                                         [test, mjpeg]
+    wave, freq  audiotestsrc wave (sine) and frequency in Hz (440)        [audio]
     profile     H.264/H.265 profile forced via caps (main)               [test]
     preset      x264/x265 speed-preset (veryfast; ultrafast gives Baseline, not Main)
     bitrate     kbit/s (1000); gop: key-int-max in frames (50); threads: encoder threads (1 =
@@ -32,7 +53,8 @@ Mount spec keys (a dict per mount; --mount NAME:k=v,... or --mounts-json {"name"
     overlay     true: burn a running timestamp into the picture (needs the pango plugin)
     location    media file (plays once per client, in real time, then EOS)  [file]
     shared      share one pipeline between all clients (default true for test, false for file)
-    user, password   require RTSP basic auth for this mount
+    user, password   require RTSP auth (--auth-methods, default Digest and Basic) for this mount.
+                A user name stands for one password across all mounts.
 """
 
 import argparse
@@ -45,8 +67,9 @@ import time
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 DEFAULTS = {
     "kind": "test",
@@ -66,6 +89,15 @@ DEFAULTS = {
     "overlay": False,
     "encoder_opts": "scenecut=0",
     "enc_extra": "",
+    "quality": 85,
+    "wave": "sine",
+    "freq": 440,
+}
+
+# Defaults that depend on the kind (applied before the mount's own keys).
+KIND_DEFAULTS = {
+    "file": {"shared": False},
+    "audio": {"codec": "pcma"},
 }
 
 MOUNTS = {
@@ -74,6 +106,15 @@ MOUNTS = {
     # One SMPTE picture (its noise corner frozen too), constant QP so that P-frames are pure
     # skips: every decoded frame is bit-identical (YDIF 0), mean luma ~121.
     "frozen": {"pattern": "smpte", "still": True, "enc_extra": "pass=quant quantizer=10"},
+    # /moving behind RTSP auth (Digest and Basic offered; 401 without or with wrong credentials).
+    "secure": {"pattern": "smpte", "speed": 4, "user": "framewire", "password": "s3cret-cam"},
+    "h265": {"pattern": "smpte", "speed": 4, "codec": "h265"},
+    "mjpeg": {"pattern": "smpte", "speed": 4, "codec": "mjpeg"},
+    "audio": {"kind": "audio"},
+    # Huge access units: random noise at 1080p, constant QP 10: IDR 2.67 MiB, P 2.41 MiB (QP 4:
+    # 3.2 MiB, QP 16: 2.2 MiB). 2 fps + ultrafast keep it at ~11% of one core while playing.
+    "big": {"pattern": "snow", "width": 1920, "height": 1080, "fps": 2, "gop": 2,
+            "preset": "ultrafast", "enc_extra": "pass=quant quantizer=10"},
 }
 
 
@@ -106,7 +147,28 @@ def encoder(spec):
             f"! video/x-h265,profile={spec['profile']},stream-format=byte-stream "
             f"! rtph265pay config-interval=-1 pt=96 name=pay0"
         )
-    raise ValueError(f"unknown codec {codec!r} (h264 or h265)")
+    if codec in ("mjpeg", "jpeg"):
+        return (f"jpegenc quality={int(spec['quality'])} "
+                f"! rtpjpegpay pt=26 name=pay0")
+    raise ValueError(f"unknown codec {codec!r} (h264, h265 or mjpeg)")
+
+
+def audio_line(name, spec):
+    codec = spec["codec"].lower()
+    src = (f"audiotestsrc is-live=true wave={spec['wave']} freq={float(spec['freq'])} volume=0.3 "
+           f"samplesperbuffer={{spb}} ! audioconvert ! audioresample")
+    if codec in ("pcma", "alaw"):
+        enc = "audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay pt=8 name=pay0"
+        spb = 160  # 20 ms packets
+    elif codec in ("pcmu", "mulaw", "ulaw"):
+        enc = "audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt=0 name=pay0"
+        spb = 160
+    elif codec == "opus":
+        enc = "audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 ! rtpopuspay pt=97 name=pay0"
+        spb = 960
+    else:
+        raise ValueError(f"mount {name}: unknown audio codec {codec!r} (pcma, pcmu or opus)")
+    return f"( {src.format(spb=spb)} ! {enc} )"
 
 
 def launch_line(name, spec):
@@ -123,6 +185,8 @@ def launch_line(name, spec):
             "tsdemux" if loc.endswith(".ts") else "qtdemux")
         return (f"( filesrc location=\"{loc}\" ! {demux} ! {parse} "
                 f"! {pay} config-interval=-1 pt=96 name=pay0 )")
+    if kind == "audio":
+        return audio_line(name, spec)
     if kind != "test":
         raise ValueError(f"mount {name}: unknown kind {kind!r}")
     size = f"format=I420,width={int(spec['width'])},height={int(spec['height'])},pixel-aspect-ratio=1/1"
@@ -136,6 +200,32 @@ def launch_line(name, spec):
     caps = f"video/x-raw,{size},framerate={int(spec['fps'])}/1"
     overlay = " ! timeoverlay halignment=left valignment=top font-desc=\"Sans 18\"" if as_bool(spec["overlay"]) else ""
     return f"( {src} ! {caps}{overlay} ! {encoder(spec)} )"
+
+
+def set_auth_methods(auth, methods):
+    """GstRTSPAuth offers Basic only by default. The C API takes OR-ed GstRTSPAuthMethod flags,
+    but GObject introspection sees a plain enum (DIGEST|BASIC = 3 is rejected): for both, call
+    the C function through ctypes."""
+    flags = 0
+    if "digest" in methods:
+        flags |= int(GstRtsp.RTSPAuthMethod.DIGEST)
+    if "basic" in methods:
+        flags |= int(GstRtsp.RTSPAuthMethod.BASIC)
+    if methods == {"basic"} or methods == {"digest"}:
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod(flags))
+        return
+    import ctypes
+
+    lib = ctypes.CDLL("libgstrtspserver-1.0.so.0")
+    lib.gst_rtsp_auth_set_supported_methods.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.gst_rtsp_auth_set_supported_methods.restype = None
+    get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+    get_ptr.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    get_ptr.restype = ctypes.c_void_p
+    lib.gst_rtsp_auth_set_supported_methods(get_ptr(auth.__gpointer__, None), flags)
+    got = int(auth.get_supported_methods())
+    if got != flags:
+        sys.exit(f"rtsp_server: could not enable auth methods {sorted(methods)} (got {got})")
 
 
 def parse_mount_arg(text):
@@ -167,8 +257,7 @@ def build_mounts(args):
     out = {}
     for name, spec in mounts.items():
         full = dict(DEFAULTS)
-        if spec.get("kind") == "file":
-            full["shared"] = False
+        full.update(KIND_DEFAULTS.get(spec.get("kind", "test"), {}))
         full.update(spec)
         full.setdefault("shared", True)
         out[name] = full
@@ -184,6 +273,10 @@ def main():
     ap.add_argument("--no-default-mounts", action="store_true")
     ap.add_argument("--only", default=os.environ.get("RTSP_ONLY") or None,
                     help="comma-separated mount names to serve")
+    ap.add_argument("--udp-ports", default=os.environ.get("RTSP_UDP_PORTS", "30000-39999"),
+                    help="LO-HI: server RTP/RTCP ports for UDP transport (bound to --address)")
+    ap.add_argument("--auth-methods", default=os.environ.get("RTSP_AUTH_METHODS", "digest,basic"),
+                    help="comma-separated: digest, basic (offered on mounts with a user)")
     ap.add_argument("--list", action="store_true", help="print the mounts and launch lines, then exit")
     ap.add_argument("--pidfile")
     ap.add_argument("--mounts-file", help="write the served mount names here (one a line) once listening")
@@ -212,22 +305,39 @@ def main():
     server.set_backlog(64)
     mpoints = server.get_mount_points()
 
+    # UDP transport: bind the server's RTP/RTCP sockets to --address (not 0.0.0.0), ports from
+    # this range (a pool with unicast addresses is used for unicast UDP).
+    lo, _, hi = args.udp_ports.partition("-")
+    udp_pool = GstRtspServer.RTSPAddressPool()
+    if not udp_pool.add_range(args.address, args.address, int(lo), int(hi or lo), 0):
+        sys.exit(f"rtsp_server: bad --udp-ports {args.udp_ports!r} for address {args.address}")
+
     protected = {n: s for n, s in mounts.items() if s.get("user")}
     if protected:
+        methods = {m.strip().lower() for m in args.auth_methods.split(",") if m.strip()}
+        if not methods or methods - {"basic", "digest"}:
+            sys.exit(f"rtsp_server: bad --auth-methods {args.auth_methods!r} (basic, digest)")
         auth = GstRtspServer.RTSPAuth()
+        auth.set_realm("Framewire test camera")
+        set_auth_methods(auth, methods)
         anon = GstRtspServer.RTSPToken()
         anon.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
         auth.set_default_token(anon)
-        for name, spec in protected.items():
-            tok = GstRtspServer.RTSPToken()
-            tok.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, f"user:{spec['user']}")
-            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(spec["user"], str(spec.get("password", ""))), tok)
+        for user, password in {s["user"]: str(s.get("password", "")) for s in protected.values()}.items():
+            for method in sorted(methods):
+                tok = GstRtspServer.RTSPToken()
+                tok.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, f"user:{user}")
+                if method == "basic":
+                    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), tok)
+                else:
+                    auth.add_digest(user, password, tok)
         server.set_auth(auth)
 
     for name, spec in mounts.items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(lines[name])
         factory.set_shared(as_bool(spec["shared"]))
+        factory.set_address_pool(udp_pool)
         if protected:
             # role -> may construct (play). Anonymous clients get "access" without "construct" on
             # a protected mount, which makes the server answer 401 + WWW-Authenticate (not 404).

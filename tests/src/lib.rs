@@ -292,8 +292,13 @@ pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
     }
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
+    let started = Instant::now();
     let mut last = Instant::now();
     while last.elapsed() < idle {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{topic} never went quiet for {idle:?}: stop its producers before reading it"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 out.push(m.detach());

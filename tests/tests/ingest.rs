@@ -486,7 +486,7 @@ async fn large_keyframes_travel_and_oversize_ones_are_counted() {
     require_stack();
     let topics = Topics::unique("ingest-big");
     let (big, small) = (unique("big"), unique("big-capped"));
-    let ingest = Service::start(
+    let mut ingest = Service::start(
         "framewire-ingest",
         &format!(
             "{}\n{}",
@@ -521,6 +521,7 @@ async fn large_keyframes_travel_and_oversize_ones_are_counted() {
     )
     .await;
     println!("big camera: {c}");
+    assert_eq!(ingest.terminate(Duration::from_secs(20)).code(), Some(0));
     let frames = read(&topics.frames).await;
     let largest = per_camera(&frames, &big)
         .iter()
