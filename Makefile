@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash
 
-.PHONY: help demo test lint fmt build stack-up stack-down stack-status prereqs clean
+.PHONY: help demo test bench lint fmt build stack-up stack-down stack-status prereqs clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ demo: ## Start the local stack and the fleet with 3 synthetic cameras; live tabl
 
 test: ## The whole suite: fmt check, clippy, unit, integration and end-to-end tests on the real local stack
 	@scripts/test.sh
+
+bench: ## Whole-pipeline benchmarks on the local stack (BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
+	@scripts/bench/run.sh
 
 lint: ## cargo fmt --check and clippy with -D warnings
 	cargo fmt --all -- --check
