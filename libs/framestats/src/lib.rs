@@ -5,8 +5,10 @@
 //! stride (decoders pad rows) and are read row by row over the visible width only.
 
 mod plane;
+mod stats;
 
 pub use plane::{Plane, PlaneError};
+pub use stats::{FrameStats, Picture, frame_stats, laplacian_variance, mean_abs_diff};
 
 /// Luma statistics of one picture, with ffmpeg `signalstats` semantics.
 #[derive(Debug, Clone, Copy, PartialEq)]

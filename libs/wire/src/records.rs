@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 /// One decoded frame's statistics: the value of a `framewire.stats` record.
 ///
 /// Field names are the public schema (see `docs/stats.md`); new fields may be added,
-/// existing ones keep their meaning.
+/// existing ones keep their meaning. Fields added after the first release default when
+/// absent, so records from older workers still parse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsRecord {
     /// Camera id.
@@ -32,6 +33,33 @@ pub struct StatsRecord {
     pub y_min: u8,
     /// Maximum luma (signalstats YMAX).
     pub y_max: u8,
+    /// 10th percentile of luma (signalstats YLOW).
+    #[serde(default)]
+    pub y_low: u8,
+    /// 90th percentile of luma (signalstats YHIGH).
+    #[serde(default)]
+    pub y_high: u8,
+    /// Standard deviation of luma.
+    #[serde(default)]
+    pub y_std: f64,
+    /// Mean absolute luma difference to the camera's previous decoded frame (YDIF): motion.
+    #[serde(default)]
+    pub y_dif: f64,
+    /// Mean Cb (signalstats UAVG).
+    #[serde(default)]
+    pub u_avg: f64,
+    /// Mean Cr (signalstats VAVG).
+    #[serde(default)]
+    pub v_avg: f64,
+    /// Mean saturation (signalstats SATAVG).
+    #[serde(default)]
+    pub sat_avg: f64,
+    /// Luma histogram, 16 bins of 16 values each.
+    #[serde(default)]
+    pub y_hist: [u32; 16],
+    /// Variance of the 3x3 Laplacian of luma: focus / blur.
+    #[serde(default)]
+    pub sharpness: f64,
 }
 
 /// RTP transport towards a camera.

@@ -359,6 +359,15 @@ mod tests {
             y_avg: 100.0,
             y_min: 16,
             y_max: 235,
+            y_low: 20,
+            y_high: 200,
+            y_std: 40.0,
+            y_dif: 1.5,
+            u_avg: 128.0,
+            v_avg: 128.0,
+            sat_avg: 0.0,
+            y_hist: [0; 16],
+            sharpness: 250.0,
         }
     }
 

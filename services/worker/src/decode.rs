@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use framewire_framestats::{Plane, luma_stats};
+use framewire_framestats::{Picture, Plane, frame_stats};
 use framewire_wire::{FrameMeta, StatsRecord};
 use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
@@ -45,8 +45,8 @@ pub struct Job {
 pub enum Outcome {
     /// A picture was decoded and measured.
     Stats {
-        /// The statistics record to publish.
-        record: StatsRecord,
+        /// The statistics record to publish (boxed: it is ~250 bytes).
+        record: Box<StatsRecord>,
         /// Source partition.
         partition: i32,
         /// Source offset.
@@ -129,6 +129,8 @@ struct CameraDecoder {
     synced: bool,
     /// Access units given to the decoder whose picture has not come out yet (decode order).
     pending: VecDeque<Pending>,
+    /// Luma of the last picture measured.
+    prev: PrevLuma,
 }
 
 fn new_decoder() -> Result<Decoder, openh264::Error> {
@@ -145,12 +147,32 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Measures a decoded picture as the statistics of the access unit `meta`.
-fn measure(yuv: &DecodedYUV<'_>, meta: &FrameMeta) -> Option<StatsRecord> {
+/// The previous picture's luma of a camera, for the frame difference.
+#[derive(Default)]
+struct PrevLuma {
+    data: Vec<u8>,
+    width: usize,
+    height: usize,
+}
+
+/// Measures a decoded picture as the statistics of the access unit `meta`, and keeps its
+/// luma as the camera's previous picture.
+fn measure(yuv: &DecodedYUV<'_>, meta: &FrameMeta, prev: &mut PrevLuma) -> Option<StatsRecord> {
     let (w, h) = yuv.dimensions();
-    let (y_stride, _, _) = yuv.strides();
-    let plane = Plane::new(yuv.y(), w, h, y_stride).ok()?;
-    let luma = luma_stats(&plane);
+    let (ys, us, vs) = yuv.strides();
+    let (cw, ch) = yuv.dimensions_uv();
+    let pic = Picture {
+        y: Plane::new(yuv.y(), w, h, ys).ok()?,
+        u: Plane::new(yuv.u(), cw, ch, us).ok()?,
+        v: Plane::new(yuv.v(), cw, ch, vs).ok()?,
+    };
+    let prev_plane = (prev.width == w && prev.height == h)
+        .then(|| Plane::new(&prev.data, w, h, w).ok())
+        .flatten();
+    let s = frame_stats(&pic, prev_plane.as_ref());
+    prev.data.clear();
+    pic.y.rows().for_each(|r| prev.data.extend_from_slice(r));
+    (prev.width, prev.height) = (w, h);
     Some(StatsRecord {
         camera: meta.camera.clone(),
         session: meta.session.clone(),
@@ -161,9 +183,18 @@ fn measure(yuv: &DecodedYUV<'_>, meta: &FrameMeta) -> Option<StatsRecord> {
         width: w as u32,
         height: h as u32,
         keyframe: meta.keyframe,
-        y_avg: luma.avg,
-        y_min: luma.min,
-        y_max: luma.max,
+        y_avg: s.y_avg,
+        y_min: s.y_min,
+        y_max: s.y_max,
+        y_low: s.y_low,
+        y_high: s.y_high,
+        y_std: s.y_std,
+        y_dif: s.y_dif,
+        u_avg: s.u_avg,
+        v_avg: s.v_avg,
+        sat_avg: s.sat_avg,
+        y_hist: s.y_hist,
+        sharpness: s.sharpness,
     })
 }
 
@@ -203,7 +234,7 @@ impl Thread {
                     .with_label_values(&[&p.meta.camera])
                     .inc();
                 self.emit(Outcome::Stats {
-                    record,
+                    record: Box::new(record),
                     partition: p.partition,
                     offset: p.offset,
                     span: p.span,
@@ -223,7 +254,7 @@ impl Thread {
         if let Ok(frames) = cam.decoder.flush_remaining() {
             for yuv in frames {
                 let Some(p) = pending.pop_front() else { break };
-                let record = measure(&yuv, &p.meta);
+                let record = measure(&yuv, &p.meta, &mut cam.prev);
                 measured.push((p, record));
             }
         }
@@ -261,6 +292,7 @@ impl Thread {
                             session: p.meta.session.clone(),
                             synced: false,
                             pending: VecDeque::new(),
+                            prev: PrevLuma::default(),
                         },
                     );
                 }
@@ -288,7 +320,7 @@ impl Thread {
         cam.pending.push_back(p);
         let result = match cam.decoder.decode(&job.data) {
             Ok(Some(yuv)) => cam.pending.pop_front().map(|front| {
-                let record = measure(&yuv, &front.meta);
+                let record = measure(&yuv, &front.meta, &mut cam.prev);
                 (front, record)
             }),
             Ok(None) => None,
