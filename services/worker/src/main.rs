@@ -7,6 +7,8 @@ mod config;
 mod decode;
 mod metrics;
 mod offsets;
+#[cfg(test)]
+mod oracle_tests;
 mod pipeline;
 
 use std::process::ExitCode;
