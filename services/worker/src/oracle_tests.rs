@@ -53,10 +53,9 @@ fn oracle(clip: &Path) -> Vec<HashMap<String, f64>> {
             frames.last_mut(),
             line.strip_prefix("lavfi.signalstats.")
                 .and_then(|l| l.split_once('=')),
-        ) {
-            if let Ok(v) = v.parse() {
-                f.insert(k.to_owned(), v);
-            }
+        ) && let Ok(v) = v.parse()
+        {
+            f.insert(k.to_owned(), v);
         }
     }
     frames
