@@ -4,9 +4,11 @@
 //! compared with ffmpeg's `signalstats` and benchmarked against memcpy. Planes carry a
 //! stride (decoders pad rows) and are read row by row over the visible width only.
 
+mod detect;
 mod plane;
 mod stats;
 
+pub use detect::{DetectorConfig, Detectors, Flags};
 pub use plane::{Plane, PlaneError};
 pub use stats::{FrameStats, Picture, frame_stats, laplacian_variance, mean_abs_diff};
 

@@ -48,6 +48,8 @@ pub struct FrameStats {
     pub y_hist: [u32; 16],
     /// Variance of the 4-neighbour 3x3 Laplacian of luma over interior pixels: higher is sharper.
     pub sharpness: f64,
+    /// The full 256-bin luma histogram (for the detectors).
+    pub luma_hist: [u32; 256],
 }
 
 /// Computes [`FrameStats`]; `prev_y` is the previous picture's luma (same size) for `y_dif`.
@@ -92,6 +94,7 @@ pub fn frame_stats(pic: &Picture<'_>, prev_y: Option<&Plane<'_>>) -> FrameStats 
         sat_avg,
         y_hist,
         sharpness: laplacian_variance(&pic.y),
+        luma_hist: hist,
     }
 }
 
@@ -236,6 +239,11 @@ mod tests {
             sat_avg: sat,
             y_hist: hist,
             sharpness: lap.iter().map(|l| (l - lm).powi(2)).sum::<f64>() / lap.len() as f64,
+            luma_hist: {
+                let mut h = [0u32; 256];
+                y.iter().for_each(|&x| h[usize::from(x)] += 1);
+                h
+            },
         }
     }
 

@@ -60,6 +60,18 @@ pub struct StatsRecord {
     /// Variance of the 3x3 Laplacian of luma: focus / blur.
     #[serde(default)]
     pub sharpness: f64,
+    /// blackdetect: at least `pic_th` of the pixels are black.
+    #[serde(default)]
+    pub black: bool,
+    /// freezedetect: equal (within the noise) to the last frame that was not frozen.
+    #[serde(default)]
+    pub frozen: bool,
+    /// scdet score, 0-100.
+    #[serde(default)]
+    pub scene_score: f64,
+    /// scdet: the score reached the threshold.
+    #[serde(default)]
+    pub scene_cut: bool,
 }
 
 /// RTP transport towards a camera.

@@ -368,6 +368,10 @@ mod tests {
             sat_avg: 0.0,
             y_hist: [0; 16],
             sharpness: 250.0,
+            black: false,
+            frozen: false,
+            scene_score: 0.0,
+            scene_cut: false,
         }
     }
 

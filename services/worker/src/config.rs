@@ -51,6 +51,9 @@ pub struct WorkerConfig {
     /// Time allowed on SIGTERM to finish queued frames, deliver stats and commit.
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Thresholds of the black / frozen / scene-cut detectors (ffmpeg's defaults).
+    #[serde(default)]
+    pub detectors: framewire_framestats::DetectorConfig,
 }
 
 fn default_group_id() -> String {
@@ -82,6 +85,7 @@ impl Default for WorkerConfig {
             linger_ms: default_linger_ms(),
             auto_offset_reset: default_offset_reset(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            detectors: Default::default(),
         }
     }
 }
@@ -110,6 +114,26 @@ impl Validate for Config {
         check_range("worker.idle_flush_ms", w.idle_flush_ms, 10, 60_000)?;
         check_range("worker.linger_ms", w.linger_ms, 0, 1_000)?;
         check_range("worker.shutdown_grace_ms", w.shutdown_grace_ms, 0, 600_000)?;
+        let d = &w.detectors;
+        check_range(
+            "worker.detectors.black_pixel_th",
+            d.black_pixel_th,
+            0.0,
+            1.0,
+        )?;
+        check_range(
+            "worker.detectors.black_picture_th",
+            d.black_picture_th,
+            0.0,
+            1.0,
+        )?;
+        check_range("worker.detectors.freeze_noise", d.freeze_noise, 0.0, 1.0)?;
+        check_range(
+            "worker.detectors.scene_threshold",
+            d.scene_threshold,
+            0.0,
+            100.0,
+        )?;
         if !matches!(w.auto_offset_reset.as_str(), "earliest" | "latest") {
             return Err(ConfigError::invalid(
                 "worker.auto_offset_reset",

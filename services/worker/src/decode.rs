@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use framewire_framestats::{Picture, Plane, frame_stats};
+use framewire_framestats::{DetectorConfig, Detectors, Picture, Plane, frame_stats};
 use framewire_wire::{FrameMeta, StatsRecord};
 use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
@@ -69,17 +69,29 @@ pub struct DecodePool {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// How the pool runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Decoder threads.
+    pub threads: usize,
+    /// Access units queued per thread.
+    pub queue: usize,
+    /// A thread idle this long flushes the pictures its decoders hold back.
+    pub idle_flush: Duration,
+    /// Detector thresholds for every camera.
+    pub detectors: DetectorConfig,
+}
+
 impl DecodePool {
-    /// Starts `threads` decoder threads; their outcomes go to `outcomes`. Call from
-    /// within the Tokio runtime (the threads wait on their queues through its handle).
+    /// Starts the decoder threads; their outcomes go to `outcomes`. Call from within the
+    /// Tokio runtime (the threads wait on their queues through its handle).
     pub fn start(
-        threads: usize,
-        queue: usize,
-        idle_flush: Duration,
+        config: PoolConfig,
         outcomes: mpsc::Sender<Outcome>,
         metrics: Metrics,
     ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Handle::current();
+        let PoolConfig { threads, queue, .. } = config;
         let mut inputs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -89,7 +101,7 @@ impl DecodePool {
             let rt = runtime.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("decode-{i}"))
-                .spawn(move || decode_loop(&rt, rx, idle_flush, out, m))?;
+                .spawn(move || decode_loop(&rt, rx, config, out, m))?;
             inputs.push(tx);
             handles.push(handle);
         }
@@ -131,6 +143,8 @@ struct CameraDecoder {
     pending: VecDeque<Pending>,
     /// Luma of the last picture measured.
     prev: PrevLuma,
+    /// Black / frozen / scene-cut state.
+    detectors: Detectors,
 }
 
 fn new_decoder() -> Result<Decoder, openh264::Error> {
@@ -157,7 +171,12 @@ struct PrevLuma {
 
 /// Measures a decoded picture as the statistics of the access unit `meta`, and keeps its
 /// luma as the camera's previous picture.
-fn measure(yuv: &DecodedYUV<'_>, meta: &FrameMeta, prev: &mut PrevLuma) -> Option<StatsRecord> {
+fn measure(
+    yuv: &DecodedYUV<'_>,
+    meta: &FrameMeta,
+    prev: &mut PrevLuma,
+    detectors: &mut Detectors,
+) -> Option<StatsRecord> {
     let (w, h) = yuv.dimensions();
     let (ys, us, vs) = yuv.strides();
     let (cw, ch) = yuv.dimensions_uv();
@@ -170,6 +189,7 @@ fn measure(yuv: &DecodedYUV<'_>, meta: &FrameMeta, prev: &mut PrevLuma) -> Optio
         .then(|| Plane::new(&prev.data, w, h, w).ok())
         .flatten();
     let s = frame_stats(&pic, prev_plane.as_ref());
+    let flags = detectors.update(&pic, &s, prev_plane.is_some());
     prev.data.clear();
     pic.y.rows().for_each(|r| prev.data.extend_from_slice(r));
     (prev.width, prev.height) = (w, h);
@@ -195,11 +215,16 @@ fn measure(yuv: &DecodedYUV<'_>, meta: &FrameMeta, prev: &mut PrevLuma) -> Optio
         sat_avg: s.sat_avg,
         y_hist: s.y_hist,
         sharpness: s.sharpness,
+        black: flags.black,
+        frozen: flags.frozen,
+        scene_score: flags.scene_score,
+        scene_cut: flags.scene_cut,
     })
 }
 
 struct Thread {
     cameras: HashMap<String, CameraDecoder>,
+    detectors: DetectorConfig,
     out: mpsc::Sender<Outcome>,
     metrics: Metrics,
 }
@@ -254,7 +279,7 @@ impl Thread {
         if let Ok(frames) = cam.decoder.flush_remaining() {
             for yuv in frames {
                 let Some(p) = pending.pop_front() else { break };
-                let record = measure(&yuv, &p.meta, &mut cam.prev);
+                let record = measure(&yuv, &p.meta, &mut cam.prev, &mut cam.detectors);
                 measured.push((p, record));
             }
         }
@@ -293,6 +318,7 @@ impl Thread {
                             synced: false,
                             pending: VecDeque::new(),
                             prev: PrevLuma::default(),
+                            detectors: Detectors::new(self.detectors),
                         },
                     );
                 }
@@ -320,7 +346,7 @@ impl Thread {
         cam.pending.push_back(p);
         let result = match cam.decoder.decode(&job.data) {
             Ok(Some(yuv)) => cam.pending.pop_front().map(|front| {
-                let record = measure(&yuv, &front.meta, &mut cam.prev);
+                let record = measure(&yuv, &front.meta, &mut cam.prev, &mut cam.detectors);
                 (front, record)
             }),
             Ok(None) => None,
@@ -350,12 +376,14 @@ impl Thread {
 fn decode_loop(
     runtime: &tokio::runtime::Handle,
     mut rx: mpsc::Receiver<Job>,
-    idle_flush: Duration,
+    config: PoolConfig,
     out: mpsc::Sender<Outcome>,
     metrics: Metrics,
 ) {
+    let idle_flush = config.idle_flush;
     let mut t = Thread {
         cameras: HashMap::new(),
+        detectors: config.detectors,
         out,
         metrics,
     };
@@ -415,6 +443,15 @@ mod tests {
             .collect()
     }
 
+    fn test_pool() -> PoolConfig {
+        PoolConfig {
+            threads: 1,
+            queue: 16,
+            idle_flush: Duration::from_millis(50),
+            detectors: DetectorConfig::default(),
+        }
+    }
+
     fn job(session: &str, seq: u64, keyframe: bool, data: Vec<u8>) -> Job {
         Job {
             meta: FrameMeta {
@@ -448,8 +485,7 @@ mod tests {
         assert!(framewire_wire::annexb::starts_with_parameter_sets(&aus[0]));
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let pool =
-            DecodePool::start(1, 16, Duration::from_millis(50), tx, metrics.clone()).unwrap();
+        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
         for (i, au) in aus.into_iter().enumerate() {
             pool.submit(job("s1", i as u64, i == 0, au))
                 .await
@@ -480,8 +516,7 @@ mod tests {
         let aus = clip(&[50, 60, 70]);
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let pool =
-            DecodePool::start(1, 16, Duration::from_millis(50), tx, metrics.clone()).unwrap();
+        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
         // A session that starts with a P-frame: skipped until its keyframe.
         pool.submit(job("s2", 0, false, aus[1].clone()))
             .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 use framewire_wire::{FrameMeta, StatsRecord, annexb};
 use tokio::sync::mpsc;
 
-use crate::decode::{DecodePool, Job, Outcome};
+use crate::decode::{DecodePool, Job, Outcome, PoolConfig};
 use crate::metrics::Metrics;
 
 /// Encodes a lavfi source with x264 (no B-frames, an AUD before every access unit).
@@ -89,7 +89,13 @@ async fn worker_path(clip: &Path) -> Vec<StatsRecord> {
     let aus = access_units(&std::fs::read(clip).expect("clip"));
     let (tx, mut rx) = mpsc::channel(aus.len() + 8);
     let metrics = Metrics::new(&prometheus::Registry::new());
-    let pool = DecodePool::start(1, 64, Duration::from_millis(100), tx, metrics).expect("pool");
+    let config = PoolConfig {
+        threads: 1,
+        queue: 64,
+        idle_flush: Duration::from_millis(100),
+        detectors: Default::default(),
+    };
+    let pool = DecodePool::start(config, tx, metrics).expect("pool");
     for (seq, au) in aus.iter().enumerate() {
         let meta = FrameMeta {
             camera: "oracle".into(),
@@ -178,4 +184,116 @@ async fn statistics_agree_with_ffmpeg_signalstats() {
         w.sort_by(|a, b| a.0.cmp(b.0));
         println!("{name}: {} frames, largest differences {w:?}", ours.len());
     }
+}
+
+/// Every `key=value` of `metadata=print` per frame, for all keys.
+fn frame_metadata(clip: &Path, filters: &str) -> Vec<HashMap<String, String>> {
+    let meta = clip.with_extension("detectors.txt");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(clip)
+        .arg("-vf")
+        .arg(format!(
+            "{filters},metadata=mode=print:file={}",
+            meta.display()
+        ))
+        .args(["-f", "null", "-"])
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let mut frames: Vec<HashMap<String, String>> = Vec::new();
+    for line in std::fs::read_to_string(&meta).expect("metadata").lines() {
+        if line.starts_with("frame:") {
+            frames.push(HashMap::new());
+        } else if let (Some(f), Some((k, v))) = (frames.last_mut(), line.split_once('=')) {
+            f.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn detectors_agree_with_ffmpeg_blackdetect_freezedetect_scdet() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // 1 s black, 1 s moving, 1 s moving then 3 s frozen, 1 s colour bars (a hard cut).
+    let graph = "color=c=black:s=320x240:r=25:d=1[a];testsrc2=s=320x240:r=25:d=1[b];\
+                 testsrc2=s=320x240:r=25:d=1,tpad=stop_mode=clone:stop_duration=3[c];\
+                 smptebars=s=320x240:r=25:d=1[d];[a][b][c][d]concat=n=4[out0]";
+    let clip = make_clip(dir.path(), "detectors", graph);
+    let ours = worker_path(&clip).await;
+    let theirs = frame_metadata(&clip, "blackdetect=d=0,freezedetect,scdet");
+    assert_eq!(ours.len(), theirs.len());
+    let fps = 25.0;
+
+    // blackdetect (d=0): black from a black_start frame until the next black_end frame.
+    let mut black = false;
+    let mut black_frames = 0;
+    for (i, (s, m)) in ours.iter().zip(&theirs).enumerate() {
+        if m.contains_key("lavfi.black_start") {
+            black = true;
+        }
+        if m.contains_key("lavfi.black_end") {
+            black = false;
+        }
+        assert_eq!(s.black, black, "frame {i}: black");
+        black_frames += usize::from(black);
+    }
+
+    // scdet: the same score (printed with 3 decimals) and the same decision.
+    let mut cuts = Vec::new();
+    for (i, (s, m)) in ours.iter().zip(&theirs).enumerate() {
+        let score: f64 = m["lavfi.scd.score"].parse().expect("scd score");
+        assert!(
+            (s.scene_score - score).abs() <= 0.0015,
+            "frame {i}: scene score ours {} ffmpeg {score}",
+            s.scene_score
+        );
+        if (score - 10.0).abs() > 0.01 {
+            assert_eq!(
+                s.scene_cut,
+                m.contains_key("lavfi.scd.time"),
+                "frame {i}: scene cut"
+            );
+        }
+        if s.scene_cut {
+            cuts.push(i);
+        }
+    }
+
+    // freezedetect (d = 2 s): frames after freeze_start's reference frame up to freeze_end are frozen.
+    let start = theirs
+        .iter()
+        .find_map(|m| m.get("lavfi.freezedetect.freeze_start"))
+        .expect("ffmpeg saw the freeze");
+    let start_frame = (start.parse::<f64>().expect("time") * fps).round() as usize;
+    let end_frame = theirs
+        .iter()
+        .position(|m| m.contains_key("lavfi.freezedetect.freeze_end"))
+        .unwrap_or(ours.len());
+    // Per frame, static stretches shorter than d (the black second, the bars) are frozen
+    // too; ffmpeg reports only runs of at least d = 2 s = 50 frames after the reference.
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    for (i, s) in ours.iter().enumerate() {
+        if s.frozen {
+            match runs.last_mut() {
+                Some(r) if r.last() == Some(&(i - 1)) => r.push(i),
+                _ => runs.push(vec![i]),
+            }
+        }
+    }
+    let frozen: Vec<usize> = runs
+        .into_iter()
+        .filter(|r| r.len() >= 50)
+        .flatten()
+        .collect();
+    let expected: Vec<usize> = (start_frame + 1..end_frame).collect();
+    println!(
+        "detectors: {black_frames} black frames, cuts at {cuts:?}, frozen {}..={} ({} frames; ffmpeg: {start_frame}+1..{end_frame})",
+        frozen.first().unwrap_or(&0),
+        frozen.last().unwrap_or(&0),
+        frozen.len()
+    );
+    assert_eq!(frozen, expected, "frozen frames");
+    assert_eq!(black_frames, 25, "the first second is black");
+    assert!(!cuts.is_empty());
 }

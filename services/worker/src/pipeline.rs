@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::decode::{DecodePool, Job, Outcome};
+use crate::decode::{DecodePool, Job, Outcome, PoolConfig};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 
@@ -141,13 +141,13 @@ pub async fn run(
         topic: config.topics.frames.clone(),
     });
     let (out_tx, out_rx) = mpsc::channel(1024);
-    let pool = DecodePool::start(
-        w.threads(),
-        w.queue_frames,
-        Duration::from_millis(w.idle_flush_ms),
-        out_tx,
-        metrics.clone(),
-    )?;
+    let pool_config = PoolConfig {
+        threads: w.threads(),
+        queue: w.queue_frames,
+        idle_flush: Duration::from_millis(w.idle_flush_ms),
+        detectors: w.detectors,
+    };
+    let pool = DecodePool::start(pool_config, out_tx, metrics.clone())?;
     tracing::info!(threads = w.threads(), group = %w.group_id, "decoding");
     let publisher = tokio::spawn(publish_loop(
         out_rx,
