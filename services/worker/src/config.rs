@@ -42,6 +42,10 @@ pub struct WorkerConfig {
     /// decoders hold back (so a camera that stops still gets its last frame measured).
     #[serde(default = "default_idle_flush_ms")]
     pub idle_flush_ms: u64,
+    /// A camera with no record for this long stops holding its partition's commit at its
+    /// GOP start (so a camera that went away never holds the lag back).
+    #[serde(default = "default_idle_release_ms")]
+    pub idle_release_ms: u64,
     /// Producer `linger.ms` for stats records.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
@@ -65,6 +69,9 @@ fn default_queue_frames() -> usize {
 fn default_idle_flush_ms() -> u64 {
     250
 }
+fn default_idle_release_ms() -> u64 {
+    10_000
+}
 fn default_linger_ms() -> u32 {
     5
 }
@@ -82,6 +89,7 @@ impl Default for WorkerConfig {
             decode_threads: 0,
             queue_frames: default_queue_frames(),
             idle_flush_ms: default_idle_flush_ms(),
+            idle_release_ms: default_idle_release_ms(),
             linger_ms: default_linger_ms(),
             auto_offset_reset: default_offset_reset(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
@@ -112,6 +120,7 @@ impl Validate for Config {
         check_range("worker.decode_threads", w.decode_threads, 0, 256)?;
         check_range("worker.queue_frames", w.queue_frames, 1, 100_000)?;
         check_range("worker.idle_flush_ms", w.idle_flush_ms, 10, 60_000)?;
+        check_range("worker.idle_release_ms", w.idle_release_ms, 100, 3_600_000)?;
         check_range("worker.linger_ms", w.linger_ms, 0, 1_000)?;
         check_range("worker.shutdown_grace_ms", w.shutdown_grace_ms, 0, 600_000)?;
         let d = &w.detectors;

@@ -5,7 +5,7 @@
 //! never loses frames; the sink is idempotent on (camera, session, seq).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use framewire_kit::admin::Readiness;
 use framewire_kit::kafka::{self, KafkaSetupError, header, headers};
@@ -26,9 +26,11 @@ use crate::decode::{DecodePool, Job, Outcome, PoolConfig};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 
-/// Consumer callbacks: keeps the assigned-partitions gauge current.
+/// Consumer callbacks: keeps the assigned-partitions gauge current and forgets the offset
+/// state of revoked partitions.
 pub struct WorkerContext {
     metrics: Metrics,
+    tracker: Arc<Mutex<OffsetTracker>>,
 }
 
 impl ClientContext for WorkerContext {}
@@ -45,7 +47,11 @@ impl ConsumerContext for WorkerContext {
                 tracing::info!(partitions = tpl.count(), "partitions assigned")
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked")
+                let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+                for e in tpl.elements() {
+                    tracker.forget(e.partition());
+                }
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -57,7 +63,7 @@ type WorkerConsumer = StreamConsumer<WorkerContext>;
 /// Tracks in-flight offsets and stores commit points on the consumer.
 struct Committer {
     consumer: Arc<WorkerConsumer>,
-    tracker: Mutex<OffsetTracker>,
+    tracker: Arc<Mutex<OffsetTracker>>,
     topic: String,
 }
 
@@ -66,14 +72,27 @@ impl Committer {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&self, partition: i32, offset: i64) {
-        self.tracker().start(partition, offset);
+    fn start(&self, partition: i32, offset: i64, camera: &str, keyframe: bool) {
+        self.tracker()
+            .start(partition, offset, camera, keyframe, Instant::now());
     }
 
     fn finish(&self, partition: i32, offset: i64) {
-        let Some(next) = self.tracker().finish(partition, offset) else {
-            return;
-        };
+        let moved = self.tracker().finish(partition, offset, Instant::now());
+        if let Some(next) = moved {
+            self.store(partition, next);
+        }
+    }
+
+    /// Releases cameras that went silent, so they never hold a partition's commit back.
+    fn release_idle(&self) {
+        let moved = self.tracker().release_idle(Instant::now());
+        for (partition, next) in moved {
+            self.store(partition, next);
+        }
+    }
+
+    fn store(&self, partition: i32, next: i64) {
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(&self.topic, partition, Offset::Offset(next))
@@ -95,6 +114,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     const CLIENT: &str = "framewire-worker";
     let w = &config.worker;
+    let tracker = Arc::new(Mutex::new(OffsetTracker::new(Duration::from_millis(
+        w.idle_release_ms,
+    ))));
     let max_bytes = config.topics.max_message_bytes.to_string();
     let consumer: WorkerConsumer = config
         .kafka
@@ -113,6 +135,7 @@ pub async fn run(
         )
         .create_with_context(WorkerContext {
             metrics: metrics.clone(),
+            tracker: tracker.clone(),
         })
         .map_err(|source| KafkaSetupError::Client {
             what: "consumer",
@@ -137,7 +160,7 @@ pub async fn run(
 
     let committer = Arc::new(Committer {
         consumer: consumer.clone(),
-        tracker: Mutex::new(OffsetTracker::default()),
+        tracker: tracker.clone(),
         topic: config.topics.frames.clone(),
     });
     let (out_tx, out_rx) = mpsc::channel(1024);
@@ -157,10 +180,15 @@ pub async fn run(
         metrics.clone(),
     ));
 
+    let mut release = tokio::time::interval(Duration::from_secs(1));
     loop {
         let msg = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            _ = release.tick() => {
+                committer.release_idle();
+                continue;
+            }
             m = consumer.recv() => m,
         };
         let msg = match msg {
@@ -173,7 +201,10 @@ pub async fn run(
         let (partition, offset) = (msg.partition(), msg.offset());
         let hdrs = msg.headers();
         let meta = FrameMeta::from_headers(|name| header(hdrs, name));
-        committer.start(partition, offset);
+        match &meta {
+            Ok(m) => committer.start(partition, offset, &m.camera, m.keyframe),
+            Err(_) => committer.start(partition, offset, "", false),
+        }
         let meta = match meta {
             Ok(m) => m,
             Err(e) => {
