@@ -328,15 +328,16 @@ impl Store {
         windows: &[Summary],
         updated_ms: i64,
     ) -> Result<Upserted, StoreError> {
-        let mut out = Upserted::default();
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool
+        // The same transaction for either backend; only the pool type and the SQL differ.
+        macro_rules! upsert_in {
+            ($pool:expr, $sql:expr) => {{
+                let mut out = Upserted::default();
+                let mut tx = $pool
                     .begin()
                     .await
                     .map_err(|e| self.query_error("begin", String::new(), e))?;
                 for (i, s) in windows.iter().enumerate() {
-                    let done = bind_summary!(sqlx::query(UPSERT_SQLITE), s, updated_ms)
+                    let done = bind_summary!(sqlx::query($sql), s, updated_ms)
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| self.query_error("upsert window", row_context(s), e))?;
@@ -345,24 +346,13 @@ impl Store {
                 tx.commit()
                     .await
                     .map_err(|e| self.query_error("commit", String::new(), e))?;
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool
-                    .begin()
-                    .await
-                    .map_err(|e| self.query_error("begin", String::new(), e))?;
-                for (i, s) in windows.iter().enumerate() {
-                    let done = bind_summary!(sqlx::query(UPSERT_POSTGRES), s, updated_ms)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.query_error("upsert window", row_context(s), e))?;
-                    out.count(i, done.rows_affected());
-                }
-                tx.commit()
-                    .await
-                    .map_err(|e| self.query_error("commit", String::new(), e))?;
-            }
+                out
+            }};
         }
+        let out = match self {
+            Store::Sqlite(pool) => upsert_in!(pool, UPSERT_SQLITE),
+            Store::Postgres(pool) => upsert_in!(pool, UPSERT_POSTGRES),
+        };
         Ok(out)
     }
 
