@@ -1,6 +1,8 @@
-//! Workers join and leave a running group: because commit points never fall inside a GOP,
-//! a worker that takes a partition over starts every camera at a keyframe — it never skips
-//! frames waiting for one and never decodes garbage — and every frame gets statistics.
+//! Workers join and leave a running group: because a partition's commit point is at or
+//! before every camera's current GOP start, a worker that takes a partition over never
+//! decodes garbage and every frame gets statistics. (With several cameras on a partition it
+//! may meet the tail of an already-finished GOP of one camera first; it skips those frames,
+//! whose statistics exist, until that camera's keyframe: counted, not an error.)
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -111,10 +113,6 @@ async fn a_worker_that_takes_over_starts_at_keyframes() {
         let decoded = sum(m, "framewire_worker_frames_decoded_total{", "");
         println!(
             "worker {name}: decoded {decoded}, skipped waiting for a keyframe {skipped}, decode errors {errors}"
-        );
-        assert_eq!(
-            skipped, 0.0,
-            "worker {name} had to wait for a keyframe: a commit pointed inside a GOP"
         );
         assert_eq!(errors, 0.0, "worker {name} hit decode errors");
         assert!(decoded > 0.0, "worker {name} decoded frames");
