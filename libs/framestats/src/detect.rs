@@ -120,7 +120,7 @@ impl Detectors {
                     let (mut sad, mut count) = (0u64, 0u64);
                     for (p, (data, &(w, h))) in planes.iter().zip(r.planes.iter().zip(&r.dims)) {
                         if let Ok(rp) = Plane::new(data, w, h, w) {
-                            sad += (crate::mean_abs_diff(p, &rp) * (w * h) as f64).round() as u64;
+                            sad += crate::sum_abs_diff(p, &rp).unwrap_or(0);
                             count += (w * h) as u64;
                         }
                     }

@@ -10,40 +10,9 @@ mod stats;
 
 pub use detect::{DetectorConfig, Detectors, Flags};
 pub use plane::{Plane, PlaneError};
-pub use stats::{FrameStats, Picture, frame_stats, laplacian_variance, mean_abs_diff};
-
-/// Luma statistics of one picture, with ffmpeg `signalstats` semantics.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LumaStats {
-    /// Mean of the visible Y samples (YAVG).
-    pub avg: f64,
-    /// Smallest Y sample (YMIN).
-    pub min: u8,
-    /// Largest Y sample (YMAX).
-    pub max: u8,
-}
-
-/// Computes [`LumaStats`] from the luma plane.
-///
-/// One pass over the samples: a 256-bin histogram (four banks, so that runs of equal
-/// values do not serialise on one counter), from which mean, min and max follow.
-pub fn luma_stats(y: &Plane<'_>) -> LumaStats {
-    let hist = histogram(y);
-    let mut sum: u64 = 0;
-    let mut count: u64 = 0;
-    for (value, &n) in hist.iter().enumerate() {
-        sum += value as u64 * u64::from(n);
-        count += u64::from(n);
-    }
-    let min = hist.iter().position(|&n| n > 0).unwrap_or(0) as u8;
-    let max = hist.iter().rposition(|&n| n > 0).unwrap_or(0) as u8;
-    let avg = if count == 0 {
-        0.0
-    } else {
-        sum as f64 / count as f64
-    };
-    LumaStats { avg, min, max }
-}
+pub use stats::{
+    FrameStats, Picture, frame_stats, laplacian_variance, mean_abs_diff, sum_abs_diff,
+};
 
 /// 256-bin histogram of the visible samples of a plane.
 pub fn histogram(plane: &Plane<'_>) -> [u32; 256] {
@@ -71,28 +40,35 @@ pub fn histogram(plane: &Plane<'_>) -> [u32; 256] {
 mod tests {
     use super::*;
 
+    /// Luma mean, min and max through [`frame_stats`] (chroma is irrelevant here).
+    fn luma(y: &Plane<'_>) -> (f64, u8, u8) {
+        let c = [128u8; 1];
+        let chroma = Plane::new(&c, 1, 1, 1).unwrap();
+        let s = frame_stats(
+            &Picture {
+                y: *y,
+                u: chroma,
+                v: chroma,
+            },
+            None,
+        );
+        (s.y_avg, s.y_min, s.y_max)
+    }
+
     #[test]
     fn flat_picture() {
         let data = vec![16u8; 64 * 8];
-        let s = luma_stats(&Plane::new(&data, 64, 8, 64).unwrap());
-        assert_eq!(
-            s,
-            LumaStats {
-                avg: 16.0,
-                min: 16,
-                max: 16
-            }
-        );
+        assert_eq!(luma(&Plane::new(&data, 64, 8, 64).unwrap()), (16.0, 16, 16));
     }
 
     #[test]
     fn padding_beyond_width_is_ignored() {
         // 3x2 picture in rows of stride 5; padding bytes are 255 and must not count.
         let data = [10, 20, 30, 255, 255, 40, 50, 60, 255, 255];
-        let s = luma_stats(&Plane::new(&data, 3, 2, 5).unwrap());
-        assert_eq!(s.min, 10);
-        assert_eq!(s.max, 60);
-        assert!((s.avg - 35.0).abs() < 1e-9);
+        let (avg, min, max) = luma(&Plane::new(&data, 3, 2, 5).unwrap());
+        assert_eq!(min, 10);
+        assert_eq!(max, 60);
+        assert!((avg - 35.0).abs() < 1e-9);
     }
 
     #[test]
@@ -103,9 +79,9 @@ mod tests {
         let visible: Vec<u8> = plane.rows().flatten().copied().collect();
         assert_eq!(visible.len(), w * h);
         let naive_avg = visible.iter().map(|&v| f64::from(v)).sum::<f64>() / visible.len() as f64;
-        let s = luma_stats(&plane);
-        assert!((s.avg - naive_avg).abs() < 1e-9);
-        assert_eq!(s.min, *visible.iter().min().unwrap());
-        assert_eq!(s.max, *visible.iter().max().unwrap());
+        let (avg, min, max) = luma(&plane);
+        assert!((avg - naive_avg).abs() < 1e-9);
+        assert_eq!(min, *visible.iter().min().unwrap());
+        assert_eq!(max, *visible.iter().max().unwrap());
     }
 }

@@ -131,10 +131,10 @@ fn chroma(u: &Plane<'_>, v: &Plane<'_>) -> (f64, f64, f64) {
     (su as f64 / n, sv as f64 / n, ss as f64 / n)
 }
 
-/// Mean absolute difference of two planes of the same size.
-pub fn mean_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> f64 {
+/// Sum of absolute differences of two planes; `None` when their sizes differ.
+pub fn sum_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> Option<u64> {
     if a.width() != b.width() || a.height() != b.height() {
-        return 0.0;
+        return None;
     }
     let mut total = 0u64;
     for (ra, rb) in a.rows().zip(b.rows()) {
@@ -148,7 +148,14 @@ pub fn mean_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> f64 {
             );
         }
     }
-    total as f64 / (a.width() * a.height()).max(1) as f64
+    Some(total)
+}
+
+/// Mean absolute difference of two planes of the same size (0 when the sizes differ).
+pub fn mean_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> f64 {
+    sum_abs_diff(a, b).map_or(0.0, |sad| {
+        sad as f64 / (a.width() * a.height()).max(1) as f64
+    })
 }
 
 /// Variance of `up + down + left + right - 4 * centre` over the interior of the plane.
