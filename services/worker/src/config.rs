@@ -55,9 +55,49 @@ pub struct WorkerConfig {
     /// Time allowed on SIGTERM to finish queued frames, deliver stats and commit.
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// `all` decodes every access unit; `keyframes` decodes only IDR records (each carries
+    /// its SPS/PPS), the cheap mode: one picture per GOP.
+    #[serde(default)]
+    pub decode_mode: DecodeMode,
+    /// `complete` processes every record; `realtime` skips a camera's backlog to its
+    /// newest keyframe once it is further behind than `realtime_max_ms` / `realtime_max_frames`.
+    #[serde(default)]
+    pub lag_policy: LagPolicy,
+    /// `realtime`: a camera whose records are older than this (capture → consumed) is behind.
+    #[serde(default = "default_realtime_max_ms")]
+    pub realtime_max_ms: u64,
+    /// `realtime`: a camera more than this many frames behind (its age × its frame rate)
+    /// is behind; 0 = only `realtime_max_ms` counts.
+    #[serde(default = "default_realtime_max_frames")]
+    pub realtime_max_frames: u64,
+    /// Highest frame rate of `/debug/cameras/{id}/mjpeg` (JPEG encoding costs decode time).
+    #[serde(default = "default_mjpeg_max_fps")]
+    pub mjpeg_max_fps: f64,
     /// Thresholds of the black / frozen / scene-cut detectors (ffmpeg's defaults).
     #[serde(default)]
     pub detectors: framewire_framestats::DetectorConfig,
+}
+
+/// Which access units the worker decodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// Every access unit: statistics for every frame.
+    #[default]
+    All,
+    /// IDR access units only: statistics for one frame per GOP, at a fraction of the cost.
+    Keyframes,
+}
+
+/// What the worker does when it falls behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LagPolicy {
+    /// Process every record, however late.
+    #[default]
+    Complete,
+    /// Skip a camera that is too far behind to its newest keyframe; count what was skipped.
+    Realtime,
 }
 
 fn default_group_id() -> String {
@@ -81,6 +121,15 @@ fn default_offset_reset() -> String {
 fn default_shutdown_grace_ms() -> u64 {
     15_000
 }
+fn default_realtime_max_ms() -> u64 {
+    5_000
+}
+fn default_realtime_max_frames() -> u64 {
+    0
+}
+fn default_mjpeg_max_fps() -> f64 {
+    2.0
+}
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -93,6 +142,11 @@ impl Default for WorkerConfig {
             linger_ms: default_linger_ms(),
             auto_offset_reset: default_offset_reset(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            decode_mode: DecodeMode::default(),
+            lag_policy: LagPolicy::default(),
+            realtime_max_ms: default_realtime_max_ms(),
+            realtime_max_frames: default_realtime_max_frames(),
+            mjpeg_max_fps: default_mjpeg_max_fps(),
             detectors: Default::default(),
         }
     }
@@ -123,6 +177,14 @@ impl Validate for Config {
         check_range("worker.idle_release_ms", w.idle_release_ms, 100, 3_600_000)?;
         check_range("worker.linger_ms", w.linger_ms, 0, 1_000)?;
         check_range("worker.shutdown_grace_ms", w.shutdown_grace_ms, 0, 600_000)?;
+        check_range("worker.realtime_max_ms", w.realtime_max_ms, 100, 3_600_000)?;
+        check_range(
+            "worker.realtime_max_frames",
+            w.realtime_max_frames,
+            0,
+            1_000_000,
+        )?;
+        check_range("worker.mjpeg_max_fps", w.mjpeg_max_fps, 0.1, 30.0)?;
         let d = &w.detectors;
         check_range(
             "worker.detectors.black_pixel_th",

@@ -12,11 +12,19 @@
 //! openh264 hands a picture out one access unit late on these streams, so a camera that
 //! goes quiet would keep its last picture (and its partition's commit) forever: a thread
 //! that receives nothing for `idle_flush` flushes every decoder that holds pictures.
+//! Pictures come out in display order; with B-frames that is not the order access units
+//! go in, so a picture is paired with the pending access unit of the smallest `fw-pts-90k`.
+//!
+//! Poison (see [`crate::poison`]) is handed back with its bytes for the DLQ, and the
+//! camera waits for its next keyframe. In `keyframes` mode every keyframe is decoded and
+//! flushed at once, on its own.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use std::sync::Arc;
 
 use framewire_framestats::{DetectorConfig, Detectors, Picture, Plane, frame_stats};
 use framewire_wire::{FrameMeta, StatsRecord};
@@ -25,7 +33,10 @@ use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
 use tokio::sync::mpsc;
 
+use crate::config::DecodeMode;
 use crate::metrics::Metrics;
+use crate::poison::{self, Reason};
+use crate::snapshot::{Snapshot, Watchers};
 
 /// One access unit to decode.
 pub struct Job {
@@ -39,6 +50,8 @@ pub struct Job {
     pub offset: i64,
     /// The record's span (child of the ingest span), entered while decoding.
     pub span: tracing::Span,
+    /// Start the camera on a fresh decoder (records before this one were skipped).
+    pub resync: bool,
 }
 
 /// What became of a job.
@@ -54,7 +67,20 @@ pub enum Outcome {
         /// The job's span.
         span: tracing::Span,
     },
-    /// Nothing to publish (skipped or failed, already counted); the offset is done.
+    /// The record is poison: copy it to the DLQ, then its offset is done.
+    Poison {
+        /// Its metadata (the DLQ record carries it as headers).
+        meta: FrameMeta,
+        /// The record's bytes.
+        data: Vec<u8>,
+        /// Why.
+        reason: Reason,
+        /// Source partition.
+        partition: i32,
+        /// Source offset.
+        offset: i64,
+    },
+    /// Nothing to publish (skipped, already counted); the offset is done.
     Done {
         /// Source partition.
         partition: i32,
@@ -70,7 +96,7 @@ pub struct DecodePool {
 }
 
 /// How the pool runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// Decoder threads.
     pub threads: usize,
@@ -80,6 +106,10 @@ pub struct PoolConfig {
     pub idle_flush: Duration,
     /// Detector thresholds for every camera.
     pub detectors: DetectorConfig,
+    /// Every access unit, or keyframes only.
+    pub mode: DecodeMode,
+    /// Who waits for a camera's next picture (debug snapshots).
+    pub watchers: Arc<Watchers>,
 }
 
 impl DecodePool {
@@ -91,7 +121,7 @@ impl DecodePool {
         metrics: Metrics,
     ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Handle::current();
-        let PoolConfig { threads, queue, .. } = config;
+        let (threads, queue) = (config.threads, config.queue);
         let mut inputs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -99,6 +129,7 @@ impl DecodePool {
             let out = outcomes.clone();
             let m = metrics.clone();
             let rt = runtime.clone();
+            let config = config.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("decode-{i}"))
                 .spawn(move || decode_loop(&rt, rx, config, out, m))?;
@@ -139,12 +170,47 @@ struct CameraDecoder {
     decoder: Decoder,
     session: String,
     synced: bool,
-    /// Access units given to the decoder whose picture has not come out yet (decode order).
-    pending: VecDeque<Pending>,
+    /// What turns its pictures into statistics.
+    m: Measuring,
+}
+
+/// A camera's measuring state, apart from its decoder (whose pictures borrow it).
+struct Measuring {
+    /// Access units given to the decoder whose picture has not come out yet.
+    pending: Vec<Pending>,
     /// Luma of the last picture measured.
     prev: PrevLuma,
     /// Black / frozen / scene-cut state.
     detectors: Detectors,
+}
+
+impl Measuring {
+    /// Removes the pending access unit of the smallest timestamp: the next picture out.
+    fn take_earliest(&mut self) -> Option<Pending> {
+        let i = (0..self.pending.len()).min_by_key(|&i| self.pending[i].meta.pts_90k)?;
+        Some(self.pending.remove(i))
+    }
+
+    /// Measures the pictures a decoder handed out, each paired with the pending access
+    /// unit of the smallest timestamp (pictures come out in display order).
+    fn measure_all<'a>(
+        &mut self,
+        pictures: impl IntoIterator<Item = DecodedYUV<'a>>,
+        metrics: &Metrics,
+        watchers: &Watchers,
+    ) -> Vec<(Pending, Option<StatsRecord>)> {
+        let mut measured = Vec::new();
+        for yuv in pictures {
+            let Some(p) = self.take_earliest() else { break };
+            let started = Instant::now();
+            let record = measure(&yuv, &p.meta, &mut self.prev, &mut self.detectors, watchers);
+            metrics
+                .stats_seconds
+                .observe(started.elapsed().as_secs_f64());
+            measured.push((p, record));
+        }
+        measured
+    }
 }
 
 fn new_decoder() -> Result<Decoder, openh264::Error> {
@@ -176,6 +242,7 @@ fn measure(
     meta: &FrameMeta,
     prev: &mut PrevLuma,
     detectors: &mut Detectors,
+    watchers: &Watchers,
 ) -> Option<StatsRecord> {
     let (w, h) = yuv.dimensions();
     let (ys, us, vs) = yuv.strides();
@@ -190,6 +257,12 @@ fn measure(
         .flatten();
     let s = frame_stats(&pic, prev_plane.as_ref());
     let flags = detectors.update(&pic, &s, prev_plane.is_some());
+    if watchers.wants(&meta.camera) {
+        watchers.deliver(
+            &meta.camera,
+            Snapshot::copy(&pic, meta.seq, meta.capture_ms),
+        );
+    }
     prev.data.clear();
     pic.y.rows().for_each(|r| prev.data.extend_from_slice(r));
     (prev.width, prev.height) = (w, h);
@@ -224,7 +297,7 @@ fn measure(
 
 struct Thread {
     cameras: HashMap<String, CameraDecoder>,
-    detectors: DetectorConfig,
+    config: PoolConfig,
     out: mpsc::Sender<Outcome>,
     metrics: Metrics,
 }
@@ -242,12 +315,19 @@ impl Thread {
         });
     }
 
-    fn fail(&self, p: &Pending, reason: &'static str) {
+    /// Counts a poison record and hands it back for the DLQ.
+    fn poison(&self, p: Pending, data: Vec<u8>, reason: Reason) {
         self.metrics
             .decode_errors
-            .with_label_values(&[&p.meta.camera, reason])
+            .with_label_values(&[&p.meta.camera, reason.as_str()])
             .inc();
-        self.done(p);
+        self.emit(Outcome::Poison {
+            meta: p.meta,
+            data,
+            reason,
+            partition: p.partition,
+            offset: p.offset,
+        });
     }
 
     /// Publishes a measured picture, or counts a picture that could not be measured.
@@ -265,7 +345,7 @@ impl Thread {
                     span: p.span,
                 });
             }
-            None => self.fail(&p, "bad_picture"),
+            None => self.poison(p, Vec::new(), Reason::BadPicture),
         }
     }
 
@@ -274,59 +354,81 @@ impl Thread {
         let Some(cam) = self.cameras.get_mut(camera) else {
             return;
         };
-        let mut pending = std::mem::take(&mut cam.pending);
-        let mut measured = Vec::new();
-        if let Ok(frames) = cam.decoder.flush_remaining() {
-            for yuv in frames {
-                let Some(p) = pending.pop_front() else { break };
-                let record = measure(&yuv, &p.meta, &mut cam.prev, &mut cam.detectors);
-                measured.push((p, record));
-            }
-        }
+        let measured = match cam.decoder.flush_remaining() {
+            Ok(frames) => cam
+                .m
+                .measure_all(frames, &self.metrics, &self.config.watchers),
+            Err(_) => Vec::new(),
+        };
+        let rest = std::mem::take(&mut cam.m.pending);
         for (p, record) in measured {
             self.picture(p, record);
         }
-        for p in pending {
+        for p in rest {
             self.done(&p);
         }
     }
 
-    fn handle(&mut self, job: Job) {
-        let camera = job.meta.camera.clone();
-        let p = Pending {
-            meta: job.meta,
-            partition: job.partition,
-            offset: job.offset,
-            span: job.span,
-        };
-        let session_changed = self
+    /// The camera's decoder state, new (waiting for a keyframe) when its session changed
+    /// or a resync was asked for.
+    fn camera(&mut self, meta: &FrameMeta, resync: bool) -> Result<&mut CameraDecoder, String> {
+        let camera = meta.camera.as_str();
+        let stale = self
             .cameras
-            .get(&camera)
-            .is_some_and(|c| c.session != p.meta.session);
-        if session_changed {
-            self.flush(&camera);
-            self.cameras.remove(&camera);
+            .get(camera)
+            .is_some_and(|c| resync || c.session != meta.session);
+        if stale {
+            self.flush(camera);
+            self.cameras.remove(camera);
         }
-        if !self.cameras.contains_key(&camera) {
-            match new_decoder() {
-                Ok(decoder) => {
-                    self.cameras.insert(
-                        camera.clone(),
-                        CameraDecoder {
-                            decoder,
-                            session: p.meta.session.clone(),
-                            synced: false,
-                            pending: VecDeque::new(),
-                            prev: PrevLuma::default(),
-                            detectors: Detectors::new(self.detectors),
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(%camera, error = %e, "cannot create a decoder");
-                    return self.fail(&p, "decoder_init");
-                }
+        if !self.cameras.contains_key(camera) {
+            let decoder = new_decoder().map_err(|e| e.to_string())?;
+            self.cameras.insert(
+                camera.to_owned(),
+                CameraDecoder {
+                    decoder,
+                    session: meta.session.clone(),
+                    synced: false,
+                    m: Measuring {
+                        pending: Vec::new(),
+                        prev: PrevLuma::default(),
+                        detectors: Detectors::new(self.config.detectors),
+                    },
+                },
+            );
+        }
+        self.cameras
+            .get_mut(camera)
+            .ok_or_else(|| "decoder state vanished".to_owned())
+    }
+
+    fn handle(&mut self, job: Job) {
+        let Job {
+            meta,
+            data,
+            partition,
+            offset,
+            span,
+            resync,
+        } = job;
+        let camera = meta.camera.clone();
+        let p = Pending {
+            meta,
+            partition,
+            offset,
+            span,
+        };
+        if let Err(e) = self.camera(&p.meta, resync) {
+            tracing::error!(%camera, error = %e, "cannot create a decoder");
+            return self.poison(p, data, Reason::Decode);
+        }
+        if let Err(reason) = poison::check(&p.meta, &data) {
+            tracing::warn!(%camera, seq = p.meta.seq, reason = reason.as_str(), "poison record; waiting for the next keyframe");
+            self.flush(&camera);
+            if let Some(c) = self.cameras.get_mut(&camera) {
+                c.synced = false;
             }
+            return self.poison(p, data, reason);
         }
         let Some(cam) = self.cameras.get_mut(&camera) else {
             return;
@@ -343,32 +445,41 @@ impl Thread {
         }
         let started = Instant::now();
         let _entered = p.span.clone().entered();
-        cam.pending.push_back(p);
-        let result = match cam.decoder.decode(&job.data) {
-            Ok(Some(yuv)) => cam.pending.pop_front().map(|front| {
-                let record = measure(&yuv, &front.meta, &mut cam.prev, &mut cam.detectors);
-                (front, record)
-            }),
-            Ok(None) => None,
-            Err(e) => {
-                let failed = cam.pending.pop_back();
-                cam.synced = false;
-                if let Some(failed) = failed {
-                    tracing::warn!(%camera, seq = failed.meta.seq, error = %e, "access unit did not decode; waiting for the next keyframe");
-                    self.fail(&failed, "decode");
-                }
-                self.flush(&camera);
-                if let Some(c) = self.cameras.get_mut(&camera) {
-                    c.synced = false;
-                }
-                return;
-            }
-        };
+        cam.m.pending.push(p);
+        let decoded = cam.decoder.decode(&data);
         self.metrics
             .decode_seconds
             .observe(started.elapsed().as_secs_f64());
-        if let Some((p, record)) = result {
-            self.picture(p, record);
+        let decoded = match decoded {
+            Ok(picture) => Ok(cam
+                .m
+                .measure_all(picture, &self.metrics, &self.config.watchers)),
+            Err(e) => Err(e),
+        };
+        match decoded {
+            Ok(measured) => {
+                for (p, record) in measured {
+                    self.picture(p, record);
+                }
+                if self.config.mode == DecodeMode::Keyframes {
+                    // Each keyframe stands alone: get its picture out now.
+                    self.flush(&camera);
+                }
+            }
+            Err(e) => {
+                let failed = self
+                    .cameras
+                    .get_mut(&camera)
+                    .and_then(|c| c.m.pending.pop());
+                if let Some(failed) = failed {
+                    tracing::warn!(%camera, seq = failed.meta.seq, error = %e, "access unit did not decode; waiting for the next keyframe");
+                    self.flush(&camera);
+                    self.poison(failed, data, Reason::Decode);
+                }
+                if let Some(c) = self.cameras.get_mut(&camera) {
+                    c.synced = false;
+                }
+            }
         }
     }
 }
@@ -383,12 +494,12 @@ fn decode_loop(
     let idle_flush = config.idle_flush;
     let mut t = Thread {
         cameras: HashMap::new(),
-        detectors: config.detectors,
+        config,
         out,
         metrics,
     };
     loop {
-        let holding = t.cameras.values().any(|c| !c.pending.is_empty());
+        let holding = t.cameras.values().any(|c| !c.m.pending.is_empty());
         let next = if holding {
             match runtime.block_on(async { tokio::time::timeout(idle_flush, rx.recv()).await }) {
                 Ok(next) => next,
@@ -396,7 +507,7 @@ fn decode_loop(
                     let held: Vec<String> = t
                         .cameras
                         .iter()
-                        .filter(|(_, c)| !c.pending.is_empty())
+                        .filter(|(_, c)| !c.m.pending.is_empty())
                         .map(|(k, _)| k.clone())
                         .collect();
                     for camera in held {
@@ -422,6 +533,7 @@ fn decode_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::poison::Reason;
     use openh264::encoder::Encoder;
     use openh264::formats::YUVBuffer;
 
@@ -449,6 +561,8 @@ mod tests {
             queue: 16,
             idle_flush: Duration::from_millis(50),
             detectors: DetectorConfig::default(),
+            mode: DecodeMode::All,
+            watchers: Arc::default(),
         }
     }
 
@@ -468,6 +582,7 @@ mod tests {
             partition: 0,
             offset: seq as i64,
             span: tracing::Span::none(),
+            resync: false,
         }
     }
 
@@ -504,7 +619,9 @@ mod tests {
                         record.y_avg
                     );
                 }
-                Outcome::Done { offset, .. } => panic!("offset {offset} produced no picture"),
+                Outcome::Done { offset, .. } | Outcome::Poison { offset, .. } => {
+                    panic!("offset {offset} produced no picture")
+                }
             }
         }
         assert_eq!(metrics.decoded.with_label_values(&["cam"]).get(), 12);
@@ -541,20 +658,81 @@ mod tests {
             next(&mut rx).await,
             Outcome::Stats { offset: 1, .. }
         ));
-        // Bytes that are not H.264 do not crash the thread; the offset is released.
-        pool.submit(job(
-            "s2",
-            2,
-            false,
-            vec![0, 0, 0, 1, 0x41, 0xff, 0x00, 0x13, 0x37],
-        ))
-        .await
-        .ok()
-        .unwrap();
-        let released = next(&mut rx).await;
-        assert!(
-            matches!(released, Outcome::Done { offset: 2, .. }),
-            "garbage releases its offset"
+        // Bytes that are not H.264 do not crash the thread: they come back as poison.
+        let garbage = vec![0, 0, 0, 1, 0x41, 0xff, 0x00, 0x13, 0x37];
+        pool.submit(job("s2", 2, false, garbage.clone()))
+            .await
+            .ok()
+            .unwrap();
+        match next(&mut rx).await {
+            Outcome::Poison {
+                offset: 2,
+                reason,
+                data,
+                ..
+            } => {
+                assert_eq!(reason, Reason::Decode);
+                assert_eq!(data, garbage, "the DLQ gets the original bytes");
+            }
+            _ => panic!("garbage is poison"),
+        }
+        pool.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn poison_is_handed_back_and_the_camera_resyncs_at_its_next_keyframe() {
+        let aus = clip(&[50, 60, 70, 80]);
+        let (tx, mut rx) = mpsc::channel(64);
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        let mut wrong_codec = job("s", 1, false, aus[1].clone());
+        wrong_codec.meta.codec = "h265".into();
+        let truncated = aus[2][..aus[2].len().min(5)].to_vec();
+        let idr_only: Vec<u8> = framewire_wire::annexb::nal_units(&aus[0])
+            .filter(|u| framewire_wire::annexb::nal_type(u) == Some(5))
+            .flat_map(|u| [&[0u8, 0, 0, 1][..], u].concat())
+            .collect();
+        let sent = [
+            (job("s", 0, true, aus[0].clone()), None),
+            (wrong_codec, Some(Reason::Codec)),
+            (job("s", 2, false, truncated), Some(Reason::Truncated)),
+            // After poison the camera waits for a keyframe: this P-frame is skipped.
+            (job("s", 3, false, aus[3].clone()), None),
+            (job("s", 4, true, idr_only), Some(Reason::ParameterSets)),
+            (job("s", 5, true, aus[0].clone()), None),
+        ];
+        let expected: Vec<Option<Reason>> = sent.iter().map(|(_, r)| *r).collect();
+        for (j, _) in sent {
+            pool.submit(j).await.ok().unwrap();
+        }
+        let mut poison = Vec::new();
+        let mut stats = Vec::new();
+        let mut done = Vec::new();
+        while poison.len() + stats.len() + done.len() < 6 {
+            match next(&mut rx).await {
+                Outcome::Poison { offset, reason, .. } => poison.push((offset, reason)),
+                Outcome::Stats { offset, .. } => stats.push(offset),
+                Outcome::Done { offset, .. } => done.push(offset),
+            }
+        }
+        let want: Vec<(i64, Reason)> = expected
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i as i64, r)))
+            .collect();
+        assert_eq!(poison, want);
+        assert_eq!(
+            stats,
+            [0, 5],
+            "the first keyframe, then the one after the poison"
+        );
+        assert_eq!(done, [3], "the P-frame after poison waits for a keyframe");
+        assert_eq!(
+            metrics
+                .decode_errors
+                .with_label_values(&["cam", "parameter_sets"])
+                .get(),
+            1
         );
         pool.finish();
     }

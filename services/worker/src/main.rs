@@ -3,13 +3,18 @@
 //! Runs as one consumer group that scales to as many replicas as the frames topic has
 //! partitions; decodes with openh264 on dedicated threads and measures every picture.
 
+mod assignment;
 mod config;
+mod debug;
 mod decode;
+mod lag;
 mod metrics;
 mod offsets;
 #[cfg(test)]
 mod oracle_tests;
 mod pipeline;
+mod poison;
+mod snapshot;
 
 use std::process::ExitCode;
 
@@ -38,7 +43,13 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let listen = config.admin.listen_or(ADMIN_PORT);
     let state = AdminState::new(registry, &config, &readiness);
-    let admin = AdminServer::start(listen, state, axum::Router::new()).await?;
+    let shared = pipeline::Shared::default();
+    let debug = debug::router(debug::DebugState {
+        assignment: shared.assignment.clone(),
+        watchers: shared.watchers.clone(),
+        mjpeg_interval: std::time::Duration::from_secs_f64(1.0 / config.worker.mjpeg_max_fps),
+    });
+    let admin = AdminServer::start(listen, state, debug).await?;
 
     let mut result = Ok(());
     let topics_ready = !config.topics.create || {
@@ -50,7 +61,7 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown).await
     };
     if topics_ready {
-        result = pipeline::run(&config, &readiness, metrics, shutdown).await;
+        result = pipeline::run(&config, &readiness, metrics, shared, shutdown).await;
     }
     admin.stop().await;
     result

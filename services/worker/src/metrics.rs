@@ -1,7 +1,7 @@
 //! Worker metrics. Label `camera` is the camera id.
 
 use framewire_kit::metrics::Builder;
-use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, Registry};
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Every metric the worker exports.
 #[derive(Clone)]
@@ -17,8 +17,21 @@ pub struct Metrics {
     pub skipped: IntCounterVec,
     /// `framewire_worker_stats_delivery_errors_total`: stats records Kafka did not accept.
     pub delivery_errors: IntCounterVec,
-    /// `framewire_worker_decode_seconds`: decode + statistics time per access unit.
+    /// `framewire_worker_decode_seconds`: openh264 time per access unit.
     pub decode_seconds: Histogram,
+    /// `framewire_worker_stats_seconds`: statistics and detectors time per picture.
+    pub stats_seconds: Histogram,
+    /// `framewire_worker_dlq_records_total`: poison records copied to the DLQ, by reason.
+    pub dlq_records: IntCounterVec,
+    /// `framewire_worker_dlq_delivery_errors_total`: poison records the DLQ did not take
+    /// (their offsets stay uncommitted).
+    pub dlq_delivery_errors: IntCounterVec,
+    /// `framewire_worker_consumer_lag`: records behind the partition's end, from
+    /// librdkafka's statistics — what KEDA scales on.
+    pub consumer_lag: IntGaugeVec,
+    /// `framewire_worker_rebalances_total`: rebalance callbacks by kind
+    /// (`assign`, `revoke`, `error`).
+    pub rebalances: IntCounterVec,
     /// `framewire_worker_latency_seconds`: capture (ingest receipt) to stats produced.
     pub latency_seconds: HistogramVec,
     /// `framewire_worker_assigned_partitions`: partitions this replica owns.
@@ -58,10 +71,35 @@ impl Metrics {
             ),
             decode_seconds: b.histogram(
                 "framewire_worker_decode_seconds",
-                "Decode and statistics time per access unit",
+                "openh264 decode time per access unit",
                 &[
                     0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
                 ],
+            ),
+            stats_seconds: b.histogram(
+                "framewire_worker_stats_seconds",
+                "Statistics and detectors time per picture",
+                &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016],
+            ),
+            dlq_records: b.counter_vec(
+                "framewire_worker_dlq_records_total",
+                "Poison records copied to the DLQ topic",
+                &["camera", "reason"],
+            ),
+            dlq_delivery_errors: b.counter_vec(
+                "framewire_worker_dlq_delivery_errors_total",
+                "Poison records the DLQ topic did not accept",
+                camera,
+            ),
+            consumer_lag: b.gauge_vec(
+                "framewire_worker_consumer_lag",
+                "Records between the committed offset and the end of each assigned partition",
+                &["partition"],
+            ),
+            rebalances: b.counter_vec(
+                "framewire_worker_rebalances_total",
+                "Consumer group rebalance callbacks",
+                &["kind"],
             ),
             latency_seconds: b.histogram_vec(
                 "framewire_worker_latency_seconds",

@@ -10,16 +10,23 @@ use std::time::Duration;
 use framewire_wire::{FrameMeta, StatsRecord, annexb};
 use tokio::sync::mpsc;
 
+use crate::config::DecodeMode;
 use crate::decode::{DecodePool, Job, Outcome, PoolConfig};
 use crate::metrics::Metrics;
 
 /// Encodes a lavfi source with x264 (no B-frames, an AUD before every access unit).
 fn make_clip(dir: &Path, name: &str, lavfi: &str) -> std::path::PathBuf {
+    make_clip_with(dir, name, lavfi, 0)
+}
+
+/// Encodes a lavfi source with x264 and `bframes` B-frames between references.
+fn make_clip_with(dir: &Path, name: &str, lavfi: &str, bframes: u32) -> std::path::PathBuf {
     let out = dir.join(format!("{name}.h264"));
+    let bf = bframes.to_string();
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", lavfi])
         .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-bf", "0", "-g", "25", "-pix_fmt", "yuv420p",
+            "-c:v", "libx264", "-preset", "veryfast", "-bf", &bf, "-g", "25", "-pix_fmt", "yuv420p",
         ])
         .args(["-x264-params", "aud=1", "-f", "h264"])
         .arg(&out)
@@ -61,8 +68,41 @@ fn oracle(clip: &Path) -> Vec<HashMap<String, f64>> {
     frames
 }
 
-/// Splits an Annex B stream into access units at its access unit delimiters.
-fn access_units(stream: &[u8]) -> Vec<Vec<u8>> {
+/// Display position of every access unit (decode order in, display index out), from
+/// the byte position ffprobe reports for each frame it outputs in display order.
+fn display_order(clip: &Path, starts: &[usize]) -> Vec<i64> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "frame=pkt_pos",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(clip)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success());
+    let mut order = vec![-1; starts.len()];
+    let text = String::from_utf8_lossy(&out.stdout);
+    // One line per frame; side-data sections add empty lines and trailing commas.
+    let positions = text
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .filter(|l| !l.is_empty());
+    for (display, pos) in positions.enumerate() {
+        let pos: usize = pos.parse().expect("pkt_pos");
+        let au = starts.partition_point(|&s| s <= pos) - 1;
+        order[au] = display as i64;
+    }
+    assert!(order.iter().all(|&d| d >= 0), "every access unit is shown");
+    order
+}
+
+/// Splits an Annex B stream into access units at its access unit delimiters: (byte
+/// offset, bytes) of each.
+fn access_units(stream: &[u8]) -> Vec<(usize, Vec<u8>)> {
     let mut units = Vec::new();
     let mut starts = Vec::new();
     let mut i = 0;
@@ -79,14 +119,23 @@ fn access_units(stream: &[u8]) -> Vec<Vec<u8>> {
     }
     starts.push(stream.len());
     for w in starts.windows(2) {
-        units.push(stream[w[0]..w[1]].to_vec());
+        units.push((w[0], stream[w[0]..w[1]].to_vec()));
     }
     units
 }
 
-/// Decodes a clip through the worker's pool: the stats of every picture, in order.
+/// Decodes a clip through the worker's pool: the stats of every picture, in display order.
 async fn worker_path(clip: &Path) -> Vec<StatsRecord> {
+    worker_path_in(clip, DecodeMode::All).await
+}
+
+/// Decodes a clip through the worker's pool in `mode`, fed as the pipeline feeds it
+/// (keyframes mode: IDR access units only). Access units carry their display position
+/// as `fw-pts-90k`, as RTP timestamps do.
+async fn worker_path_in(clip: &Path, mode: DecodeMode) -> Vec<StatsRecord> {
     let aus = access_units(&std::fs::read(clip).expect("clip"));
+    let starts: Vec<usize> = aus.iter().map(|(start, _)| *start).collect();
+    let display = display_order(clip, &starts);
     let (tx, mut rx) = mpsc::channel(aus.len() + 8);
     let metrics = Metrics::new(&prometheus::Registry::new());
     let config = PoolConfig {
@@ -94,16 +143,24 @@ async fn worker_path(clip: &Path) -> Vec<StatsRecord> {
         queue: 64,
         idle_flush: Duration::from_millis(100),
         detectors: Default::default(),
+        mode,
+        watchers: Default::default(),
     };
     let pool = DecodePool::start(config, tx, metrics).expect("pool");
-    for (seq, au) in aus.iter().enumerate() {
+    let mut expected = 0;
+    for (seq, (_, au)) in aus.iter().enumerate() {
+        let keyframe = annexb::is_idr(au);
+        if mode == DecodeMode::Keyframes && !keyframe {
+            continue;
+        }
+        expected += 1;
         let meta = FrameMeta {
             camera: "oracle".into(),
             session: "s".into(),
             seq: seq as u64,
-            pts_90k: seq as i64 * 3600,
+            pts_90k: display[seq] * 3600,
             capture_ms: 0,
-            keyframe: annexb::is_idr(au),
+            keyframe,
             codec: "h264".into(),
             dimensions: None,
         };
@@ -113,14 +170,15 @@ async fn worker_path(clip: &Path) -> Vec<StatsRecord> {
             partition: 0,
             offset: seq as i64,
             span: tracing::Span::none(),
+            resync: false,
         };
         assert!(pool.submit(job).await.is_ok());
     }
     let mut out = Vec::new();
-    while out.len() < aus.len() {
+    while out.len() < expected {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
             Ok(Some(Outcome::Stats { record, .. })) => out.push(*record),
-            Ok(Some(Outcome::Done { offset, .. })) => {
+            Ok(Some(Outcome::Done { offset, .. } | Outcome::Poison { offset, .. })) => {
                 panic!("access unit {offset} gave no picture")
             }
             _ => panic!(
@@ -131,7 +189,7 @@ async fn worker_path(clip: &Path) -> Vec<StatsRecord> {
         }
     }
     pool.finish();
-    out.sort_by_key(|r| r.seq);
+    out.sort_by_key(|r| r.pts_90k);
     out
 }
 
@@ -155,35 +213,84 @@ async fn statistics_agree_with_ffmpeg_signalstats() {
         let clip = make_clip(dir.path(), name, lavfi);
         let expected = oracle(&clip);
         let ours = worker_path(&clip).await;
-        assert_eq!(ours.len(), expected.len(), "{name}: pictures decoded");
-        let mut worst: HashMap<&str, f64> = HashMap::new();
-        for (i, (s, e)) in ours.iter().zip(&expected).enumerate() {
-            let pairs = [
-                ("YAVG", s.y_avg, 0.5),
-                ("YMIN", f64::from(s.y_min), 1.0),
-                ("YMAX", f64::from(s.y_max), 1.0),
-                ("YLOW", f64::from(s.y_low), 1.0),
-                ("YHIGH", f64::from(s.y_high), 1.0),
-                ("UAVG", s.u_avg, 0.5),
-                ("VAVG", s.v_avg, 0.5),
-                ("SATAVG", s.sat_avg, 1.0),
-                ("YDIF", s.y_dif, 0.5),
-            ];
-            for (key, ours, tolerance) in pairs {
-                let theirs = e[key];
-                let d = (ours - theirs).abs();
-                let w = worst.entry(key).or_insert(0.0);
-                *w = w.max(d);
-                assert!(
-                    d <= tolerance,
-                    "{name} frame {i}: {key} ours {ours} ffmpeg {theirs}"
-                );
-            }
-        }
-        let mut w: Vec<_> = worst.into_iter().collect();
-        w.sort_by(|a, b| a.0.cmp(b.0));
-        println!("{name}: {} frames, largest differences {w:?}", ours.len());
+        compare(name, &ours, &expected.iter().collect::<Vec<_>>(), true);
     }
+}
+
+/// Compares our records with ffmpeg's signalstats frame by frame, within the issue's
+/// tolerances; prints the largest difference per statistic.
+fn compare(name: &str, ours: &[StatsRecord], expected: &[&HashMap<String, f64>], ydif: bool) {
+    assert_eq!(ours.len(), expected.len(), "{name}: pictures decoded");
+    let mut worst: HashMap<&str, f64> = HashMap::new();
+    for (i, (s, e)) in ours.iter().zip(expected).enumerate() {
+        let mut pairs = vec![
+            ("YAVG", s.y_avg, 0.5),
+            ("YMIN", f64::from(s.y_min), 1.0),
+            ("YMAX", f64::from(s.y_max), 1.0),
+            ("YLOW", f64::from(s.y_low), 1.0),
+            ("YHIGH", f64::from(s.y_high), 1.0),
+            ("UAVG", s.u_avg, 0.5),
+            ("VAVG", s.v_avg, 0.5),
+            ("SATAVG", s.sat_avg, 1.0),
+        ];
+        if ydif {
+            pairs.push(("YDIF", s.y_dif, 0.5));
+        }
+        for (key, ours, tolerance) in pairs {
+            let theirs = e[key];
+            let d = (ours - theirs).abs();
+            let w = worst.entry(key).or_insert(0.0);
+            *w = w.max(d);
+            assert!(
+                d <= tolerance,
+                "{name} frame {i}: {key} ours {ours} ffmpeg {theirs}"
+            );
+        }
+    }
+    let mut w: Vec<_> = worst.into_iter().collect();
+    w.sort_by(|a, b| a.0.cmp(b.0));
+    println!("{name}: {} frames, largest differences {w:?}", ours.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn b_frames_are_paired_with_their_access_units_in_display_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Luma steps by 8 every frame: a picture paired with the wrong access unit is 8+ off.
+    let lavfi = "color=c=black:s=320x240:r=25:d=2,geq=lum='mod(N*8+X/8,256)':cb=128:cr=128";
+    let clip = make_clip_with(dir.path(), "bframes", lavfi, 2);
+    let expected = oracle(&clip);
+    let ours = worker_path(&clip).await;
+    for (i, r) in ours.iter().enumerate() {
+        assert_eq!(r.pts_90k, i as i64 * 3600, "display order");
+    }
+    let reordered = ours
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| r.seq != *i as u64)
+        .count();
+    assert!(
+        reordered > 10,
+        "the clip has B-frames ({reordered} reordered)"
+    );
+    compare("bframes", &ours, &expected.iter().collect::<Vec<_>>(), true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyframes_mode_measures_each_idr_like_ffmpeg() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clip = make_clip(
+        dir.path(),
+        "gops",
+        "testsrc2=size=640x360:rate=25:duration=4",
+    );
+    let expected = oracle(&clip);
+    let ours = worker_path_in(&clip, DecodeMode::Keyframes).await;
+    // GOP 25 over 100 frames: frames 0, 25, 50, 75 (YDIF there is against the previous
+    // keyframe, not the previous frame, so it is not compared).
+    let shown: Vec<usize> = ours.iter().map(|r| (r.pts_90k / 3600) as usize).collect();
+    assert_eq!(shown, [0, 25, 50, 75]);
+    let theirs: Vec<_> = shown.iter().map(|&i| &expected[i]).collect();
+    compare("keyframes", &ours, &theirs, false);
 }
 
 /// Every `key=value` of `metadata=print` per frame, for all keys.

@@ -1,8 +1,9 @@
 //! The worker's pipeline: consume frames → decode on the pool → publish stats → commit.
 //!
 //! Offsets are stored only after the stats of a record are delivered (or the record is
-//! known to produce none), through an [`OffsetTracker`], so a crash re-processes but
-//! never loses frames; the sink is idempotent on (camera, session, seq).
+//! known to produce none, or it was copied to the DLQ), through an [`OffsetTracker`], so
+//! a crash re-processes but never loses frames; the sink is idempotent on
+//! (camera, session, seq).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,25 +16,53 @@ use framewire_wire::{FrameMeta, header as h};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::assignment::{Assignment, Seen};
+use crate::config::{Config, DecodeMode, LagPolicy};
 use crate::decode::{DecodePool, Job, Outcome, PoolConfig};
+use crate::lag::{LagGate, Verdict};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
+use crate::poison::Reason;
+use crate::snapshot::Watchers;
 
-/// Consumer callbacks: keeps the assigned-partitions gauge current and forgets the offset
-/// state of revoked partitions.
+/// How often librdkafka reports partition offsets (the lag gauge's resolution).
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// Consumer callbacks: keeps the partition gauges and the debug view current, and
+/// forgets the offset state of revoked partitions.
 pub struct WorkerContext {
     metrics: Metrics,
     tracker: Arc<Mutex<OffsetTracker>>,
+    assignment: Arc<Assignment>,
+    topic: String,
 }
 
-impl ClientContext for WorkerContext {}
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for p in topic.partitions.values() {
+            // The committed offset is what KEDA compares with the end of the partition.
+            if let Some(lag) = self
+                .assignment
+                .offsets(p.partition, p.hi_offset, p.committed_offset)
+            {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[&p.partition.to_string()])
+                    .set(lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for WorkerContext {
     fn post_rebalance(&self, base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -44,18 +73,47 @@ impl ConsumerContext for WorkerContext {
         }
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                self.assignment
+                    .assign(tpl.elements().iter().map(|e| e.partition()));
                 tracing::info!(partitions = tpl.count(), "partitions assigned")
             }
             Rebalance::Revoke(tpl) => {
+                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-                for e in tpl.elements() {
-                    tracker.forget(e.partition());
+                for &p in &revoked {
+                    tracker.forget(p);
+                    let _ = self
+                        .metrics
+                        .consumer_lag
+                        .remove_label_values(&[&p.to_string()]);
                 }
+                self.assignment.revoke(&revoked);
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                self.metrics.rebalances.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "rebalance error")
+            }
         }
     }
+}
+
+/// What the pipeline shares with the admin server's debug routes.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// Partitions and cameras of this replica.
+    pub assignment: Arc<Assignment>,
+    /// Waiters for decoded pictures.
+    pub watchers: Arc<Watchers>,
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 type WorkerConsumer = StreamConsumer<WorkerContext>;
@@ -110,6 +168,7 @@ pub async fn run(
     config: &Config,
     readiness: &Readiness,
     metrics: Metrics,
+    shared: Shared,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     const CLIENT: &str = "framewire-worker";
@@ -131,11 +190,14 @@ pub async fn run(
                 ("partition.assignment.strategy", "cooperative-sticky"),
                 ("max.partition.fetch.bytes", &max_bytes),
                 ("fetch.wait.max.ms", "20"),
+                ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
             ],
         )
         .create_with_context(WorkerContext {
             metrics: metrics.clone(),
             tracker: tracker.clone(),
+            assignment: shared.assignment.clone(),
+            topic: config.topics.frames.clone(),
         })
         .map_err(|source| KafkaSetupError::Client {
             what: "consumer",
@@ -169,16 +231,31 @@ pub async fn run(
         queue: w.queue_frames,
         idle_flush: Duration::from_millis(w.idle_flush_ms),
         detectors: w.detectors,
+        mode: w.decode_mode,
+        watchers: shared.watchers.clone(),
     };
     let pool = DecodePool::start(pool_config, out_tx, metrics.clone())?;
-    tracing::info!(threads = w.threads(), group = %w.group_id, "decoding");
+    tracing::info!(threads = w.threads(), group = %w.group_id, mode = ?w.decode_mode, lag_policy = ?w.lag_policy, "decoding");
+    let dead_letters = DeadLetters {
+        producer: producer.clone(),
+        topic: config.topics.dlq.clone(),
+        committer: committer.clone(),
+        metrics: metrics.clone(),
+    };
     let publisher = tokio::spawn(publish_loop(
         out_rx,
         producer.clone(),
         config.topics.stats.clone(),
         committer.clone(),
+        dead_letters.clone(),
         metrics.clone(),
     ));
+    let mut lag_gate = (w.lag_policy == LagPolicy::Realtime).then(|| {
+        LagGate::new(
+            Duration::from_millis(w.realtime_max_ms),
+            w.realtime_max_frames,
+        )
+    });
 
     let mut release = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -215,14 +292,55 @@ pub async fn run(
                     .into_owned();
                 metrics
                     .decode_errors
-                    .with_label_values(&[&key, "bad_headers"])
+                    .with_label_values(&[&key, Reason::BadHeaders.as_str()])
                     .inc();
-                tracing::warn!(camera = %key, partition, offset, error = %e, "frames record without valid fw-* headers");
-                committer.finish(partition, offset);
+                tracing::warn!(camera = %key, partition, offset, error = %e, "frames record without valid fw-* headers; copied to the DLQ");
+                let mut copied = OwnedHeaders::new();
+                if let Some(hdrs) = hdrs {
+                    for hd in hdrs.iter() {
+                        copied = copied.insert(hd);
+                    }
+                }
+                dead_letters.send(
+                    &key,
+                    Reason::BadHeaders,
+                    msg.payload().unwrap_or_default(),
+                    copied,
+                    partition,
+                    offset,
+                );
                 continue;
             }
         };
         metrics.records.with_label_values(&[&meta.camera]).inc();
+        let now = now_ms();
+        let verdict = match lag_gate.as_mut() {
+            Some(gate) => gate.check(&meta, now),
+            None => Verdict::Decode,
+        };
+        shared.assignment.seen(Seen {
+            camera: &meta.camera,
+            session: &meta.session,
+            seq: meta.seq,
+            partition,
+            offset,
+            capture_ms: meta.capture_ms,
+            now_ms: now,
+            skipping: verdict == Verdict::Skip,
+        });
+        if verdict == Verdict::Skip {
+            metrics
+                .skipped
+                .with_label_values(&[&meta.camera, "realtime"])
+                .inc();
+            committer.finish(partition, offset);
+            continue;
+        }
+        if w.decode_mode == DecodeMode::Keyframes && !meta.keyframe {
+            // Keyframes mode: nothing to decode; read past it at the cost of a header parse.
+            committer.finish(partition, offset);
+            continue;
+        }
         let span = tracing::info_span!("worker_frame", camera = %meta.camera, seq = meta.seq);
         telemetry::set_parent_from(&span, |name| header(hdrs, name));
         let job = Job {
@@ -231,6 +349,7 @@ pub async fn run(
             partition,
             offset,
             span,
+            resync: verdict == Verdict::Resume,
         };
         drop(msg);
         // On shutdown the job is dropped unfinished: its offset is not committed, and
@@ -272,12 +391,78 @@ pub async fn run(
     Ok(())
 }
 
-/// Publishes outcomes as stats records; marks offsets finished after delivery.
+/// Copies poison records to the DLQ topic; their offsets finish once the DLQ has them.
+#[derive(Clone)]
+struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    committer: Arc<Committer>,
+    metrics: Metrics,
+}
+
+impl DeadLetters {
+    /// Sends the record's bytes with its headers plus `fw-dlq-reason` / `fw-dlq-source`.
+    fn send(
+        &self,
+        camera: &str,
+        reason: Reason,
+        payload: &[u8],
+        headers: OwnedHeaders,
+        partition: i32,
+        offset: i64,
+    ) {
+        let headers = headers
+            .insert(rdkafka::message::Header {
+                key: h::DLQ_REASON,
+                value: Some(reason.as_str()),
+            })
+            .insert(rdkafka::message::Header {
+                key: h::DLQ_SOURCE,
+                value: Some("worker"),
+            });
+        let rec = FutureRecord::to(&self.topic)
+            .key(camera)
+            .payload(payload)
+            .headers(headers);
+        let this = self.clone();
+        let camera = camera.to_owned();
+        match self.producer.send_result(rec) {
+            Ok(delivery) => {
+                tokio::spawn(async move {
+                    match delivery.await {
+                        Ok(Ok(_)) => {
+                            this.metrics
+                                .dlq_records
+                                .with_label_values(&[&camera, reason.as_str()])
+                                .inc();
+                            this.committer.finish(partition, offset);
+                        }
+                        _ => this.not_delivered(&camera, partition, offset),
+                    }
+                });
+            }
+            Err(_) => this.not_delivered(&camera, partition, offset),
+        }
+    }
+
+    fn not_delivered(&self, camera: &str, partition: i32, offset: i64) {
+        // Not finished: the offset is not committed past this record, nothing is lost.
+        self.metrics
+            .dlq_delivery_errors
+            .with_label_values(&[camera])
+            .inc();
+        tracing::warn!(%camera, partition, offset, topic = %self.topic, "poison record not copied to the DLQ");
+    }
+}
+
+/// Publishes outcomes as stats records (poison to the DLQ); marks offsets finished after
+/// delivery.
 async fn publish_loop(
     mut outcomes: mpsc::Receiver<Outcome>,
     producer: FutureProducer,
     topic: String,
     committer: Arc<Committer>,
+    dead_letters: DeadLetters,
     metrics: Metrics,
 ) {
     let mut deliveries = JoinSet::new();
@@ -286,6 +471,23 @@ async fn publish_loop(
         let (record, partition, offset, span) = match outcome {
             Outcome::Done { partition, offset } => {
                 committer.finish(partition, offset);
+                continue;
+            }
+            Outcome::Poison {
+                meta,
+                data,
+                reason,
+                partition,
+                offset,
+            } => {
+                dead_letters.send(
+                    &meta.camera,
+                    reason,
+                    &data,
+                    headers(meta.to_headers()),
+                    partition,
+                    offset,
+                );
                 continue;
             }
             Outcome::Stats {
