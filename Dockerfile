@@ -1,27 +1,104 @@
 # syntax=docker/dockerfile:1
-# One image with the three Framewire binaries. Build: docker build -t framewire .
-# Run one: docker run framewire framewire-worker --config /etc/framewire/worker.toml
-ARG RUST_IMAGE=rust:1.95-bookworm
-ARG RUNTIME_IMAGE=debian:bookworm-slim
+#
+# Framewire: ONE image with the three binaries (framewire-ingest, framewire-worker,
+# framewire-sink). One image because the binaries share ~95% of their dependencies (one
+# cargo build makes all three at the cost of one), a release is one artifact to sign, scan
+# and pin, and the Helm chart picks the binary per workload with `command:`.
+#
+#   docker build -t framewire .                      # full multi-stage build (default target)
+#   docker run --rm framewire framewire-worker --version
+#
+# Stages:
+#   chef     Rust toolchain + build dependencies (nasm!) + cargo-chef
+#   planner  `cargo chef prepare`: a recipe of the dependency graph (Cargo.toml/Cargo.lock only)
+#   build    `cargo chef cook` builds the dependencies in a layer that is reused while
+#            Cargo.lock and the manifests are unchanged; then `cargo build --release` of our
+#            crates — the same command and profile as a developer's release build
+#   runtime  (default) distroless glibc base, the binaries, non-root, no shell
+#   prebuilt `--target prebuilt`: the same runtime with binaries built on the host; the build
+#            context is a folder holding framewire-{ingest,worker,sink} and an empty data/
+#            (scripts/deploy/image.sh makes it; `make test` uses it, see docs/deploy.md)
+#
+# Base images: the build runs on Debian 12 (bookworm) and the runtime is distroless cc on
+# Debian 12, so the binaries run on the glibc (2.36) and libssl3 they were linked against.
+# Both are build arguments so a mirror or a locally made base can stand in:
+#   podman build --build-arg RUST_IMAGE=… --build-arg RUNTIME_IMAGE=… .
+ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM ${RUST_IMAGE} AS build
-# nasm: openh264 silently builds without its assembly (1.4x slower decoding) when it is missing.
+# ----------------------------------------------------------------------------------- chef ---
+FROM ${RUST_IMAGE} AS chef
+ARG CARGO_CHEF_VERSION=0.1.78
+# nasm: without it openh264 silently builds without its assembly and decodes 1.4x slower.
+# libssl-dev: rdkafka's `ssl` feature links the system OpenSSL (libssl3 at run time).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nasm cmake pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
+RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /src
+
+# -------------------------------------------------------------------------------- planner ---
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+# ---------------------------------------------------------------------------------- build ---
+FROM chef AS build
+COPY --from=planner /src/recipe.json recipe.json
+# The dependency layer: rebuilt only when a manifest or Cargo.lock changes.
+RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --bins \
- && mkdir /out \
- && cp target/release/framewire-ingest target/release/framewire-worker target/release/framewire-sink /out/ \
- && /out/framewire-ingest --version && /out/framewire-worker --version && /out/framewire-sink --version
+      -p framewire-ingest -p framewire-worker -p framewire-sink \
+ && mkdir -p /out/bin /out/data \
+ && cp target/release/framewire-ingest target/release/framewire-worker \
+       target/release/framewire-sink /out/bin/ \
+ && /out/bin/framewire-ingest --version \
+ && /out/bin/framewire-worker --version \
+ && /out/bin/framewire-sink --version
 
-FROM ${RUNTIME_IMAGE}
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/ /usr/local/bin/
+# --------------------------------------------------------------------------- runtime-base ---
+FROM ${RUNTIME_IMAGE} AS runtime-base
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG RUNTIME_IMAGE
+LABEL org.opencontainers.image.title="framewire" \
+      org.opencontainers.image.description="RTSP camera streams to frame statistics through Kafka: framewire-ingest, framewire-worker, framewire-sink" \
+      org.opencontainers.image.source="https://github.com/framewire/framewire" \
+      org.opencontainers.image.documentation="https://github.com/framewire/framewire/blob/main/docs/deploy.md" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="Framewire" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
+ENV PATH=/usr/local/bin:/usr/bin:/bin
+# Admin servers (ingest, worker, sink) and the sink's web page + API.
+EXPOSE 9091 9092 9093 8080
+
+# ------------------------------------------------------------------------------- prebuilt ---
+FROM runtime-base AS prebuilt
+# The data dir is the only writable place (SQLite file of the sink); Kubernetes mounts a
+# volume there because the root filesystem is read-only.
+COPY --chown=65532:65532 data/ /var/lib/framewire/
+COPY framewire-ingest framewire-worker framewire-sink /usr/local/bin/
 USER 65532:65532
 WORKDIR /var/lib/framewire
-EXPOSE 9091 9092 9093 8080
+# Smoke test without a shell (exec form): each binary starts on this base's glibc.
+RUN ["framewire-ingest", "--version"]
+RUN ["framewire-worker", "--version"]
+RUN ["framewire-sink", "--version"]
+CMD ["framewire-ingest", "--help"]
+
+# -------------------------------------------------------------------------------- runtime ---
+FROM runtime-base AS runtime
+COPY --from=build --chown=65532:65532 /out/data/ /var/lib/framewire/
+COPY --from=build /out/bin/ /usr/local/bin/
+USER 65532:65532
+WORKDIR /var/lib/framewire
+RUN ["framewire-ingest", "--version"]
+RUN ["framewire-worker", "--version"]
+RUN ["framewire-sink", "--version"]
 CMD ["framewire-ingest", "--help"]
