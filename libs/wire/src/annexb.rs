@@ -85,6 +85,30 @@ pub fn starts_with_parameter_sets(au: &[u8]) -> bool {
     types.next() == Some(nal::SPS) && types.next() == Some(nal::PPS)
 }
 
+/// Splits an Annex B elementary stream (e.g. `ffmpeg -f h264 -x264-params aud=1`) into
+/// access units at its access unit delimiters: (byte offset, bytes) of each. Bytes before
+/// the first delimiter form no access unit; a stream without delimiters yields none.
+pub fn split_at_delimiters(stream: &[u8]) -> Vec<(usize, &[u8])> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 < stream.len() {
+        if stream[i..i + 3] == [0, 0, 1] && stream[i + 3] & 0x1f == nal::AUD {
+            starts.push(if i > 0 && stream[i - 1] == 0 {
+                i - 1
+            } else {
+                i
+            });
+            i += 3;
+        }
+        i += 1;
+    }
+    starts.push(stream.len());
+    starts
+        .windows(2)
+        .map(|w| (w[0], &stream[w[0]..w[1]]))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +151,16 @@ mod tests {
         let p = annexb(&[P], false);
         assert!(!is_idr(&p) && !starts_with_parameter_sets(&p));
         assert_eq!(nal_units(&[1, 2, 3]).count(), 0);
+    }
+
+    #[test]
+    fn a_stream_splits_at_its_delimiters() {
+        const AUD: &[u8] = &[0x09, 0xf0];
+        let first = annexb(&[AUD, SPS, PPS, IDR], true);
+        let second = annexb(&[AUD, P], false);
+        let stream = [first.clone(), second.clone()].concat();
+        let aus = split_at_delimiters(&stream);
+        assert_eq!(aus, [(0, &first[..]), (first.len(), &second[..])]);
+        assert!(split_at_delimiters(&annexb(&[SPS, IDR], true)).is_empty());
     }
 }

@@ -100,28 +100,12 @@ fn display_order(clip: &Path, starts: &[usize]) -> Vec<i64> {
     order
 }
 
-/// Splits an Annex B stream into access units at its access unit delimiters: (byte
-/// offset, bytes) of each.
+/// Splits an Annex B stream into access units: (byte offset, bytes) of each.
 fn access_units(stream: &[u8]) -> Vec<(usize, Vec<u8>)> {
-    let mut units = Vec::new();
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 4 < stream.len() {
-        if stream[i..i + 3] == [0, 0, 1] && stream[i + 3] & 0x1f == annexb::nal::AUD {
-            starts.push(if i > 0 && stream[i - 1] == 0 {
-                i - 1
-            } else {
-                i
-            });
-            i += 3;
-        }
-        i += 1;
-    }
-    starts.push(stream.len());
-    for w in starts.windows(2) {
-        units.push((w[0], stream[w[0]..w[1]].to_vec()));
-    }
-    units
+    annexb::split_at_delimiters(stream)
+        .into_iter()
+        .map(|(at, au)| (at, au.to_vec()))
+        .collect()
 }
 
 /// Decodes a clip through the worker's pool: the stats of every picture, in display order.

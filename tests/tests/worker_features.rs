@@ -1,0 +1,376 @@
+//! The worker on real Kafka, fed records made like ingest's: poison goes to the DLQ and
+//! the camera recovers, `keyframes` mode decodes one picture per GOP, the `realtime` lag
+//! policy skips an old backlog, and the debug views show the assignment and pictures.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use framewire_e2e::frames::{Clip, FrameProducer, encode_clip, meta};
+use framewire_e2e::{
+    Service, Topics, eventually, headers_of, http_get, metric, read_topic, require_stack, unique,
+};
+use framewire_wire::{StatsRecord, annexb};
+use rdkafka::message::{Message, OwnedMessage};
+
+/// 4 s of a moving pattern, 320x240, 25 fps, GOP 25: 100 access units.
+fn clip() -> &'static Clip {
+    static CLIP: OnceLock<Clip> = OnceLock::new();
+    CLIP.get_or_init(|| encode_clip("testsrc2=size=320x240:rate=25:duration=4", 25, &[]))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn worker_config(topics: &Topics, extra: &str) -> String {
+    format!(
+        "{}\n[worker]\ngroup_id = \"{}\"\ndecode_threads = 1\n{extra}\n",
+        topics.toml(),
+        unique("features")
+    )
+}
+
+/// Produces access units `range` of the clip as frames `first_seq…` of `camera`.
+async fn send_gops(
+    p: &FrameProducer,
+    camera: &str,
+    range: std::ops::Range<usize>,
+    first_seq: u64,
+    capture_ms: i64,
+) {
+    let c = clip();
+    for (n, i) in range.enumerate() {
+        let m = meta(
+            camera,
+            "s1",
+            first_seq + n as u64,
+            c.keyframes[i],
+            capture_ms + n as i64 * 40,
+        );
+        p.send(&m, &c.access_units[i]).await;
+    }
+}
+
+async fn read(topic: &str) -> Vec<OwnedMessage> {
+    let t = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_topic(&t, Duration::from_secs(2)))
+        .await
+        .expect("read topic")
+}
+
+async fn stats_of(topic: &str) -> Vec<StatsRecord> {
+    read(topic)
+        .await
+        .iter()
+        .filter_map(|m| serde_json::from_slice(m.payload().unwrap_or_default()).ok())
+        .collect()
+}
+
+/// Waits until the worker's metrics show `decoded` pictures for `camera`.
+async fn wait_decoded(worker: &Service, camera: &str, decoded: f64) {
+    let series = format!("framewire_worker_frames_decoded_total{{camera=\"{camera}\"}}");
+    eventually("pictures decoded", Duration::from_secs(60), || async {
+        let (_, m) = worker.get("/metrics").await;
+        let got = metric(&m, &series);
+        if got >= Some(decoded) {
+            Ok(())
+        } else {
+            Err(format!("{series} = {got:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_goes_to_the_dlq_and_the_camera_recovers_at_its_next_keyframe() {
+    require_stack();
+    let topics = Topics::unique("poison");
+    let camera = unique("poisoned");
+    let mut worker = Service::start("framewire-worker", &worker_config(&topics, ""), &[]);
+    worker.wait_ready(Duration::from_secs(60)).await;
+    let p = FrameProducer::new(&topics.frames);
+    let c = clip();
+    let t0 = now_ms();
+    // GOP 1 (seq 0-24), four poison records (seq 25-27 and one without headers), GOP 2 (seq 28-52).
+    send_gops(&p, &camera, 0..25, 0, t0).await;
+    p.send_raw(&camera, &[], &c.access_units[25], None).await;
+    let mut h265 = meta(&camera, "s1", 25, false, t0 + 1_000);
+    h265.codec = "h265".into();
+    p.send(&h265, &c.access_units[26]).await;
+    let truncated = &c.access_units[27][..6];
+    p.send(&meta(&camera, "s1", 26, false, t0 + 1_040), truncated)
+        .await;
+    let idr_without_parameter_sets: Vec<u8> = annexb::nal_units(&c.access_units[25])
+        .filter(|u| annexb::nal_type(u) == Some(annexb::nal::IDR))
+        .flat_map(|u| [&[0u8, 0, 0, 1][..], u].concat())
+        .collect();
+    p.send(
+        &meta(&camera, "s1", 27, true, t0 + 1_080),
+        &idr_without_parameter_sets,
+    )
+    .await;
+    send_gops(&p, &camera, 50..75, 28, t0 + 2_000).await;
+
+    wait_decoded(&worker, &camera, 50.0).await;
+    let (health, _) = worker.get("/healthz").await;
+    assert_eq!(health, 200, "the worker keeps running");
+    let (_, metrics) = worker.get("/metrics").await;
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+
+    let stats = stats_of(&topics.stats).await;
+    let mut seqs: Vec<u64> = stats.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let expected: Vec<u64> = (0..25).chain(28..53).collect();
+    assert_eq!(seqs, expected, "both GOPs measured, no poison measured");
+
+    let dlq = read(&topics.dlq).await;
+    let reasons: HashMap<String, Vec<u8>> = dlq
+        .iter()
+        .map(|m| {
+            let h = headers_of(m);
+            assert_eq!(h["fw-dlq-source"], "worker");
+            assert_eq!(m.key(), Some(camera.as_bytes()), "DLQ records keep the key");
+            (
+                h["fw-dlq-reason"].clone(),
+                m.payload().unwrap_or_default().to_vec(),
+            )
+        })
+        .collect();
+    println!("DLQ: {} records, reasons {:?}", dlq.len(), reasons.keys());
+    assert_eq!(dlq.len(), 4, "one DLQ record per poison record");
+    assert_eq!(reasons["bad_headers"], c.access_units[25]);
+    assert_eq!(reasons["codec"], c.access_units[26]);
+    assert_eq!(reasons["truncated"], truncated);
+    assert_eq!(reasons["parameter_sets"], idr_without_parameter_sets);
+    let with_headers = dlq
+        .iter()
+        .filter(|m| headers_of(m).contains_key("fw-seq"))
+        .count();
+    assert_eq!(
+        with_headers, 3,
+        "DLQ records carry the original fw-* headers"
+    );
+    for reason in ["bad_headers", "codec", "truncated", "parameter_sets"] {
+        // The record without headers is labelled with its key: the camera.
+        let series = format!(
+            "framewire_worker_dlq_records_total{{camera=\"{camera}\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(metric(&metrics, &series), Some(1.0), "{series}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyframes_mode_decodes_one_picture_per_gop() {
+    require_stack();
+    let topics = Topics::unique("keyframes");
+    let camera = unique("gops");
+    let mut worker = Service::start(
+        "framewire-worker",
+        &worker_config(&topics, "decode_mode = \"keyframes\""),
+        &[],
+    );
+    worker.wait_ready(Duration::from_secs(60)).await;
+    let p = FrameProducer::new(&topics.frames);
+    send_gops(&p, &camera, 0..100, 0, now_ms()).await;
+    wait_decoded(&worker, &camera, 4.0).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, metrics) = worker.get("/metrics").await;
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    let records_series = format!("framewire_worker_records_total{{camera=\"{camera}\"}}");
+    assert_eq!(metric(&metrics, &records_series), Some(100.0));
+    let stats = stats_of(&topics.stats).await;
+    let mut seqs: Vec<u64> = stats.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [0, 25, 50, 75], "one picture per GOP");
+    assert!(stats.iter().all(|r| r.keyframe && r.width == 320));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_realtime_policy_skips_an_old_backlog_to_a_fresh_keyframe() {
+    require_stack();
+    let topics = Topics::unique("realtime");
+    let camera = unique("late");
+    let mut worker = Service::start(
+        "framewire-worker",
+        &worker_config(
+            &topics,
+            "lag_policy = \"realtime\"\nrealtime_max_ms = 20000",
+        ),
+        &[],
+    );
+    worker.wait_ready(Duration::from_secs(60)).await;
+    let p = FrameProducer::new(&topics.frames);
+    let now = now_ms();
+    // A backlog captured a minute ago (seq 0-49), then two fresh GOPs (seq 50-99).
+    send_gops(&p, &camera, 0..50, 0, now - 60_000).await;
+    send_gops(&p, &camera, 50..100, 50, now).await;
+    wait_decoded(&worker, &camera, 50.0).await;
+    let (_, metrics) = worker.get("/metrics").await;
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    let skipped =
+        format!("framewire_worker_frames_skipped_total{{camera=\"{camera}\",reason=\"realtime\"}}");
+    assert_eq!(
+        metric(&metrics, &skipped),
+        Some(50.0),
+        "the backlog is skipped"
+    );
+    let mut seqs: Vec<u64> = stats_of(&topics.stats)
+        .await
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (50..100).collect::<Vec<_>>(), "fresh frames measured");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_views_show_the_assignment_and_live_pictures() {
+    require_stack();
+    let topics = Topics::unique("debug");
+    let camera = unique("watched");
+    let mut worker = Service::start("framewire-worker", &worker_config(&topics, ""), &[]);
+    worker.wait_ready(Duration::from_secs(60)).await;
+    // A live camera: the clip in a loop at 25 fps until the test ends.
+    let live = {
+        let (topic, camera) = (topics.frames.clone(), camera.clone());
+        tokio::spawn(async move {
+            let p = FrameProducer::new(&topic);
+            let c = clip();
+            for seq in 0u64.. {
+                let i = seq as usize % c.access_units.len();
+                let m = meta(&camera, "live", seq, c.keyframes[i], now_ms());
+                p.send(&m, &c.access_units[i]).await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    wait_decoded(&worker, &camera, 10.0).await;
+
+    let view: serde_json::Value = eventually(
+        "the camera in /debug/assignment",
+        Duration::from_secs(20),
+        || async {
+            let (code, body) = worker.get("/debug/assignment").await;
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let listed = v["cameras"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["camera"] == camera.as_str()));
+            if code == 200 && listed {
+                Ok(v)
+            } else {
+                Err(format!("{code} {body}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        view["partitions"].as_array().map(Vec::len),
+        Some(4),
+        "one worker owns all 4 partitions"
+    );
+    let cam = view["cameras"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["camera"] == camera.as_str()))
+        .expect("camera listed");
+    assert!(cam["last_seq"].as_u64() >= Some(10));
+    assert!(
+        cam["lag_ms"].as_i64() < Some(5_000),
+        "live camera lag {cam}"
+    );
+
+    let client = reqwest::Client::new();
+    let snap = client
+        .get(format!(
+            "{}/debug/cameras/{camera}/snapshot.jpg",
+            worker.admin
+        ))
+        .send()
+        .await
+        .expect("snapshot");
+    assert_eq!(snap.status(), 200);
+    assert_eq!(snap.headers()["content-type"], "image/jpeg");
+    let jpeg = snap.bytes().await.expect("body");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+    assert_eq!(jpeg_size(&jpeg), Some((320, 240)), "full-size picture");
+
+    let (code, body) = http_get(&format!(
+        "{}/debug/cameras/nobody-here/snapshot.jpg",
+        worker.admin
+    ))
+    .await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("nobody-here"));
+    let (code, _) = http_get(&format!("{}/debug/cameras/bad%20id/mjpeg", worker.admin)).await;
+    assert_eq!(code, 400);
+
+    let mut live_view = client
+        .get(format!("{}/debug/cameras/{camera}/mjpeg", worker.admin))
+        .send()
+        .await
+        .expect("mjpeg");
+    assert!(
+        live_view.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("multipart/x-mixed-replace")
+    );
+    let mut received = Vec::new();
+    let started = std::time::Instant::now();
+    while count(&received, b"Content-Type: image/jpeg") < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "three parts within 20 s"
+        );
+        match live_view.chunk().await.expect("mjpeg chunk") {
+            Some(chunk) => received.extend_from_slice(&chunk),
+            None => panic!("the live view ended"),
+        }
+    }
+    let rate = 3.0 / started.elapsed().as_secs_f64();
+    println!("mjpeg: 3 parts at {rate:.1} fps ({} bytes)", received.len());
+    assert!(rate < 4.0, "at most mjpeg_max_fps (2) plus slack: {rate}");
+    drop(live_view);
+
+    let (_, metrics) = eventually("the lag gauge", Duration::from_secs(20), || async {
+        let (code, m) = worker.get("/metrics").await;
+        if m.contains("framewire_worker_consumer_lag{partition=") {
+            Ok((code, m))
+        } else {
+            Err("no framewire_worker_consumer_lag yet".to_owned())
+        }
+    })
+    .await;
+    assert!(
+        metric(
+            &metrics,
+            "framewire_worker_rebalances_total{kind=\"assign\"}"
+        ) >= Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "framewire_worker_assigned_partitions"),
+        Some(4.0)
+    );
+    live.abort();
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
+
+/// Width and height from a baseline JPEG's SOF0 marker.
+fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    let at = jpeg.windows(2).position(|w| w == [0xFF, 0xC0])?;
+    let b = jpeg.get(at + 5..at + 9)?;
+    Some((
+        u16::from_be_bytes([b[2], b[3]]),
+        u16::from_be_bytes([b[0], b[1]]),
+    ))
+}
