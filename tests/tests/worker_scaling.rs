@@ -1,6 +1,9 @@
-//! Workers join and leave a running group: because a partition's commit point is at or
-//! before every camera's current GOP start, a worker that takes a partition over never
-//! decodes garbage and every frame gets statistics. (With several cameras on a partition it
+//! Workers join and leave a running group (on 4 partitions, 4 cameras: one worker, a 2nd
+//! and a 3rd joining, one leaving with SIGTERM, one killed with SIGKILL): because a
+//! partition's commit point is at or before every camera's current GOP start, a worker
+//! that takes a partition over never decodes garbage and every frame gets statistics;
+//! what a killed worker had done but not committed is re-processed (counted, and absorbed
+//! by the sink's idempotency). (With several cameras on a partition it
 //! may meet the tail of an already-finished GOP of one camera first; it skips those frames,
 //! whose statistics exist, until that camera's keyframe: counted, not an error.)
 
@@ -16,7 +19,8 @@ fn sum(metrics: &str, prefix: &str, must_contain: &str) -> f64 {
         .lines()
         .filter(|l| l.starts_with(prefix) && l.contains(must_contain))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0.0
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,17 +51,38 @@ async fn a_worker_that_takes_over_starts_at_keyframes() {
         &[],
     );
     ingest.wait_ready(Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let b = Service::start("framewire-worker", &worker_config, &[]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut b = Service::start("framewire-worker", &worker_config, &[]);
     b.wait_ready(Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    let (_, a_metrics) = a.get("/metrics").await;
-    assert_eq!(
-        a.terminate(Duration::from_secs(30)).code(),
-        Some(0),
-        "worker A leaves cleanly"
-    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let c = Service::start("framewire-worker", &worker_config, &[]);
+    c.wait_ready(Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
+    let owned =
+        |m: &str| framewire_e2e::metric(m, "framewire_worker_assigned_partitions").unwrap_or(0.0);
+    let (_, b_metrics) = b.get("/metrics").await;
+    let (_, c_metrics) = c.get("/metrics").await;
+    let (_, a_now) = a.get("/metrics").await;
+    let spread = [owned(&a_now), owned(&b_metrics), owned(&c_metrics)];
+    println!("partitions owned by A, B, C: {spread:?}");
+    assert_eq!(
+        spread.iter().sum::<f64>(),
+        4.0,
+        "4 partitions shared by 3 workers"
+    );
+    assert!(
+        spread.iter().all(|&n| n >= 1.0),
+        "every worker got a partition"
+    );
+    assert_eq!(
+        b.terminate(Duration::from_secs(30)).code(),
+        Some(0),
+        "worker B leaves cleanly"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, c_metrics) = c.get("/metrics").await;
+    drop(c); // SIGKILL: no drain, no final commit.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(ingest.terminate(Duration::from_secs(20)).code(), Some(0));
 
     let frames = tokio::task::spawn_blocking({
@@ -96,14 +121,19 @@ async fn a_worker_that_takes_over_starts_at_keyframes() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    let (_, b_metrics) = b.get("/metrics").await;
+    let (_, a_metrics) = a.get("/metrics").await;
+    assert_eq!(
+        a.terminate(Duration::from_secs(30)).code(),
+        Some(0),
+        "worker A leaves cleanly"
+    );
     let missing = produced.difference(&seen).count();
     let twice = records - seen.len();
     println!(
-        "scaling: {} frames produced, {records} stats records, {missing} missing, {twice} re-processed",
+        "scaling: {} frames produced, {records} stats records, {missing} missing, {twice} re-processed (appear twice)",
         produced.len()
     );
-    for (name, m) in [("A", &a_metrics), ("B", &b_metrics)] {
+    for (name, m) in [("A", &a_metrics), ("B", &b_metrics), ("C", &c_metrics)] {
         let skipped = sum(
             m,
             "framewire_worker_frames_skipped_total{",
