@@ -1,0 +1,58 @@
+{{/* The TOML configuration of each service, rendered from values (docs/config.md).
+     Used by the ConfigMaps and by the pods' checksum/config annotations. */}}
+
+{{- define "framewire.ingest.cameras" -}}
+{{- $out := list -}}
+{{- range $i, $cam := .Values.ingest.cameras -}}
+{{- $c := omit $cam "credentials" -}}
+{{- with $cam.credentials -}}
+{{- $_ := set $c "credentials" (dict "username" .username "password_env" (printf "CAMERA_PASSWORD_%d" $i)) -}}
+{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{- define "framewire.ingest.toml" -}}
+{{- $cfg := include "framewire.kafkaConfig" . | fromJson -}}
+{{- $ingest := deepCopy .Values.ingest.config -}}
+{{- $_ := set $ingest "shards" (int .Values.ingest.replicas) -}}
+{{- $_ := set $ingest "shard_from_hostname" true -}}
+{{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.adminPort))) -}}
+{{- $_ := set $cfg "ingest" $ingest -}}
+{{- $cams := include "framewire.ingest.cameras" . | fromJsonArray -}}
+{{- if $cams }}{{ $_ := set $cfg "cameras" $cams }}{{ end -}}
+# framewire-ingest configuration (docs/config.md), rendered by the Helm chart.
+# Secrets come from the environment: FRAMEWIRE_INGEST__ADMIN_TOKEN, FRAMEWIRE_KAFKA__OPTIONS__SASL_*,
+# CAMERA_PASSWORD_<n>.
+{{ include "framewire.toml" $cfg }}
+{{- end -}}
+
+{{- define "framewire.worker.toml" -}}
+{{- $cfg := include "framewire.kafkaConfig" . | fromJson -}}
+{{- $worker := deepCopy .Values.worker.config -}}
+{{- $_ := set $worker "group_id" .Values.worker.autoscaling.keda.consumerGroup -}}
+{{- if and (include "framewire.kedaEnabled" .) (not (hasKey $worker "auto_offset_reset")) -}}
+{{- $_ := set $worker "auto_offset_reset" .Values.worker.autoscaling.keda.offsetResetPolicy -}}
+{{- end -}}
+{{- if .Values.worker.detectors -}}
+{{- $_ := set $worker "detectors" .Values.worker.detectors -}}
+{{- end -}}
+{{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.worker.adminPort))) -}}
+{{- $_ := set $cfg "worker" $worker -}}
+# framewire-worker configuration (docs/config.md), rendered by the Helm chart.
+{{ include "framewire.toml" $cfg }}
+{{- end -}}
+
+{{- define "framewire.sink.toml" -}}
+{{- $cfg := include "framewire.kafkaConfig" . | fromJson -}}
+{{- $sink := deepCopy .Values.sink.config -}}
+{{- $_ := set $sink "group_id" .Values.sink.groupId -}}
+{{- $_ := set $sink "http_listen" (printf "0.0.0.0:%d" (int .Values.sink.httpPort)) -}}
+{{- $_ := set $sink "sqlite_path" "/var/lib/framewire/framewire.sqlite" -}}
+{{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.sink.adminPort))) -}}
+{{- $_ := set $cfg "sink" $sink -}}
+# framewire-sink configuration (docs/config.md), rendered by the Helm chart.
+# The PostgreSQL URL (when used) comes from FRAMEWIRE_SINK__DATABASE_URL.
+{{ include "framewire.toml" $cfg }}
+{{- end -}}

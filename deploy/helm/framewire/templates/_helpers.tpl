@@ -1,0 +1,262 @@
+{{/* Names, labels and shared pieces of the Framewire chart. */}}
+
+{{- define "framewire.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "framewire.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's objects: <fullname>-<component> (ingest, worker, sink). */}}
+{{- define "framewire.component" -}}
+{{- printf "%s-%s" (include "framewire.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "framewire.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "framewire.labels" -}}
+helm.sh/chart: {{ include "framewire.chart" . }}
+app.kubernetes.io/name: {{ include "framewire.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: framewire
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of one component: {root, component}. */}}
+{{- define "framewire.componentLabels" -}}
+{{ include "framewire.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "framewire.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "framewire.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "framewire.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "framewire.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "framewire.image" -}}
+{{- $img := .Values.image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Most worker replicas: the explicit value or the partition count. */}}
+{{- define "framewire.workerMaxReplicas" -}}
+{{- $v := .explicit -}}
+{{- if kindIs "invalid" $v -}}{{ int .root.Values.topics.partitions }}{{- else -}}{{ int $v }}{{- end -}}
+{{- end -}}
+
+{{- define "framewire.kedaEnabled" -}}
+{{- if and .Values.worker.enabled .Values.worker.autoscaling.keda.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "framewire.hpaEnabled" -}}
+{{- if and .Values.worker.enabled (not .Values.worker.autoscaling.keda.enabled) .Values.worker.autoscaling.hpa.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "framewire.triggerAuthEnabled" -}}
+{{- $ta := .Values.worker.autoscaling.keda.triggerAuthentication -}}
+{{- if include "framewire.kedaEnabled" . -}}
+{{- if or (eq (toString $ta) "true") (and (eq (toString $ta) "auto") (or .Values.kafka.sasl.enabled .Values.kafka.tls.caSecret)) -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ------------------------------------------------------------------ TOML rendering ---
+  The services read TOML. These helpers render a dict: scalars and inline tables inside
+  [section] tables, lists of dicts as [[array]] tables. Keys are always quoted (librdkafka
+  options contain dots); strings are JSON-escaped, which TOML basic strings accept; numbers
+  go through toJson so 604800000 stays an integer. Null values are left out (binary default). */}}
+{{- define "framewire.tomlValue" -}}
+{{- if kindIs "map" . -}}
+{ {{- $first := true -}}{{- range $k, $v := . -}}{{- if not (kindIs "invalid" $v) -}}{{- if not $first -}}, {{ end -}}{{- $first = false -}}{{ toJson $k }} = {{ include "framewire.tomlValue" $v }}{{- end -}}{{- end -}} }
+{{- else if kindIs "slice" . -}}
+[{{- range $i, $v := . -}}{{- if $i -}}, {{ end -}}{{ include "framewire.tomlValue" $v }}{{- end -}}]
+{{- else -}}
+{{- toJson . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "framewire.toml" -}}
+{{- range $section, $body := . }}
+{{- if kindIs "map" $body }}
+[{{ $section }}]
+{{- range $k, $v := $body }}
+{{- if not (kindIs "invalid" $v) }}
+{{ toJson $k }} = {{ include "framewire.tomlValue" $v }}
+{{- end }}
+{{- end }}
+{{ else if kindIs "slice" $body }}
+{{- range $item := $body }}
+[[{{ $section }}]]
+{{- range $k, $v := $item }}
+{{- if not (kindIs "invalid" $v) }}
+{{ toJson $k }} = {{ include "framewire.tomlValue" $v }}
+{{- end }}
+{{- end }}
+{{ end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* [kafka] and [topics], shared by the three services. */}}
+{{- define "framewire.kafkaConfig" -}}
+{{- $opts := deepCopy .Values.kafka.options -}}
+{{- if .Values.kafka.sasl.enabled -}}
+{{- $_ := set $opts "security.protocol" .Values.kafka.sasl.securityProtocol -}}
+{{- $_ := set $opts "sasl.mechanism" .Values.kafka.sasl.mechanism -}}
+{{- end -}}
+{{- if .Values.kafka.tls.caSecret -}}
+{{- $_ := set $opts "ssl.ca.location" "/etc/framewire/kafka-ca/ca.crt" -}}
+{{- end -}}
+{{- $t := .Values.topics -}}
+{{- toJson (dict
+  "kafka" (dict "brokers" .Values.kafka.brokers "options" $opts)
+  "topics" (dict "frames" $t.frames "stats" $t.stats "control" $t.control "dlq" $t.dlq
+    "create" $t.create "partitions" $t.partitions "replication_factor" $t.replicationFactor
+    "frames_retention_ms" $t.framesRetentionMs "stats_retention_ms" $t.statsRetentionMs
+    "max_message_bytes" $t.maxMessageBytes)) -}}
+{{- end -}}
+
+{{/* Environment shared by the containers: logging, tracing, Kafka secrets. */}}
+{{- define "framewire.commonEnv" -}}
+- name: FRAMEWIRE_LOG
+  value: {{ .Values.logLevel | quote }}
+- name: FRAMEWIRE_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- with .Values.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.kafka.sasl.enabled }}
+- name: FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "kafka.sasl.existingSecret is required when kafka.sasl.enabled" .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.usernameKey }}
+- name: FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.passwordKey }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes and mounts shared by the containers: config, /tmp, the Kafka CA. */}}
+{{- define "framewire.commonVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "framewire.component" . }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .root.Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .root.Values.kafka.tls.caSecret }}
+    items:
+      - key: {{ .root.Values.kafka.tls.caKey }}
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "framewire.commonMounts" -}}
+- name: config
+  mountPath: /etc/framewire
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/framewire/kafka-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Probes on the admin port: {root, port}. */}}
+{{- define "framewire.probes" -}}
+{{- $p := .root.Values.probes -}}
+startupProbe:
+  httpGet: {path: /healthz, port: admin}
+  periodSeconds: 2
+  failureThreshold: {{ $p.startupFailureThreshold }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+livenessProbe:
+  httpGet: {path: /healthz, port: admin}
+  periodSeconds: {{ $p.periodSeconds }}
+  failureThreshold: {{ $p.livenessFailureThreshold }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+readinessProbe:
+  httpGet: {path: /readyz, port: admin}
+  periodSeconds: {{ $p.periodSeconds }}
+  failureThreshold: {{ $p.readinessFailureThreshold }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+{{- end -}}
+
+{{/* Topology spread over zones and nodes: {root, component}. */}}
+{{- define "framewire.topologySpread" -}}
+{{- if .root.Values.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: {{ .root.Values.topologySpread.maxSkew }}
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "framewire.selectorLabels" . | nindent 8 }}
+  - maxSkew: {{ .root.Values.topologySpread.maxSkew }}
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "framewire.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling knobs of one component: {root, values}. */}}
+{{- define "framewire.scheduling" -}}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
