@@ -61,11 +61,23 @@ async fn read(topic: &str) -> Vec<OwnedMessage> {
         .expect("read topic")
 }
 
+/// The stats records of `topic`, each checked against `docs/stats.schema.json`.
 async fn stats_of(topic: &str) -> Vec<StatsRecord> {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/stats.schema.json"))
+            .expect("docs/stats.schema.json is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
     read(topic)
         .await
         .iter()
-        .filter_map(|m| serde_json::from_slice(m.payload().unwrap_or_default()).ok())
+        .map(|m| {
+            let json: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("stats JSON");
+            if let Err(e) = validator.validate(&json) {
+                panic!("stats record does not match docs/stats.schema.json: {e}\n{json}");
+            }
+            serde_json::from_value(json).expect("a StatsRecord")
+        })
         .collect()
 }
 
