@@ -95,15 +95,21 @@ impl Assignment {
         }
     }
 
-    /// Partitions taken away: they and their cameras leave the view.
-    pub fn revoke(&self, partitions: &[i32]) {
+    /// Partitions taken away: they and their cameras leave the view. Returns those cameras.
+    pub fn revoke(&self, partitions: &[i32]) -> Vec<String> {
         let mut inner = self.lock();
         for p in partitions {
             inner.partitions.remove(p);
         }
-        inner
-            .cameras
-            .retain(|_, c| !partitions.contains(&c.partition));
+        let mut gone = Vec::new();
+        inner.cameras.retain(|id, c| {
+            let keep = !partitions.contains(&c.partition);
+            if !keep {
+                gone.push(id.clone());
+            }
+            keep
+        });
+        gone
     }
 
     /// Records a consumed record.
@@ -205,7 +211,7 @@ mod tests {
         assert_eq!(json["cameras"][0]["last_seq"], 2);
         assert_eq!(json["cameras"][0]["records"], 2);
         assert_eq!(json["cameras"][0]["lag_ms"], 250);
-        a.revoke(&[0]);
+        assert_eq!(a.revoke(&[0]), ["a"]);
         assert!(!a.has_camera("a"));
         assert!(a.has_camera("b"));
         assert_eq!(a.to_json()["partitions"].as_array().unwrap().len(), 1);

@@ -153,6 +153,12 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// How long a camera without records keeps its decoder: 3 × `idle_release_ms`, at
+    /// least 30 s (a decoder holds megabytes; cameras come and go).
+    pub fn decoder_evict_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.idle_release_ms.saturating_mul(3).max(30_000))
+    }
+
     /// Decoder threads to start.
     pub fn threads(&self) -> usize {
         if self.decode_threads == 0 {

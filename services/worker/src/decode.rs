@@ -91,8 +91,16 @@ pub enum Outcome {
 
 /// The decoder threads.
 pub struct DecodePool {
-    inputs: Vec<mpsc::Sender<Job>>,
+    inputs: Vec<mpsc::Sender<Input>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What a decoder thread receives.
+enum Input {
+    /// An access unit.
+    Job(Job),
+    /// Drop this camera's decoder.
+    Forget(String),
 }
 
 /// How the pool runs.
@@ -104,6 +112,9 @@ pub struct PoolConfig {
     pub queue: usize,
     /// A thread idle this long flushes the pictures its decoders hold back.
     pub idle_flush: Duration,
+    /// A camera without access units this long loses its decoder (it went away, or its
+    /// partition moved to another replica).
+    pub evict_after: Duration,
     /// Detector thresholds for every camera.
     pub detectors: DetectorConfig,
     /// Every access unit, or keyframes only.
@@ -142,12 +153,29 @@ impl DecodePool {
         })
     }
 
+    /// The thread that owns `camera`.
+    fn thread_of(&self, camera: &str) -> &mpsc::Sender<Input> {
+        let mut h = DefaultHasher::new();
+        camera.hash(&mut h);
+        &self.inputs[(h.finish() % self.inputs.len() as u64) as usize]
+    }
+
     /// Queues a job on its camera's thread; waits while that queue is full.
     pub async fn submit(&self, job: Job) -> Result<(), Job> {
-        let mut h = DefaultHasher::new();
-        job.meta.camera.hash(&mut h);
-        let i = (h.finish() % self.inputs.len() as u64) as usize;
-        self.inputs[i].send(job).await.map_err(|e| e.0)
+        let thread = self.thread_of(&job.meta.camera);
+        thread.send(Input::Job(job)).await.map_err(|e| match e.0 {
+            Input::Job(job) => job,
+            Input::Forget(_) => unreachable!("a job was sent"),
+        })
+    }
+
+    /// Drops a camera's decoder and state (its partition was revoked): what it still
+    /// holds is flushed first.
+    pub async fn forget(&self, camera: &str) {
+        let _ = self
+            .thread_of(camera)
+            .send(Input::Forget(camera.to_owned()))
+            .await;
     }
 
     /// Closes the inputs and waits for the threads to flush their decoders and exit.
@@ -168,6 +196,8 @@ struct Pending {
 
 struct CameraDecoder {
     decoder: Decoder,
+    /// When its last access unit arrived.
+    last_input: Instant,
     session: String,
     synced: bool,
     /// What turns its pictures into statistics.
@@ -387,6 +417,7 @@ impl Thread {
                 camera.to_owned(),
                 CameraDecoder {
                     decoder,
+                    last_input: Instant::now(),
                     session: meta.session.clone(),
                     synced: false,
                     m: Measuring {
@@ -433,6 +464,7 @@ impl Thread {
         let Some(cam) = self.cameras.get_mut(&camera) else {
             return;
         };
+        cam.last_input = Instant::now();
         if !cam.synced {
             if !p.meta.keyframe {
                 self.metrics
@@ -484,44 +516,74 @@ impl Thread {
     }
 }
 
+impl Thread {
+    /// Flushes a camera and drops its decoder.
+    fn forget(&mut self, camera: &str) {
+        self.flush(camera);
+        if self.cameras.remove(camera).is_some() {
+            tracing::debug!(%camera, "decoder dropped");
+        }
+    }
+
+    /// Drops the decoders idle for `evict_after`; with `flush_held` (the thread itself
+    /// was idle), flushes the others that hold pictures back.
+    fn sweep(&mut self, flush_held: bool) {
+        let evict_after = self.config.evict_after;
+        let (mut held, mut idle) = (Vec::new(), Vec::new());
+        for (camera, c) in &self.cameras {
+            if c.last_input.elapsed() >= evict_after {
+                idle.push(camera.clone());
+            } else if flush_held && !c.m.pending.is_empty() {
+                held.push(camera.clone());
+            }
+        }
+        for camera in held {
+            self.flush(&camera);
+        }
+        for camera in idle {
+            self.forget(&camera);
+        }
+    }
+}
+
 fn decode_loop(
     runtime: &tokio::runtime::Handle,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Input>,
     config: PoolConfig,
     out: mpsc::Sender<Outcome>,
     metrics: Metrics,
 ) {
-    let idle_flush = config.idle_flush;
+    let (idle_flush, evict_after) = (config.idle_flush, config.evict_after);
     let mut t = Thread {
         cameras: HashMap::new(),
         config,
         out,
         metrics,
     };
+    let mut last_sweep = Instant::now();
     loop {
         let holding = t.cameras.values().any(|c| !c.m.pending.is_empty());
-        let next = if holding {
-            match runtime.block_on(async { tokio::time::timeout(idle_flush, rx.recv()).await }) {
-                Ok(next) => next,
-                Err(_idle) => {
-                    let held: Vec<String> = t
-                        .cameras
-                        .iter()
-                        .filter(|(_, c)| !c.m.pending.is_empty())
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for camera in held {
-                        t.flush(&camera);
-                    }
-                    continue;
-                }
-            }
+        let wait = if holding {
+            idle_flush
+        } else if t.cameras.is_empty() {
+            Duration::from_secs(3600)
         } else {
-            rx.blocking_recv()
+            evict_after
         };
+        let next = runtime.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
         match next {
-            Some(job) => t.handle(job),
-            None => break,
+            Ok(Some(Input::Job(job))) => t.handle(job),
+            Ok(Some(Input::Forget(camera))) => t.forget(&camera),
+            Ok(None) => break,
+            Err(_idle) => {
+                t.sweep(true);
+                last_sweep = Instant::now();
+            }
+        }
+        // A busy thread never times out: look for cameras that went away now and then.
+        if last_sweep.elapsed() >= evict_after {
+            t.sweep(false);
+            last_sweep = Instant::now();
         }
     }
     let cameras: Vec<String> = t.cameras.keys().cloned().collect();
@@ -560,6 +622,7 @@ mod tests {
             threads: 1,
             queue: 16,
             idle_flush: Duration::from_millis(50),
+            evict_after: Duration::from_secs(60),
             detectors: DetectorConfig::default(),
             mode: DecodeMode::All,
             watchers: Arc::default(),
@@ -676,6 +739,43 @@ mod tests {
             }
             _ => panic!("garbage is poison"),
         }
+        pool.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_forgotten_camera_starts_over_at_a_keyframe() {
+        let aus = clip(&[50, 60, 70]);
+        let (tx, mut rx) = mpsc::channel(64);
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let mut config = test_pool();
+        config.idle_flush = Duration::from_secs(30); // only forget() flushes here
+        let pool = DecodePool::start(config, tx, metrics.clone()).unwrap();
+        pool.submit(job("s", 0, true, aus[0].clone()))
+            .await
+            .ok()
+            .unwrap();
+        // Its partition is revoked: the picture held back is flushed, the decoder dropped.
+        pool.forget("cam").await;
+        assert!(matches!(
+            next(&mut rx).await,
+            Outcome::Stats { offset: 0, .. }
+        ));
+        // Same session, but the state is gone: the next P-frame waits for a keyframe.
+        pool.submit(job("s", 1, false, aus[1].clone()))
+            .await
+            .ok()
+            .unwrap();
+        assert!(matches!(
+            next(&mut rx).await,
+            Outcome::Done { offset: 1, .. }
+        ));
+        assert_eq!(
+            metrics
+                .skipped
+                .with_label_values(&["cam", "await_keyframe"])
+                .get(),
+            1
+        );
         pool.finish();
     }
 

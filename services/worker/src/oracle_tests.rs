@@ -126,6 +126,7 @@ async fn worker_path_in(clip: &Path, mode: DecodeMode) -> Vec<StatsRecord> {
         threads: 1,
         queue: 64,
         idle_flush: Duration::from_millis(100),
+        evict_after: Duration::from_secs(60),
         detectors: Default::default(),
         mode,
         watchers: Default::default(),

@@ -42,6 +42,8 @@ pub struct WorkerContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     assignment: Arc<Assignment>,
     topic: String,
+    /// Cameras of revoked partitions, whose decoders the consumer loop drops.
+    revoked_cameras: Arc<Mutex<Vec<String>>>,
 }
 
 impl ClientContext for WorkerContext {
@@ -89,7 +91,11 @@ impl ConsumerContext for WorkerContext {
                         .consumer_lag
                         .remove_label_values(&[&p.to_string()]);
                 }
-                self.assignment.revoke(&revoked);
+                let cameras = self.assignment.revoke(&revoked);
+                self.revoked_cameras
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(cameras);
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
             }
             Rebalance::Error(e) => {
@@ -176,6 +182,7 @@ pub async fn run(
     let tracker = Arc::new(Mutex::new(OffsetTracker::new(Duration::from_millis(
         w.idle_release_ms,
     ))));
+    let revoked_cameras: Arc<Mutex<Vec<String>>> = Arc::default();
     let max_bytes = config.topics.max_message_bytes.to_string();
     let consumer: WorkerConsumer = config
         .kafka
@@ -198,6 +205,7 @@ pub async fn run(
             tracker: tracker.clone(),
             assignment: shared.assignment.clone(),
             topic: config.topics.frames.clone(),
+            revoked_cameras: revoked_cameras.clone(),
         })
         .map_err(|source| KafkaSetupError::Client {
             what: "consumer",
@@ -230,6 +238,7 @@ pub async fn run(
         threads: w.threads(),
         queue: w.queue_frames,
         idle_flush: Duration::from_millis(w.idle_flush_ms),
+        evict_after: w.decoder_evict_after(),
         detectors: w.detectors,
         mode: w.decode_mode,
         watchers: shared.watchers.clone(),
@@ -268,6 +277,12 @@ pub async fn run(
             }
             m = consumer.recv() => m,
         };
+        // Rebalance callbacks run inside recv(): drop revoked partitions' decoders.
+        let revoked =
+            std::mem::take(&mut *revoked_cameras.lock().unwrap_or_else(|p| p.into_inner()));
+        for camera in revoked {
+            pool.forget(&camera).await;
+        }
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {
