@@ -20,11 +20,15 @@
 #            (scripts/deploy/image.sh makes it; `make test` uses it, see docs/deploy.md)
 #
 # Base images: the build runs on Debian 12 (bookworm) and the runtime is distroless cc on
-# Debian 12, so the binaries run on the glibc (2.36) and libssl3 they were linked against.
+# Debian 12, so the binaries run on the glibc (2.36), libstdc++ (openh264 is C++) and libssl3
+# they were linked against. librdkafka also links zlib, which distroless cc lacks: it is copied
+# from Debian 12's own package (runtime-libs stage). The `--version` RUN steps below fail the
+# build if any shared library is missing.
 # Both are build arguments so a mirror or a locally made base can stand in:
 #   podman build --build-arg RUST_IMAGE=… --build-arg RUNTIME_IMAGE=… .
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 
 # ----------------------------------------------------------------------------------- chef ---
 FROM ${RUST_IMAGE} AS chef
@@ -58,6 +62,9 @@ RUN cargo build --release --locked --bins \
  && /out/bin/framewire-worker --version \
  && /out/bin/framewire-sink --version
 
+# --------------------------------------------------------------------------- runtime-libs ---
+FROM ${DEBIAN_IMAGE} AS runtime-libs
+
 # --------------------------------------------------------------------------- runtime-base ---
 FROM ${RUNTIME_IMAGE} AS runtime-base
 ARG VERSION=dev
@@ -75,6 +82,7 @@ LABEL org.opencontainers.image.title="framewire" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 ENV PATH=/usr/local/bin:/usr/bin:/bin
+COPY --from=runtime-libs /usr/lib/x86_64-linux-gnu/libz.so.1* /usr/lib/x86_64-linux-gnu/
 # Admin servers (ingest, worker, sink) and the sink's web page + API.
 EXPOSE 9091 9092 9093 8080
 

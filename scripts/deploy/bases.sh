@@ -4,9 +4,11 @@
 # this script changes (its hash is the image's io.framewire.base-key label).
 #
 #   scripts/deploy/bases.sh runtime   localhost/framewire-base/distroless-cc:bookworm
-#       what gcr.io/distroless/cc-debian12:nonroot is: the files of libc6, libgcc-s1,
-#       libssl3, ca-certificates (the bundle), tzdata, netbase and base-files' os-release,
+#       what gcr.io/distroless/cc-debian12:nonroot is: the files of libc6, libgcc-s1, libgomp1,
+#       libstdc++6, libssl3, ca-certificates (the bundle), tzdata, netbase and os-release,
 #       /etc/passwd with nonroot = 65532, /tmp 1777 — no shell, no package manager.
+#   scripts/deploy/bases.sh debian    localhost/framewire-base/debian:bookworm-slim
+#       Debian 12 minbase, for the Dockerfile's runtime-libs stage (zlib).
 #   scripts/deploy/bases.sh build     localhost/framewire-base/rust:1.95-bookworm
 #       what rust:1.95-bookworm is for our build: Debian 12 minbase with build-essential,
 #       cmake, nasm, pkg-config, libssl-dev, plus this machine's Rust toolchain (rustup cannot
@@ -25,6 +27,7 @@ FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
 WORK="$FW_CACHE/bases"
 SUITE=bookworm
 RUNTIME_IMAGE=localhost/framewire-base/distroless-cc:bookworm
+DEBIAN_IMAGE=localhost/framewire-base/debian:bookworm-slim
 BUILD_IMAGE=localhost/framewire-base/rust:1.95-bookworm
 KEY="$(sha256sum "$0" | cut -c1-16)"
 
@@ -38,6 +41,19 @@ mirror() {
 # current IMAGE: true when IMAGE exists and was made by this version of the script.
 current() {
   [[ "$(podman image inspect --format '{{index .Labels "io.framewire.base-key"}}' "$1" 2>/dev/null)" == "$KEY" ]]
+}
+
+# import_image NAME ROOTFS CHANGE...: tar ROOTFS into the image NAME; the image it replaces
+# (now untagged) is removed.
+import_image() {
+  local name=$1 dir=$2 old
+  shift 2
+  old="$(podman image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)"
+  log "podman import $name ($(du -sh "$dir" | cut -f1))"
+  local changes=()
+  for c in "$@" "LABEL io.framewire.base-key=$KEY"; do changes+=(--change "$c"); done
+  tar --numeric-owner -C "$dir" --exclude=./.complete -c . | podman import -q "${changes[@]}" - "$name" >/dev/null
+  [[ -z "$old" ]] || podman rmi "$old" >/dev/null 2>&1 || true
 }
 
 # rootfs NAME INCLUDE: a debootstrap minbase rootfs in $WORK/NAME (kept until the key changes).
@@ -59,12 +75,12 @@ rootfs() {
 make_runtime() {
   current "$RUNTIME_IMAGE" && { echo "$RUNTIME_IMAGE"; return; }
   local src out p f
-  src="$(rootfs min libssl3,ca-certificates,tzdata,netbase)"
+  src="$(rootfs min libssl3,libstdc++6,libgomp1,ca-certificates,tzdata,netbase)"
   out="$WORK/distroless-cc-$KEY"
   rm -rf "$out" && mkdir -p "$out"/{etc,tmp,home/nonroot,usr/bin,usr/lib,usr/lib64,usr/sbin,var/lib}
   ln -s usr/bin "$out/bin"; ln -s usr/lib "$out/lib"; ln -s usr/lib64 "$out/lib64"; ln -s usr/sbin "$out/sbin"
   # Every regular file and symlink of the packages (docs excepted), at its merged-/usr path.
-  for p in libc6 libgcc-s1 libssl3 tzdata netbase; do chroot "$src" dpkg -L "$p"; done \
+  for p in libc6 libgcc-s1 libgomp1 libstdc++6 libssl3 tzdata netbase; do chroot "$src" dpkg -L "$p"; done \
     | sed -E 's#^/(lib|lib64|bin|sbin)/#/usr/\1/#' \
     | grep -vE '^/usr/share/(doc|man|lintian|locale)/' | sort -u \
     | while IFS= read -r f; do [[ -f "$src$f" || -L "$src$f" ]] && echo ".$f"; done >"$out.list"
@@ -78,13 +94,18 @@ make_runtime() {
   chmod 1777 "$out/tmp"; chown 65532:65532 "$out/home/nonroot"
   # distroless has no shell: make sure none slipped in.
   [[ ! -e "$out/usr/bin/sh" && ! -e "$out/usr/bin/bash" && ! -e "$out/usr/bin/dash" ]] || fw_die "a shell is in the runtime base"
-  log "podman import $RUNTIME_IMAGE ($(du -sh "$out" | cut -f1))"
-  tar --numeric-owner -C "$out" -c . | podman import -q \
-    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'USER 65532:65532' --change 'WORKDIR /home/nonroot' \
-    --change "LABEL io.framewire.base-key=$KEY" - "$RUNTIME_IMAGE" >/dev/null
+  import_image "$RUNTIME_IMAGE" "$out" 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' 'USER 65532:65532' 'WORKDIR /home/nonroot'
   rm -rf "$out"
   echo "$RUNTIME_IMAGE"
+}
+
+make_debian() {
+  current "$DEBIAN_IMAGE" && { echo "$DEBIAN_IMAGE"; return; }
+  local src
+  src="$(rootfs min libssl3,libstdc++6,libgomp1,ca-certificates,tzdata,netbase)"
+  import_image "$DEBIAN_IMAGE" "$src" 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  echo "$DEBIAN_IMAGE"
 }
 
 make_build() {
@@ -97,17 +118,16 @@ make_build() {
   rm -rf "$src/usr/local/rust" && mkdir -p "$src/usr/local/rust" "$src/usr/local/cargo/bin"
   cp -a "$toolchain/bin" "$toolchain/lib" "$src/usr/local/rust/"
   [[ -d "$toolchain/libexec" ]] && cp -a "$toolchain/libexec" "$src/usr/local/rust/"
-  log "podman import $BUILD_IMAGE ($(du -sh "$src" | cut -f1))"
-  tar --numeric-owner -C "$src" -c . | podman import -q \
-    --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV CARGO_HOME=/usr/local/cargo' --change 'ENV RUSTUP_HOME=/usr/local/rustup' \
-    --change "LABEL io.framewire.base-key=$KEY" - "$BUILD_IMAGE" >/dev/null
+  import_image "$BUILD_IMAGE" "$src" \
+    'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENV CARGO_HOME=/usr/local/cargo' 'ENV RUSTUP_HOME=/usr/local/rustup'
   rm -rf "$src/usr/local/rust"
   echo "$BUILD_IMAGE"
 }
 
 case "${1:-}" in
   runtime) make_runtime ;;
+  debian) make_debian ;;
   build) make_build ;;
-  *) fw_die "usage: $0 runtime|build" ;;
+  *) fw_die "usage: $0 runtime|debian|build" ;;
 esac

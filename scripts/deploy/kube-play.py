@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Turn rendered chart objects into what `podman kube play` runs, without changing the pods.
+
+    kube-play.py RENDERED.yaml [--only COMPONENT | --except COMPONENT] > PLAY.yaml
+
+--only/--except select workloads by their app.kubernetes.io/component label (ConfigMaps are
+always kept: podman resolves configMap volumes against the same file).
+
+Kept: ConfigMaps and Deployments as they are (podman runs one replica of a Deployment).
+Converted: a StatefulSet becomes the pods its controller would create, <name>-0 … <name>-(n-1),
+with the same spec and the pod name as hostname (so [ingest] shard_from_hostname finds the
+ordinal exactly as in a cluster). Dropped: objects podman does not run — Services,
+NetworkPolicies, PDBs, ServiceAccounts, KEDA, Prometheus-operator objects — and `helm test` pods.
+With --network=host podman refuses containerPort declarations (it would map them), so ports
+are dropped and the probes' named ports replaced by their numbers. Probes stay otherwise;
+podman 4 turns only the liveness probe into a health check, so the check script waits for
+/readyz itself.
+"""
+import copy
+import sys
+
+import yaml
+
+def private_volumes(pod, pod_spec):
+    """podman makes a named volume of each emptyDir, shared by every pod that uses the same
+    volume name; prefixing the pod's name keeps them as private as in Kubernetes."""
+    renames = {}
+    for v in pod_spec.get("volumes", []):
+        if "emptyDir" in v:
+            renames[v["name"]] = v["name"] = f"{pod}-{v['name']}"
+    for c in pod_spec.get("containers", []):
+        for m in c.get("volumeMounts", []):
+            m["name"] = renames.get(m["name"], m["name"])
+
+
+def host_network(pod_spec):
+    for c in pod_spec.get("containers", []):
+        named = {p["name"]: p["containerPort"] for p in c.pop("ports", []) if "name" in p}
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            http = (c.get(probe) or {}).get("httpGet")
+            if http and isinstance(http.get("port"), str):
+                http["port"] = named[http["port"]]
+
+
+only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+skip = sys.argv[sys.argv.index("--except") + 1] if "--except" in sys.argv else None
+out = []
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if not doc:
+        continue
+    kind = doc["kind"]
+    component = (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+    if kind != "ConfigMap" and ((only and component != only) or (skip and component == skip)):
+        continue
+    ann = doc["metadata"].get("annotations") or {}
+    if kind == "ConfigMap":
+        out.append(doc)
+    elif kind == "Deployment":
+        doc["spec"]["replicas"] = 1
+        host_network(doc["spec"]["template"]["spec"])
+        private_volumes(doc["metadata"]["name"], doc["spec"]["template"]["spec"])
+        out.append(doc)
+    elif kind == "StatefulSet":
+        for i in range(int(doc["spec"].get("replicas", 1))):
+            tmpl = copy.deepcopy(doc["spec"]["template"])
+            name = f"{doc['metadata']['name']}-{i}"
+            tmpl["spec"]["hostname"] = name
+            host_network(tmpl["spec"])
+            private_volumes(name, tmpl["spec"])
+            out.append({"apiVersion": "v1", "kind": "Pod",
+                        # podman 4.3 wrongly applies the 63-character label limit to a bare
+                        # Pod's annotation values: checksum/config (64 hex digits) is left out.
+                        "metadata": {"name": name, "labels": tmpl["metadata"].get("labels", {})},
+                        "spec": tmpl["spec"]})
+    elif kind == "Pod" and "helm.sh/hook" not in ann:
+        out.append(doc)
+# ConfigMaps first: podman resolves configMap volumes against the objects read so far.
+out.sort(key=lambda d: d["kind"] != "ConfigMap")
+yaml.safe_dump_all(out, sys.stdout, sort_keys=False)

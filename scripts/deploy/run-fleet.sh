@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Run the chart's fleet for real on this host and check its monitoring:
+#   1. helm template with deploy/test/local-values.yaml (image IMAGE, fresh consumer groups)
+#   2. a real Prometheus (Debian package) scrapes the three admin ports, labelled as the
+#      Prometheus operator labels a ServiceMonitor's targets, with the chart's alert rules
+#   3. podman kube play --network=host of its Deployments, ConfigMaps and the ingest
+#      StatefulSet's pods (scripts/deploy/kube-play.py), against the local stack: ingest and
+#      sink first, the worker once frames flow (so it joins mid-GOP and skips to a keyframe);
+#      every pod ready (/readyz 200), the sink's web page and API answer
+#   4. a few records without fw-* headers go to the frames topic (decode errors, DLQ); the
+#      worker pod is killed (SIGKILL) and started again, as after a node failure: it
+#      re-processes from its last commit and the sink counts re-delivered frames as duplicates
+#   5. every dashboard query must return data; the alert rules evaluate
+# Everything it started is removed at exit (pods, their volumes, Prometheus).
+#
+#   scripts/deploy/run-fleet.sh IMAGE [--keep]     (--keep leaves the fleet and Prometheus up)
+set -euo pipefail
+FW_COMPONENT=deploy-run
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/stack/lib.sh
+source "$HERE/../stack/lib.sh"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
+ROOT="$FW_REPO_ROOT"
+cd "$ROOT"
+IMAGE=${1:?IMAGE}
+keep=0; [[ "${2:-}" == --keep ]] && keep=1
+FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
+OUT="$FW_CACHE/deploy-check/run"
+PROM_PORT="${FW_DEPLOY_PROM_PORT:-29090}"
+PROM_URL="http://127.0.0.1:$PROM_PORT"
+RELEASE=fwcheck
+NS=framewire-check
+ok() { printf '    ok  %s\n' "$*"; }
+PY=fw-python
+
+rm -rf "$OUT" && mkdir -p "$OUT"
+run_id="$(date +%s)-$$"
+
+cleanup() {
+  local rc=$?
+  if (( keep )); then echo "    (--keep: fleet and Prometheus left running; $PROM_URL)"; return; fi
+  podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman pod rm -f >/dev/null 2>&1 || true
+  podman volume ls --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
+  [[ -f "$OUT/prometheus.pid" ]] && kill "$(cat "$OUT/prometheus.pid")" 2>/dev/null || true
+  return $rc
+}
+trap cleanup EXIT
+
+scripts/stack.sh up >"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_die "local stack did not start"; }
+
+# 1-2. Render and play.
+helm template "$RELEASE" deploy/helm/framewire --namespace "$NS" -f deploy/test/local-values.yaml \
+  --set image.tag="${IMAGE#localhost/framewire:}" \
+  --set worker.autoscaling.keda.consumerGroup="fwcheck-worker-$run_id" --set sink.groupId="fwcheck-sink-$run_id" \
+  >"$OUT/rendered.yaml"
+$PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --except worker >"$OUT/play-ingest-sink.yaml"
+$PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --only worker >"$OUT/play-worker.yaml"
+podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman pod rm -f >/dev/null 2>&1 || true
+
+# podman 4 logs (harmless) errors about systemd health-check timers; keep them out of the way.
+play() {
+  podman kube play --network=host "$1" >>"$OUT/play.log" 2>&1 || { cat "$OUT/play.log"; fw_die "podman kube play $1 failed"; }
+}
+wait_ready() {  # PORT...
+  local p deadline=$((SECONDS + 120)) start=$SECONDS
+  for p in "$@"; do
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/readyz")" == 200 ]]; do
+      if (( SECONDS > deadline )); then
+        podman ps -a --format '{{.Names}} {{.Status}}'
+        for c in $(podman ps -a --format '{{.Names}}' | grep "^$RELEASE-" | grep -v infra); do echo "== $c"; podman logs --tail 20 "$c" 2>&1; done
+        fw_die "admin port $p not ready after 120 s"
+      fi
+      sleep 0.5
+    done
+  done
+  echo $((SECONDS - start))
+}
+metric() {  # PORT NAME: the sum of a metric's samples on an admin port
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"({|$)" {s += $2} END {print s + 0}'
+}
+at_least() {  # PORT NAME N: wait (at most 60 s) until the metric's sum exceeds N
+  local deadline=$((SECONDS + 60))
+  until (( $(metric "$1" "$2" | cut -d. -f1) > $3 )); do
+    (( SECONDS < deadline )) || fw_die "$2 on :$1 stayed at $(metric "$1" "$2") (≤ $3) for 60 s"
+    sleep 0.5
+  done
+}
+
+# Prometheus first, labelled like the Prometheus operator labels a ServiceMonitor's targets,
+# so that it sees every process of the run (the first worker's counters too).
+command -v prometheus >/dev/null || fw_die "prometheus missing (Debian package prometheus)"
+target() {  # component port pod
+  cat <<EOF
+      - targets: ["127.0.0.1:$2"]
+        labels: {namespace: $NS, service: $RELEASE-framewire-$1, job: $RELEASE-framewire-$1, pod: $3, container: $1, endpoint: admin}
+EOF
+}
+cat >"$OUT/prometheus.yml" <<EOF
+global:
+  scrape_interval: 2s
+  evaluation_interval: 2s
+rule_files: ["$FW_CACHE/deploy-check/prometheus/rules.yaml"]
+scrape_configs:
+  - job_name: framewire
+    honor_labels: true
+    static_configs:
+$(target ingest 29091 "$RELEASE-framewire-ingest-0")
+$(target worker 29092 "$RELEASE-framewire-worker-pod-0")
+$(target sink 29093 "$RELEASE-framewire-sink-pod-0")
+EOF
+# The rules were rendered for namespace "framewire"; here the fleet runs as $NS.
+sed "s/namespace=\\\\\"framewire\\\\\"/namespace=\\\\\"$NS\\\\\"/g; s/namespace=\"framewire\"/namespace=\"$NS\"/g" \
+  "$FW_CACHE/deploy-check/prometheus/rules.yaml" >"$OUT/rules.yaml"
+sed -i "s#$FW_CACHE/deploy-check/prometheus/rules.yaml#$OUT/rules.yaml#" "$OUT/prometheus.yml"
+promtool check config "$OUT/prometheus.yml" >/dev/null || fw_die "prometheus config"
+prometheus --config.file="$OUT/prometheus.yml" --storage.tsdb.path="$OUT/tsdb" \
+  --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn >"$OUT/prometheus.log" 2>&1 &
+echo $! >"$OUT/prometheus.pid"
+until curl -sf "$PROM_URL/-/ready" >/dev/null; do
+  kill -0 "$(cat "$OUT/prometheus.pid")" 2>/dev/null || { cat "$OUT/prometheus.log"; fw_die "prometheus exited"; }
+  sleep 0.5
+done
+ok "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') on $PROM_URL scraping 3 targets"
+
+# 3. Ready.
+play "$OUT/play-ingest-sink.yaml"
+t="$(wait_ready 29091 29093)"
+ok "ingest and sink ready (/readyz 200 on 29091, 29093) after ${t} s"
+at_least 29091 framewire_ingest_frames_total 100
+play "$OUT/play-worker.yaml"
+t="$(wait_ready 29092)"
+ok "worker ready (/readyz 200 on 29092) after ${t} s; pods: $(podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | sort | tr '\n' ' ')"
+for path in / /api/cameras /api/openapi.json; do
+  code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:28080$path")"
+  [[ "$code" == 200 ]] || fw_die "sink http :28080$path answered $code"
+done
+ok "sink web page, /api/cameras and /api/openapi.json answer 200 on :28080"
+user="$(podman inspect --format '{{.Config.User}} ro={{.HostConfig.ReadonlyRootfs}}' "$RELEASE-framewire-worker-pod-0-worker")"
+ok "worker container runs as $user"
+
+# 5. Poison: records without fw-* headers → decode error + DLQ.
+java="$(fw_find_java)"
+[[ -n "$java" ]] || fw_die "no JDK for Kafka's console producer"
+frames_topic="$(sed -n 's/^  frames: //p' deploy/test/local-values.yaml)"
+for i in 1 2 3; do echo "deploy-check-poison:not-an-access-unit-$i"; done \
+  | "$java" -Xmx128m -cp "$FW_STACK_DIR/kafka/libs/*" org.apache.kafka.tools.ConsoleProducer \
+      --bootstrap-server 127.0.0.1:9092 --topic "$frames_topic" \
+      --property parse.key=true --property key.separator=: >"$OUT/producer.log" 2>&1 \
+  || { cat "$OUT/producer.log"; fw_die "could not produce the poison records"; }
+ok "3 records without fw-* headers produced to $frames_topic"
+
+# The worker dies without a goodbye and comes back (rebalance, re-processing, duplicates).
+at_least 29092 framewire_worker_frames_decoded_total 150
+podman pod kill --signal KILL "$RELEASE-framewire-worker-pod-0" >/dev/null
+podman pod start "$RELEASE-framewire-worker-pod-0" >/dev/null 2>&1
+t="$(wait_ready 29092)"
+ok "worker killed (SIGKILL) and restarted: ready again after ${t} s"
+
+sleep 6  # a few scrapes after the restart
+$PY "$HERE/dashboard.py" query deploy/helm/framewire/dashboards/framewire.json "$PROM_URL" "$NS" --wait 150 \
+  | tee "$OUT/dashboard.txt"
+ok "every dashboard query returned data (table: $OUT/dashboard.txt)"
+
+# The alert rules load and evaluate in the same Prometheus (none should be firing errors).
+bad="$(curl -s "$PROM_URL/api/v1/rules" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(r["name"] for g in d["data"]["groups"] for r in g["rules"] if r.get("health") not in ("ok", "unknown")))')"
+[[ -z "$bad" ]] || fw_die "alert rules that do not evaluate: $bad"
+firing="$(curl -s "$PROM_URL/api/v1/alerts" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(sorted({a["labels"]["alertname"]+"{"+a["labels"].get("camera","")+"}:"+a["state"] for a in d["data"]["alerts"]})))')"
+ok "alert rules evaluate in Prometheus; pending/firing now: ${firing:-none}"
