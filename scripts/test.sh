@@ -26,4 +26,7 @@ step "tests: unit, integration, end-to-end"
 export FRAMEWIRE_TEST_PG_DSN="${FRAMEWIRE_TEST_PG_DSN:-postgres://framewire:framewire@127.0.0.1:55432/framewire}"
 cargo test --workspace --locked --no-fail-fast
 
+step "deploy checks: chart, kustomize, schemas, policy, alerts, dashboard, image, kube play (scripts/deploy/check.sh)"
+scripts/deploy/check.sh
+
 step "done in $((SECONDS - started)) s (the stack keeps running: make stack-down stops it)"

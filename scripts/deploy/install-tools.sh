@@ -77,7 +77,11 @@ if (( pip )) && [[ ! -f "$VENV/.complete" ]]; then
 fi
 if (( pip )); then
   for t in checkov hadolint; do ln -sfn "$VENV/bin/$t" "$BIN/$t"; done
-  ln -sfn "$VENV/bin/python" "$BIN/fw-python"  # python with PyYAML for the check scripts
+  # The venv's python (PyYAML, kubernetes-validate) for the check scripts; a wrapper, not a
+  # symlink, so that python finds its venv.
+  rm -f "$BIN/fw-python"
+  printf '#!/bin/sh\nexec "%s/bin/python" "$@"\n' "$VENV" >"$BIN/fw-python"
+  chmod +x "$BIN/fw-python"
   # Drop venvs of older pins.
   find "$FW_TOOLS" -maxdepth 1 -name 'venv-*' ! -path "$VENV" -exec rm -rf {} +
 fi

@@ -63,7 +63,7 @@ for d in base:
     kind = d["kind"]
     if kind == "ConfigMap" and d["metadata"]["name"].startswith("framewire-"):
         configs.update(d["data"])
-    elif kind == "Pod":  # helm test hook
+    elif kind == "Pod" or d["metadata"]["name"].endswith("-test"):  # `helm test` and its policy
         continue
     else:
         resources.append(clean(d))
