@@ -12,7 +12,8 @@
 #   scripts/deploy/bases.sh build     localhost/framewire-base/rust:1.95-bookworm
 #       what rust:1.95-bookworm is for our build: Debian 12 minbase with build-essential,
 #       cmake, nasm, pkg-config, libssl-dev, plus this machine's Rust toolchain (rustup cannot
-#       download here), CARGO_HOME=/usr/local/cargo.
+#       download here), CARGO_HOME=/usr/local/cargo, and this machine's CA bundle (crates.io
+#       is reached through whatever TLS proxy the machine trusts).
 #
 # Prints the image name on stdout. Rootfs work happens in $FW_CACHE/bases (~/.cache/framewire).
 set -euo pipefail
@@ -118,6 +119,8 @@ make_build() {
   rm -rf "$src/usr/local/rust" && mkdir -p "$src/usr/local/rust" "$src/usr/local/cargo/bin"
   cp -a "$toolchain/bin" "$toolchain/lib" "$src/usr/local/rust/"
   [[ -d "$toolchain/libexec" ]] && cp -a "$toolchain/libexec" "$src/usr/local/rust/"
+  # The build downloads crates: trust what this machine trusts (a proxy's CA, if any).
+  cp -L /etc/ssl/certs/ca-certificates.crt "$src/etc/ssl/certs/ca-certificates.crt"
   import_image "$BUILD_IMAGE" "$src" \
     'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     'ENV CARGO_HOME=/usr/local/cargo' 'ENV RUSTUP_HOME=/usr/local/rustup'
