@@ -1,15 +1,23 @@
 //! Sink configuration (`framewire-sink --config sink.toml`); reference in `docs/config.md`.
 //!
-//! The sink has one section of its own, `[sink]`: where summaries are stored, how wide a
-//! window is, how often dirty windows are written, and its consumer group. The shared
-//! `[admin]`, `[kafka]` and `[topics]` sections come from the kit.
+//! The sink has one section of its own, `[sink]`: where summaries are stored and for how
+//! long, how wide a window is and how late a frame may be, how often windows are written,
+//! its consumer groups, incident rules, the keyframe preview and its HTTP port (API and
+//! web page). The shared `[admin]`, `[kafka]` and `[topics]` sections come from the kit.
+
+use std::net::SocketAddr;
 
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::incidents::Rules;
+
 /// Default admin port of the sink.
 pub const ADMIN_PORT: u16 = 9093;
+
+/// Default port of the sink's API and web page.
+pub const HTTP_PORT: u16 = 8080;
 
 /// The whole sink configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,6 +61,49 @@ pub struct SinkConfig {
     /// Time allowed on SIGTERM for the final write and offset commit.
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Address of the HTTP server for the JSON API and the web page.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: String,
+    /// How far behind its camera's newest frame a frame may arrive and still count: a
+    /// window closes once the camera's frames are this far past its end.
+    #[serde(default = "default_allowed_lateness_ms")]
+    pub allowed_lateness_ms: i64,
+    /// Days windows, incidents and silent cameras are kept; 0 keeps them forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Longest wait between two write attempts while the database fails (the wait
+    /// doubles from `flush_interval_ms` up to this).
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Frames held in memory while the database is unavailable; beyond this, consumption
+    /// pauses (the rest waits in Kafka).
+    #[serde(default = "default_max_pending_frames")]
+    pub max_pending_frames: usize,
+    /// A camera is `offline` when its newest frame is older than this.
+    #[serde(default = "default_offline_after_ms")]
+    pub offline_after_ms: i64,
+    /// blackdetect `d`: black for at least this long is an incident.
+    #[serde(default = "default_black_min_duration_ms")]
+    pub black_min_duration_ms: i64,
+    /// freezedetect `d`: frozen for at least this long is an incident.
+    #[serde(default = "default_freeze_min_duration_ms")]
+    pub freeze_min_duration_ms: i64,
+    /// No frame for at least this long is a camera-gap incident.
+    #[serde(default = "default_gap_min_ms")]
+    pub gap_min_ms: i64,
+    /// Decode each camera's keyframes on the frames topic into a thumbnail.
+    #[serde(default = "default_true")]
+    pub preview: bool,
+    /// Consumer group of the preview on the frames topic (the sink's own, apart from the
+    /// workers'; give each sink replica its own to have every camera's thumbnail).
+    #[serde(default = "default_preview_group_id")]
+    pub preview_group_id: String,
+    /// At most one thumbnail per camera this often.
+    #[serde(default = "default_preview_interval_ms")]
+    pub preview_interval_ms: u64,
+    /// Thumbnail width in pixels (height follows the picture).
+    #[serde(default = "default_thumbnail_width")]
+    pub thumbnail_width: u32,
 }
 
 fn default_sqlite_path() -> String {
@@ -70,6 +121,45 @@ fn default_group_id() -> String {
 fn default_shutdown_grace_ms() -> u64 {
     10_000
 }
+fn default_http_listen() -> String {
+    "0.0.0.0:8080".to_owned()
+}
+fn default_allowed_lateness_ms() -> i64 {
+    10_000
+}
+fn default_retention_days() -> u32 {
+    30
+}
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+fn default_max_pending_frames() -> usize {
+    1_000_000
+}
+fn default_offline_after_ms() -> i64 {
+    10_000
+}
+fn default_black_min_duration_ms() -> i64 {
+    2_000
+}
+fn default_freeze_min_duration_ms() -> i64 {
+    2_000
+}
+fn default_gap_min_ms() -> i64 {
+    5_000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_preview_group_id() -> String {
+    "framewire-sink-preview".to_owned()
+}
+fn default_preview_interval_ms() -> u64 {
+    5_000
+}
+fn default_thumbnail_width() -> u32 {
+    320
+}
 
 impl Default for SinkConfig {
     fn default() -> Self {
@@ -80,6 +170,37 @@ impl Default for SinkConfig {
             flush_interval_ms: default_flush_interval_ms(),
             group_id: default_group_id(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            http_listen: default_http_listen(),
+            allowed_lateness_ms: default_allowed_lateness_ms(),
+            retention_days: default_retention_days(),
+            retry_max_ms: default_retry_max_ms(),
+            max_pending_frames: default_max_pending_frames(),
+            offline_after_ms: default_offline_after_ms(),
+            black_min_duration_ms: default_black_min_duration_ms(),
+            freeze_min_duration_ms: default_freeze_min_duration_ms(),
+            gap_min_ms: default_gap_min_ms(),
+            preview: true,
+            preview_group_id: default_preview_group_id(),
+            preview_interval_ms: default_preview_interval_ms(),
+            thumbnail_width: default_thumbnail_width(),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// The HTTP server address (validated by [`Validate`]; the default if unparsable).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], HTTP_PORT)))
+    }
+
+    /// The incident rules.
+    pub fn incident_rules(&self) -> Rules {
+        Rules {
+            black_min_ms: self.black_min_duration_ms,
+            freeze_min_ms: self.freeze_min_duration_ms,
+            gap_min_ms: self.gap_min_ms,
         }
     }
 }
@@ -117,7 +238,70 @@ impl Validate for Config {
         if s.group_id.trim().is_empty() {
             return Err(ConfigError::invalid("sink.group_id", "must not be empty"));
         }
-        check_range("sink.shutdown_grace_ms", s.shutdown_grace_ms, 0, 600_000)
+        check_range("sink.shutdown_grace_ms", s.shutdown_grace_ms, 0, 600_000)?;
+        if s.http_listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                "sink.http_listen",
+                format!("{:?} is not an address like 0.0.0.0:8080", s.http_listen),
+            ));
+        }
+        check_range(
+            "sink.allowed_lateness_ms",
+            s.allowed_lateness_ms,
+            0,
+            86_400_000,
+        )?;
+        check_range("sink.retention_days", s.retention_days, 0, 36_500)?;
+        check_range(
+            "sink.retry_max_ms",
+            s.retry_max_ms,
+            s.flush_interval_ms,
+            3_600_000,
+        )?;
+        check_range(
+            "sink.max_pending_frames",
+            s.max_pending_frames,
+            1_000,
+            100_000_000,
+        )?;
+        check_range(
+            "sink.offline_after_ms",
+            s.offline_after_ms,
+            1_000,
+            86_400_000,
+        )?;
+        check_range(
+            "sink.black_min_duration_ms",
+            s.black_min_duration_ms,
+            0,
+            86_400_000,
+        )?;
+        check_range(
+            "sink.freeze_min_duration_ms",
+            s.freeze_min_duration_ms,
+            0,
+            86_400_000,
+        )?;
+        check_range("sink.gap_min_ms", s.gap_min_ms, 100, 86_400_000)?;
+        if s.preview_group_id.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "sink.preview_group_id",
+                "must not be empty",
+            ));
+        }
+        if s.preview && s.preview_group_id == s.group_id {
+            return Err(ConfigError::invalid(
+                "sink.preview_group_id",
+                "must differ from sink.group_id (the preview reads another topic at its own pace)",
+            ));
+        }
+        check_range(
+            "sink.preview_interval_ms",
+            s.preview_interval_ms,
+            0,
+            3_600_000,
+        )?;
+        check_range("sink.thumbnail_width", s.thumbnail_width, 16, 3_840)
     }
 }
 
@@ -140,6 +324,54 @@ mod tests {
         assert_eq!(c.sink.group_id, "framewire-sink");
         assert_eq!(c.sink.shutdown_grace_ms, 10_000);
         assert_eq!(c.admin.listen_or(ADMIN_PORT).port(), 9093);
+        assert_eq!(c.sink.http_addr().to_string(), "0.0.0.0:8080");
+        assert_eq!(c.sink.allowed_lateness_ms, 10_000);
+        assert_eq!(c.sink.retention_days, 30);
+        assert_eq!(c.sink.preview_group_id, "framewire-sink-preview");
+        assert_eq!(
+            c.sink.incident_rules(),
+            Rules {
+                black_min_ms: 2_000,
+                freeze_min_ms: 2_000,
+                gap_min_ms: 5_000
+            }
+        );
+    }
+
+    #[test]
+    fn new_settings_are_checked_by_name() {
+        let mut c = Config::default();
+        c.sink.http_listen = "localhost".into();
+        assert_eq!(
+            err(&c),
+            "invalid setting `sink.http_listen`: \"localhost\" is not an address like 0.0.0.0:8080"
+        );
+        let mut c = Config::default();
+        c.sink.retry_max_ms = 500;
+        assert!(
+            err(&c).contains("sink.retry_max_ms"),
+            "below flush_interval_ms"
+        );
+        let mut c = Config::default();
+        c.sink.preview_group_id = c.sink.group_id.clone();
+        assert!(err(&c).starts_with("invalid setting `sink.preview_group_id`: must differ"));
+        c.sink.preview = false;
+        assert!(c.validate().is_ok(), "no preview, no clash");
+        let mut c = Config::default();
+        c.sink.thumbnail_width = 8;
+        assert!(err(&c).contains("sink.thumbnail_width"));
+        let mut c = Config::default();
+        c.sink.gap_min_ms = 0;
+        assert!(err(&c).contains("sink.gap_min_ms"));
+        let c: Config = framewire_kit::config::load_from(
+            None,
+            vec![(
+                "FRAMEWIRE_SINK__HTTP_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.sink.http_addr().to_string(), "127.0.0.1:0");
     }
 
     #[test]

@@ -1,16 +1,18 @@
-//! The sink's pipeline: stats records from Kafka into windows, windows into the database,
-//! and Kafka offsets stored only once what they cover is safely written.
+//! The sink's pipeline: stats records and dead letters from Kafka into windows, windows
+//! into the database, and Kafka offsets stored only once what they cover is durable.
 //!
 //! Delivery is at-least-once with exactly-once counting:
-//! - `enable.auto.offset.store=false`: an offset is stored (and then auto-committed) only
-//!   after the flush that includes its record succeeded. A failed write stores nothing,
-//!   keeps the windows dirty and is retried on the next tick.
-//! - The stored offset never passes the first record of a window still in memory
-//!   ([`Windows::offset_floors`]), so after a restart or rebalance every open window is
-//!   replayed from its first frame and rewritten whole; re-delivered frames are counted
-//!   once by `(camera, session, seq)`.
-//! - Records that are not valid stats records are counted, logged with their partition
-//!   and offset, and skipped: the sink never stops on input.
+//! - `enable.auto.offset.store=false`: offsets are stored (and then auto-committed) only
+//!   after the flush that merged every record read so far into the database committed.
+//!   A failed flush stores nothing; its frames go back to their windows and the flush is
+//!   retried with exponential backoff (`flush_interval_ms` doubling up to
+//!   `retry_max_ms`), `/readyz` answers 503, and when more than `max_pending_frames`
+//!   wait, consumption pauses so the rest waits in Kafka.
+//! - Every record re-read after a restart or rebalance, and every frame a worker
+//!   re-processed, meets the durable window state at the merge and is dropped there as a
+//!   duplicate ([`crate::store`]), so it is counted once.
+//! - Records that are neither stats records nor readable dead letters are counted,
+//!   logged with their partition and offset, and skipped: the sink never stops on input.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,6 @@ use framewire_kit::admin::Readiness;
 use framewire_kit::kafka::{KafkaConfig, KafkaSetupError, header};
 use framewire_kit::shutdown::Shutdown;
 use framewire_kit::telemetry;
-use framewire_wire::{StatsRecord, validate_camera_id};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -28,15 +29,17 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::Instrument;
 
+use crate::cameras::Cameras;
+use crate::frame::{self, Frame, Position};
 use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::window::{Observed, Source, Windows};
+use crate::store::{FlushInput, Store};
+use crate::window::{Observed, Windows};
 
-/// Creates the sink's consumer in `group_id`, subscribed to the stats `topic`.
+/// Creates the sink's consumer in `group_id`, subscribed to `topics`.
 pub fn consumer(
     kafka: &KafkaConfig,
     group_id: &str,
-    topic: &str,
+    topics: &[&str],
 ) -> Result<StreamConsumer, KafkaSetupError> {
     let consumer: StreamConsumer = kafka
         .client_config(
@@ -44,6 +47,7 @@ pub fn consumer(
             &[
                 ("group.id", group_id),
                 ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", "1000"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
             ],
@@ -54,7 +58,7 @@ pub fn consumer(
             source,
         })?;
     consumer
-        .subscribe(&[topic])
+        .subscribe(topics)
         .map_err(|source| KafkaSetupError::Client {
             what: "consumer subscription",
             source,
@@ -62,7 +66,7 @@ pub fn consumer(
     Ok(consumer)
 }
 
-/// Per partition, how far the sink has read and what it last stored.
+/// Per topic and partition, how far the sink has read and what it last stored.
 ///
 /// Offsets here are always the *next* offset to read, the Kafka committed-offset
 /// convention, and are stored with `store_offsets` (which takes them as given).
@@ -71,44 +75,42 @@ pub fn consumer(
 /// record on every commit (rust-rdkafka #851).
 #[derive(Debug, Default)]
 pub struct Offsets {
-    /// Highest offset read, per partition.
-    highest: BTreeMap<i32, i64>,
-    /// Last offset stored, per partition (next to read).
-    stored: BTreeMap<i32, i64>,
+    /// Highest offset read.
+    highest: BTreeMap<(String, i32), i64>,
+    /// Last offset stored (next to read).
+    stored: BTreeMap<(String, i32), i64>,
 }
 
 impl Offsets {
-    /// Records that the record at `offset` of `partition` was read.
-    pub fn consumed(&mut self, partition: i32, offset: i64) {
+    /// Records that the record at `offset` was read.
+    pub fn consumed(&mut self, topic: &str, partition: i32, offset: i64) {
+        let key = (topic.to_owned(), partition);
         self.highest
-            .entry(partition)
+            .entry(key)
             .and_modify(|h| *h = (*h).max(offset))
             .or_insert(offset);
     }
 
-    /// The offsets to store now that everything read is written, except what windows
-    /// still in memory need (`floors`): per partition `min(floor, highest + 1)`, only
-    /// where that differs from what was stored last.
-    pub fn to_store(&self, floors: &BTreeMap<i32, i64>) -> Vec<(i32, i64)> {
+    /// The offsets to store now that everything read is durable: one past the highest
+    /// read, where that differs from what was stored last.
+    pub fn to_store(&self) -> Vec<(String, i32, i64)> {
         self.highest
             .iter()
-            .map(|(&p, &h)| {
-                let next = h.saturating_add(1);
-                (p, floors.get(&p).map_or(next, |&f| f.min(next)))
-            })
-            .filter(|(p, o)| self.stored.get(p) != Some(o))
+            .map(|((t, p), &h)| (t.clone(), *p, h.saturating_add(1)))
+            .filter(|(t, p, o)| self.stored.get(&(t.clone(), *p)) != Some(o))
             .collect()
     }
 
     /// Records a successful store.
-    pub fn stored(&mut self, partition: i32, offset: i64) {
-        self.stored.insert(partition, offset);
+    pub fn stored(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.stored.insert((topic.to_owned(), partition), offset);
     }
 
     /// Forgets a partition this consumer no longer owns.
-    pub fn forget(&mut self, partition: i32) {
-        self.highest.remove(&partition);
-        self.stored.remove(&partition);
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        self.highest.remove(&key);
+        self.stored.remove(&key);
     }
 }
 
@@ -135,20 +137,46 @@ impl WriteHealth {
     }
 }
 
-/// Reads stats records, keeps windows, writes them and stores offsets.
+/// How the pipeline behaves; from `[sink]` and `[topics]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Stats topic.
+    pub stats_topic: String,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Time between flushes while writes succeed.
+    pub flush_interval: Duration,
+    /// Longest wait between attempts while writes fail.
+    pub retry_max: Duration,
+    /// Frames waiting beyond which consumption pauses.
+    pub max_pending_frames: usize,
+    /// Cameras not seen for this long are forgotten (None: never).
+    pub retention: Option<Duration>,
+}
+
+/// The delay before write attempt `failures + 1`: `interval × 2^failures`, at most `max`.
+pub fn backoff(interval: Duration, failures: u32, max: Duration) -> Duration {
+    interval
+        .saturating_mul(2u32.saturating_pow(failures.min(20)))
+        .min(max)
+        .max(interval.min(max))
+}
+
+/// Reads records, keeps windows and cameras, writes them and stores offsets.
 pub struct Pipeline {
     consumer: Arc<StreamConsumer>,
-    topic: String,
+    settings: Settings,
     windows: Windows,
+    cameras: Cameras,
     offsets: Offsets,
     store: Store,
     metrics: Metrics,
     readiness: Readiness,
     health: WriteHealth,
-    flush_interval: Duration,
     /// Consecutive failed flushes, and when the last one was logged as a warning.
-    failures: u64,
+    failures: u32,
     last_warning: Option<Instant>,
+    paused: bool,
 }
 
 /// While writes keep failing, a warning is logged at most this often (every failure is
@@ -156,13 +184,14 @@ pub struct Pipeline {
 const FAILURE_WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl Pipeline {
-    /// A pipeline on `consumer` (already subscribed to `topic`) writing to `store`.
+    /// A pipeline on `consumer` (already subscribed) writing to `store`, continuing the
+    /// stored `cameras` (whose clocks `windows` already carries).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         consumer: Arc<StreamConsumer>,
-        topic: &str,
-        window_ms: i64,
-        flush_interval: Duration,
+        settings: Settings,
+        windows: Windows,
+        cameras: Cameras,
         store: Store,
         metrics: Metrics,
         readiness: Readiness,
@@ -170,43 +199,51 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             consumer,
-            topic: topic.to_owned(),
-            windows: Windows::new(window_ms),
+            settings,
+            windows,
+            cameras,
             offsets: Offsets::default(),
             store,
             metrics,
             readiness,
             health,
-            flush_interval,
             failures: 0,
             last_warning: None,
+            paused: false,
         }
     }
 
     /// Consumes and flushes until shutdown. Call [`Pipeline::finish`] afterwards.
     pub async fn run(&mut self, shutdown: &Shutdown) {
         let consumer = self.consumer.clone();
-        let mut ticker = tokio::time::interval(self.flush_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_flush = tokio::time::Instant::now() + self.settings.flush_interval;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {
-                    self.flush().await;
+                _ = tokio::time::sleep_until(next_flush) => {
+                    let wait = if self.flush().await {
+                        self.settings.flush_interval
+                    } else {
+                        backoff(self.settings.flush_interval, self.failures.saturating_sub(1), self.settings.retry_max)
+                    };
+                    next_flush = tokio::time::Instant::now() + wait;
                 }
                 msg = consumer.recv() => match msg {
-                    Ok(m) => self.handle(&m),
+                    Ok(m) => {
+                        self.handle(&m);
+                        self.pause_if_full();
+                    }
                     Err(e) => {
                         self.metrics.kafka_errors.with_label_values(&["recv"]).inc();
-                        tracing::warn!(error = %e, topic = %self.topic, "Kafka consumer error");
+                        tracing::warn!(error = %e, "Kafka consumer error");
                     }
                 },
             }
         }
     }
 
-    /// The last flush on shutdown: write what is dirty, store offsets, and commit them
+    /// The last flush on shutdown: write what waits, store offsets, and commit them
     /// synchronously. Bound it with the grace period.
     pub async fn finish(&mut self) {
         let flushed = self.flush().await;
@@ -224,158 +261,232 @@ impl Pipeline {
                     .kafka_errors
                     .with_label_values(&["commit"])
                     .inc();
-                tracing::warn!(error = %e, topic = %self.topic, "final offset commit failed; records since the last commit will be re-read");
+                tracing::warn!(error = %e, "final offset commit failed; records since the last commit will be re-read");
             }
             Err(e) => tracing::warn!(error = %e, "final offset commit panicked"),
         }
         self.store.close().await;
     }
 
-    /// One record: decode, attach its trace, count it in its window.
+    /// One record: read it as a frame, attach its trace, note it for its camera and its
+    /// window (or count it late).
     fn handle(&mut self, msg: &BorrowedMessage<'_>) {
-        let (partition, offset) = (msg.partition(), msg.offset());
-        self.offsets.consumed(partition, offset);
-        let rec = match decode(msg.payload()) {
-            Ok(r) => r,
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        self.offsets.consumed(topic, partition, offset);
+        let dead_letter = topic == self.settings.dlq_topic;
+        let parsed = if dead_letter {
+            let at = Position {
+                partition,
+                offset,
+                timestamp_ms: msg.timestamp().to_millis(),
+            };
+            frame::from_dead_letter(|name| header(msg.headers(), name), msg.key(), at)
+        } else {
+            frame::from_stats(msg.payload()).map(Some)
+        };
+        let frame = match parsed {
+            Ok(Some(f)) => f,
+            Ok(None) => return, // a dead letter that is not a decode error
             Err(reason) => {
                 self.metrics.bad_records.inc();
-                tracing::warn!(topic = %self.topic, partition, offset, %reason, "skipping a record that is not a stats record");
+                tracing::warn!(topic, partition, offset, %reason, "skipping a record that is not a stats record or dead letter");
                 return;
             }
         };
-        let span = tracing::info_span!("sink.record", camera = %rec.camera, session = %rec.session, seq = rec.seq, partition, offset);
+        let span = tracing::info_span!("sink.record", camera = %frame.camera, session = %frame.session, seq = frame.seq, partition, offset);
         telemetry::set_parent_from(&span, |name| header(msg.headers(), name));
         let _entered = span.enter();
-        let camera = [rec.camera.as_str()];
-        match self
-            .windows
-            .observe(&rec, Source { partition, offset }, now_ms())
-        {
-            Observed::Counted => self.metrics.records.with_label_values(&camera).inc(),
-            Observed::Duplicate => self.metrics.duplicates.with_label_values(&camera).inc(),
-            Observed::Late => {
-                self.metrics.late.with_label_values(&camera).inc();
-                tracing::debug!(camera = %rec.camera, capture_ms = rec.capture_ms, "frame for a window already written; ignored");
-            }
+        let counter = if dead_letter {
+            &self.metrics.dead_letters
+        } else {
+            &self.metrics.records
+        };
+        counter.with_label_values(&[frame.camera.as_str()]).inc();
+        self.observe(frame);
+    }
+
+    fn observe(&mut self, frame: Frame) {
+        let now = now_ms();
+        self.cameras.observe(&frame, now);
+        let (camera, capture_ms) = (frame.camera.clone(), frame.capture_ms);
+        if self.windows.observe(frame, now) == Observed::Late {
+            self.metrics
+                .late
+                .with_label_values(&[camera.as_str()])
+                .inc();
+            tracing::debug!(%camera, capture_ms, "frame for a closed window; dropped");
         }
     }
 
-    /// Writes dirty windows in one transaction; on success evicts old windows and stores
-    /// offsets. On failure nothing is stored and the windows stay dirty. Returns whether
-    /// everything dirty is now written.
-    async fn flush(&mut self) -> bool {
-        let batch = self.windows.take_dirty();
-        if !batch.is_empty() {
-            let span = tracing::info_span!("sink.flush", windows = batch.len(), backend = %self.store.backend());
-            let timer = self.metrics.write_seconds.start_timer();
-            let result = self
-                .store
-                .upsert(&batch, now_ms())
-                .instrument(span.clone())
-                .await;
-            let _entered = span.enter(); // no await below
-            match result {
-                Ok(done) => {
-                    timer.observe_duration();
-                    for (i, s) in batch.iter().enumerate() {
-                        if !done.kept.contains(&i) {
-                            self.metrics
-                                .rows_written
-                                .with_label_values(&[s.camera.as_str()])
-                                .inc();
-                        }
-                    }
-                    if !done.kept.is_empty() {
-                        tracing::debug!(
-                            kept = done.kept.len(),
-                            "stored rows with more frames were kept"
+    /// Pauses consumption while too many frames wait for the database.
+    fn pause_if_full(&mut self) {
+        if self.windows.pending() < self.settings.max_pending_frames {
+            return;
+        }
+        match self.consumer.assignment() {
+            Ok(tpl) => match self.consumer.pause(&tpl) {
+                Ok(()) => {
+                    if !self.paused {
+                        tracing::warn!(
+                            pending = self.windows.pending(),
+                            "too many frames wait for the database; consumption paused"
                         );
                     }
-                    if self.failures > 0 {
-                        tracing::info!(
-                            failed_flushes = self.failures,
-                            "writing summaries works again"
-                        );
-                        self.failures = 0;
-                        self.last_warning = None;
-                    }
-                    self.health.set(None);
-                    self.readiness.set_ready("database");
+                    self.paused = true;
+                    self.metrics.paused.set(1);
                 }
-                Err(e) => {
-                    timer.stop_and_discard();
-                    self.windows.restore_dirty(&batch);
+                Err(e) => tracing::warn!(error = %e, "cannot pause consumption"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot read the assignment to pause it"),
+        }
+    }
+
+    fn resume(&mut self) {
+        if !self.paused {
+            return;
+        }
+        let resumed = self
+            .consumer
+            .assignment()
+            .and_then(|tpl| self.consumer.resume(&tpl));
+        match resumed {
+            Ok(()) => {
+                self.paused = false;
+                self.metrics.paused.set(0);
+                tracing::info!("consumption resumed");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot resume consumption; retrying"),
+        }
+    }
+
+    /// Merges every waiting frame, camera and incident into the database in one
+    /// transaction; on success stores offsets. On failure everything is put back and
+    /// nothing is stored. Returns whether the write succeeded (or there was none).
+    pub async fn flush(&mut self) -> bool {
+        let batches = self.windows.take_pending();
+        let (cameras, incidents) = self.cameras.take_dirty();
+        let span = tracing::info_span!("sink.flush", windows = batches.len(), cameras = cameras.len(), incidents = incidents.len(), backend = %self.store.backend());
+        let timer = self.metrics.write_seconds.start_timer();
+        let input = FlushInput {
+            windows: &batches,
+            cameras: &cameras,
+            incidents: &incidents,
+            window_ms: self.windows.window_ms(),
+            now_ms: now_ms(),
+        };
+        let result = self.store.flush(input).instrument(span.clone()).await;
+        let _entered = span.enter(); // no await below
+        match result {
+            Ok(merged) => {
+                timer.observe_duration();
+                for m in &merged {
+                    let camera = [m.summary.camera.as_str()];
+                    self.metrics.rows_written.with_label_values(&camera).inc();
+                    if m.duplicates > 0 {
+                        self.metrics
+                            .duplicates
+                            .with_label_values(&camera)
+                            .inc_by(m.duplicates);
+                    }
+                    if m.state_reset {
+                        self.metrics.state_resets.inc();
+                    }
+                }
+                for i in &incidents {
                     self.metrics
-                        .db_errors
-                        .with_label_values(&[self.store.backend().as_str(), "upsert"])
+                        .events_written
+                        .with_label_values(&[i.kind.as_str()])
                         .inc();
-                    self.failures += 1;
-                    if self
-                        .last_warning
-                        .is_none_or(|t| t.elapsed() >= FAILURE_WARN_EVERY)
-                    {
-                        self.last_warning = Some(Instant::now());
-                        tracing::warn!(error = %e, windows = batch.len(), failed_flushes = self.failures, "writing summaries failed; retrying every flush, offsets not stored");
-                    } else {
-                        tracing::debug!(error = %e, failed_flushes = self.failures, "writing summaries failed again");
-                    }
-                    let reason = format!("writing summaries failed: {e}");
-                    self.health.set(Some(reason.clone()));
-                    self.readiness.set_not_ready("database", reason);
-                    return false;
                 }
+                if self.failures > 0 {
+                    tracing::info!(
+                        failed_flushes = self.failures,
+                        "writing to the database works again"
+                    );
+                    self.failures = 0;
+                    self.last_warning = None;
+                }
+                self.health.set(None);
+                self.readiness.set_ready("database");
+            }
+            Err(e) => {
+                timer.stop_and_discard();
+                self.windows.restore(batches);
+                self.cameras.restore(&cameras, incidents);
+                self.metrics
+                    .db_errors
+                    .with_label_values(&[self.store.backend().as_str(), "flush"])
+                    .inc();
+                self.failures = self.failures.saturating_add(1);
+                self.metrics
+                    .pending_frames
+                    .set(i64::try_from(self.windows.pending()).unwrap_or(i64::MAX));
+                if self
+                    .last_warning
+                    .is_none_or(|t| t.elapsed() >= FAILURE_WARN_EVERY)
+                {
+                    self.last_warning = Some(Instant::now());
+                    tracing::warn!(error = %e, pending = self.windows.pending(), failed_flushes = self.failures, "writing to the database failed; retrying with backoff, offsets not stored");
+                } else {
+                    tracing::debug!(error = %e, failed_flushes = self.failures, "writing to the database failed again");
+                }
+                let reason = format!("writing summaries failed: {e}");
+                self.health.set(Some(reason.clone()));
+                self.readiness.set_not_ready("database", reason);
+                return false;
             }
         }
-        self.windows.evict(now_ms());
+        let now = now_ms();
+        self.windows.close(now);
+        if let Some(keep) = self.settings.retention {
+            let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            self.cameras.forget_older_than(now.saturating_sub(keep_ms));
+        }
         self.metrics
             .windows_open
             .set(i64::try_from(self.windows.open()).unwrap_or(i64::MAX));
+        self.metrics
+            .pending_frames
+            .set(i64::try_from(self.windows.pending()).unwrap_or(i64::MAX));
         self.store_offsets();
+        self.resume();
         true
     }
 
-    /// Stores, per partition, the offset everything before which is written.
+    /// Stores, per partition, the offset everything before which is durable.
     fn store_offsets(&mut self) {
-        for (partition, offset) in self.offsets.to_store(&self.windows.offset_floors()) {
+        for (topic, partition, offset) in self.offsets.to_store() {
             let mut tpl = TopicPartitionList::new();
-            if let Err(e) = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
-            {
-                tracing::warn!(error = %e, partition, offset, "cannot build the offset list");
+            if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+                tracing::warn!(error = %e, topic, partition, offset, "cannot build the offset list");
                 continue;
             }
             match self.consumer.store_offsets(&tpl) {
-                Ok(()) => self.offsets.stored(partition, offset),
+                Ok(()) => self.offsets.stored(&topic, partition, offset),
                 Err(KafkaError::StoreOffset(
                     RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition,
                 )) => {
                     tracing::debug!(
+                        topic,
                         partition,
                         "partition no longer assigned; its offset is the new owner's"
                     );
-                    self.offsets.forget(partition);
+                    self.offsets.forget(&topic, partition);
                 }
                 Err(e) => {
                     self.metrics
                         .kafka_errors
                         .with_label_values(&["store_offset"])
                         .inc();
-                    tracing::warn!(error = %e, topic = %self.topic, partition, offset, "cannot store offset; retrying next flush");
+                    tracing::warn!(error = %e, topic, partition, offset, "cannot store offset; retrying next flush");
                 }
             }
         }
     }
 }
 
-/// Parses a stats record value; the error says what is wrong, for the log.
-pub fn decode(payload: Option<&[u8]>) -> Result<StatsRecord, String> {
-    let bytes = payload.ok_or_else(|| "empty value".to_owned())?;
-    let rec: StatsRecord =
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid stats JSON: {e}"))?;
-    validate_camera_id(&rec.camera)?;
-    Ok(rec)
-}
-
-fn now_ms() -> i64 {
+/// Wall clock, ms since the Unix epoch.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -386,56 +497,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offsets_store_the_next_offset_but_never_past_an_open_window() {
+    fn offsets_store_the_next_offset_per_topic_and_partition() {
         let mut o = Offsets::default();
-        for off in [10, 11, 12] {
-            o.consumed(0, off);
+        for off in [10, 12, 11] {
+            o.consumed("stats", 0, off);
         }
-        o.consumed(1, 5);
-        let none = BTreeMap::new();
-        assert_eq!(o.to_store(&none), [(0, 13), (1, 6)], "next offset to read");
-
-        let floors = BTreeMap::from([(0, 11)]);
+        o.consumed("stats", 1, 5);
+        o.consumed("dlq", 0, 3);
+        let want = |v: &[(&str, i32, i64)]| -> Vec<(String, i32, i64)> {
+            v.iter().map(|(t, p, o)| (t.to_string(), *p, *o)).collect()
+        };
         assert_eq!(
-            o.to_store(&floors),
-            [(0, 11), (1, 6)],
-            "window still open from offset 11"
+            o.to_store(),
+            want(&[("dlq", 0, 4), ("stats", 0, 13), ("stats", 1, 6)])
         );
-        o.stored(0, 11);
-        o.stored(1, 6);
-        assert!(o.to_store(&floors).is_empty(), "nothing new");
-        assert_eq!(o.to_store(&none), [(0, 13)], "window evicted: move on");
+        o.stored("stats", 0, 13);
+        o.stored("stats", 1, 6);
+        o.stored("dlq", 0, 4);
+        assert!(o.to_store().is_empty(), "nothing new");
+        o.consumed("stats", 1, 6);
+        assert_eq!(o.to_store(), want(&[("stats", 1, 7)]));
 
-        o.forget(1);
-        o.consumed(1, 3); // re-read after the partition came back
-        assert_eq!(o.to_store(&none), [(0, 13), (1, 4)]);
+        o.forget("stats", 1);
+        o.consumed("stats", 1, 3); // re-read after the partition came back
+        assert_eq!(o.to_store(), want(&[("stats", 1, 4)]));
     }
 
     #[test]
-    fn bad_records_say_why() {
-        assert_eq!(decode(None).unwrap_err(), "empty value");
-        assert!(
-            decode(Some(b"{not json"))
-                .unwrap_err()
-                .starts_with("invalid stats JSON")
-        );
-        assert!(
-            decode(Some(br#"{"camera":"a"}"#))
-                .unwrap_err()
-                .contains("missing field")
-        );
-        let good = serde_json::json!({
-            "camera": "cam-1", "session": "s", "seq": 1, "pts_90k": 0, "capture_ms": 1, "decoded_ms": 2,
-            "width": 2, "height": 2, "keyframe": true, "y_avg": 1.0, "y_min": 0, "y_max": 2, "extra": 1
-        });
-        let rec = decode(Some(good.to_string().as_bytes())).unwrap();
-        assert_eq!(rec.camera, "cam-1");
-        let mut bad_id = good;
-        bad_id["camera"] = "a b".into();
-        assert!(
-            decode(Some(bad_id.to_string().as_bytes()))
-                .unwrap_err()
-                .contains("camera id")
-        );
+    fn backoff_doubles_up_to_the_limit() {
+        let s = Duration::from_secs(1);
+        let max = Duration::from_secs(30);
+        let waits: Vec<u64> = (0..8).map(|f| backoff(s, f, max).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff(s, u32::MAX, max), max);
     }
 }

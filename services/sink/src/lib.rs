@@ -1,12 +1,24 @@
 //! The Framewire sink as a library: what `framewire-sink` runs, and what its tests reach.
 //!
-//! Per-frame statistics arrive on `framewire.stats`; the sink folds them into per-camera
-//! tumbling windows ([`window`]), writes the windows that changed to SQLite or PostgreSQL
-//! ([`store`]) and stores Kafka offsets only after the write ([`consume`]).
-//! Configuration is [`config`], metrics are [`metrics`].
+//! Per-frame statistics arrive on `framewire.stats` and decode errors on `framewire.dlq`
+//! ([`frame`]). Each frame is assigned to its camera's tumbling window or dropped as late
+//! ([`window`]), feeds the camera's incident intervals ([`incidents`], [`cameras`]) and is
+//! merged, at the next flush, into the window's durable state ([`state`]) in the database
+//! ([`store`]); Kafka offsets are stored only after that ([`consume`]). A second consumer
+//! keeps a thumbnail of every camera's latest keyframe ([`preview`]). The JSON API
+//! ([`api`]) and the web page ([`web`]) serve it all on the HTTP port. Configuration is
+//! [`config`], metrics are [`metrics`], old rows go by [`retention`].
 
+pub mod api;
+pub mod cameras;
 pub mod config;
 pub mod consume;
+pub mod frame;
+pub mod incidents;
 pub mod metrics;
+pub mod preview;
+pub mod retention;
+pub mod state;
 pub mod store;
+pub mod web;
 pub mod window;

@@ -1,8 +1,11 @@
-//! `framewire-sink`: per-frame statistics in, per-camera window summaries out.
+//! `framewire-sink`: per-frame statistics in, per-camera window summaries, incidents, a
+//! JSON API and a live web page out.
 //!
-//! Consumes `framewire.stats`, keeps tumbling windows per camera, and writes them to
-//! PostgreSQL (when `sink.database_url` is set) or an embedded SQLite file, storing
-//! Kafka offsets only after the summaries they feed are written.
+//! Consumes `framewire.stats` and `framewire.dlq`, keeps tumbling windows per camera and
+//! merges them into PostgreSQL (when `sink.database_url` is set) or an embedded SQLite
+//! file, storing Kafka offsets only after the merge committed; a preview consumer on
+//! `framewire.frames` keeps each camera's latest keyframe as a thumbnail; the API and the
+//! page are served on `sink.http_listen`, the admin endpoints on `admin.listen`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,10 +15,15 @@ use anyhow::Context;
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::{kafka, runtime};
+use framewire_sink::api::{self, ApiState};
+use framewire_sink::cameras::{CameraRow, Cameras};
 use framewire_sink::config::{ADMIN_PORT, Config, SinkConfig};
-use framewire_sink::consume::{self, Pipeline, WriteHealth};
+use framewire_sink::consume::{self, Pipeline, Settings, WriteHealth};
 use framewire_sink::metrics::Metrics;
-use framewire_sink::store::Store;
+use framewire_sink::preview::{self, PreviewSettings, Thumbnails};
+use framewire_sink::store::{Store, StoreError};
+use framewire_sink::window::Windows;
+use framewire_sink::{retention, web};
 use rdkafka::consumer::Consumer;
 
 const SERVICE: &str = "framewire-sink";
@@ -23,7 +31,7 @@ const SERVICE: &str = "framewire-sink";
 fn main() -> ExitCode {
     runtime::main(
         SERVICE,
-        "Folds per-frame statistics into per-camera window summaries in SQLite or PostgreSQL.",
+        "Folds per-frame statistics into per-camera summaries and incidents in SQLite or PostgreSQL, and shows them on a web page.",
         run,
     )
 }
@@ -34,12 +42,15 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let readiness = Readiness::new();
     readiness.set_not_ready("kafka", "starting");
     readiness.set_not_ready("database", "connecting");
+    let sink = &config.sink;
 
     let listen = config.admin.listen_or(ADMIN_PORT);
     let state = AdminState::new(registry, &config, &readiness);
-    let admin = AdminServer::start(listen, state, axum::Router::new()).await?;
+    let admin = AdminServer::start(listen, state, axum::Router::new())
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
 
-    let Some(store) = connect_store(&config.sink, &readiness, &shutdown).await? else {
+    let Some((store, stored_cameras)) = connect_store(sink, &readiness, &shutdown).await? else {
         admin.stop().await;
         return Ok(());
     };
@@ -62,7 +73,10 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
 
     if config.topics.create {
-        let specs = [config.topics.stats_spec()];
+        let mut specs = vec![config.topics.stats_spec(), config.topics.dlq_spec()];
+        if sink.preview {
+            specs.push(config.topics.frames_spec());
+        }
         if !kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown)
             .await
         {
@@ -71,11 +85,8 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let consumer = Arc::new(consume::consumer(
-        &config.kafka,
-        &config.sink.group_id,
-        &config.topics.stats,
-    )?);
+    let topics = [config.topics.stats.as_str(), config.topics.dlq.as_str()];
+    let consumer = Arc::new(consume::consumer(&config.kafka, &sink.group_id, &topics)?);
     {
         let consumer = consumer.clone();
         let topic = config.topics.stats.clone();
@@ -86,19 +97,89 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             move || kafka::metadata_check(consumer.client(), &topic),
         );
     }
-    tracing::info!(
-        topic = %config.topics.stats,
-        group = %config.sink.group_id,
-        backend = %store.backend(),
-        window_ms = config.sink.window_ms,
-        "consuming stats"
-    );
 
+    let thumbnails = Thumbnails::default();
+    let preview_task = if sink.preview {
+        let consumer = preview::consumer(
+            &config.kafka,
+            &sink.preview_group_id,
+            &config.topics.frames,
+            config.topics.max_message_bytes,
+        )?;
+        let settings = PreviewSettings {
+            interval: Duration::from_millis(sink.preview_interval_ms),
+            width: sink.thumbnail_width,
+        };
+        Some(tokio::spawn(preview::run(
+            consumer,
+            thumbnails.clone(),
+            metrics.clone(),
+            settings,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+
+    let http_addr = sink.http_addr();
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen on sink.http_listen {http_addr}"))?;
+    let api_state = ApiState {
+        store: store.clone(),
+        thumbnails,
+        metrics: metrics.clone(),
+        offline_after_ms: sink.offline_after_ms,
+        window_ms: sink.window_ms,
+    };
+    let http_stop = Shutdown::new();
+    let http = {
+        let stop = http_stop.clone();
+        let router = api::router(api_state).merge(web::router());
+        tokio::spawn(framewire_kit::admin::serve(
+            http_listener,
+            router,
+            async move { stop.cancelled().await },
+        ))
+    };
+    tracing::info!(listen = %http_addr, "web page and API listening");
+
+    let retention_task = tokio::spawn(retention::run(
+        store.clone(),
+        sink.retention_days,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut windows = Windows::new(sink.window_ms, sink.allowed_lateness_ms);
+    let mut cameras = Cameras::new(sink.incident_rules());
+    for c in &stored_cameras {
+        windows.advance(&c.id, c.last_capture_ms);
+    }
+    cameras.load(stored_cameras);
+    tracing::info!(
+        topics = ?topics,
+        group = %sink.group_id,
+        backend = %store.backend(),
+        window_ms = sink.window_ms,
+        allowed_lateness_ms = sink.allowed_lateness_ms,
+        cameras = cameras.rows().count(),
+        "consuming stats and dead letters"
+    );
+    let settings = Settings {
+        stats_topic: config.topics.stats.clone(),
+        dlq_topic: config.topics.dlq.clone(),
+        flush_interval: Duration::from_millis(sink.flush_interval_ms),
+        retry_max: Duration::from_millis(sink.retry_max_ms),
+        max_pending_frames: sink.max_pending_frames,
+        retention: (sink.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(sink.retention_days) * 86_400)),
+    };
     let mut pipeline = Pipeline::new(
         consumer,
-        &config.topics.stats,
-        config.sink.window_ms,
-        Duration::from_millis(config.sink.flush_interval_ms),
+        settings,
+        windows,
+        cameras,
         store,
         metrics,
         readiness.clone(),
@@ -107,20 +188,29 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     pipeline.run(&shutdown).await;
 
     readiness.set_not_ready("shutdown", "draining");
-    let grace = Duration::from_millis(config.sink.shutdown_grace_ms);
-    drain_within(grace, pipeline.finish()).await;
+    let grace = Duration::from_millis(sink.shutdown_grace_ms);
+    drain_within(grace, async {
+        pipeline.finish().await;
+        if let Some(task) = preview_task {
+            let _ = task.await;
+        }
+        let _ = retention_task.await;
+    })
+    .await;
+    http_stop.trigger();
+    let _ = http.await;
     admin.stop().await;
     Ok(())
 }
 
-/// Opens the database and applies migrations. An unreachable PostgreSQL is retried
-/// every few seconds (the sink stays unready meanwhile); a bad SQLite path or a failed
-/// migration is fatal. `None` on shutdown.
+/// Opens the database, applies migrations and reads the stored cameras. An unreachable
+/// PostgreSQL is retried every few seconds (the sink stays unready meanwhile); a bad
+/// SQLite path or a failed migration is fatal. `None` on shutdown.
 async fn connect_store(
     sink: &SinkConfig,
     readiness: &Readiness,
     shutdown: &Shutdown,
-) -> anyhow::Result<Option<Store>> {
+) -> anyhow::Result<Option<(Store, Vec<CameraRow>)>> {
     let setting = if sink.database_url.is_some() {
         "sink.database_url"
     } else {
@@ -130,7 +220,8 @@ async fn connect_store(
         let attempt = async {
             let store = Store::connect(sink.database_url.as_deref(), &sink.sqlite_path).await?;
             store.migrate().await?;
-            Ok::<_, framewire_sink::store::StoreError>(store)
+            let cameras = store.cameras().await?;
+            Ok::<_, StoreError>((store, cameras))
         };
         let result = tokio::select! {
             biased;
@@ -138,9 +229,9 @@ async fn connect_store(
             r = attempt => r,
         };
         match result {
-            Ok(store) => {
-                tracing::info!(backend = %store.backend(), "database ready");
-                return Ok(Some(store));
+            Ok((store, cameras)) => {
+                tracing::info!(backend = %store.backend(), cameras = cameras.len(), "database ready");
+                return Ok(Some((store, cameras)));
             }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "database not reachable yet; retrying");

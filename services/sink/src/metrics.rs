@@ -1,8 +1,9 @@
 //! Sink metrics, in one place so dashboards and alerts have one list to read.
 //!
 //! Label `camera` is the camera id (validated, so bounded by the fleet's cameras);
-//! `backend` is `sqlite` or `postgres`; `op` names a database operation. Records are
-//! counted per record, which is per frame, not per pixel: cheap enough for the hot loop.
+//! `backend` is `sqlite` or `postgres`; `op` names a database or Kafka operation; `kind`
+//! an incident kind; `table` a table; `reason` one of a fixed list. Records are counted
+//! per record, which is per frame, not per pixel: cheap enough for the hot loop.
 
 use framewire_kit::metrics::Builder;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
@@ -10,27 +11,50 @@ use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 /// Every metric the sink exports.
 #[derive(Clone)]
 pub struct Metrics {
-    /// `framewire_sink_records_total`: stats records counted in a window.
+    /// `framewire_sink_records_total`: stats records consumed (valid ones).
     pub records: IntCounterVec,
-    /// `framewire_sink_duplicates_total`: re-delivered frames (same camera, session, seq
-    /// in the same window) ignored.
+    /// `framewire_sink_dead_letters_total`: worker dead letters consumed (decode errors).
+    pub dead_letters: IntCounterVec,
+    /// `framewire_sink_duplicates_total`: frames a window had already counted (same
+    /// camera, session, seq), dropped at the merge.
     pub duplicates: IntCounterVec,
-    /// `framewire_sink_late_records_total`: frames whose window was already written and
-    /// evicted from memory; ignored.
+    /// `framewire_sink_late_records_total`: frames whose window was already closed by its
+    /// camera's watermark; dropped.
     pub late: IntCounterVec,
-    /// `framewire_sink_bad_records_total`: records that are not a valid stats record
-    /// (bad JSON, wrong fields, bad camera id); logged with partition/offset and skipped.
+    /// `framewire_sink_bad_records_total`: records that are neither a valid stats record
+    /// nor a readable dead letter; logged with partition/offset and skipped.
     pub bad_records: IntCounter,
-    /// `framewire_sink_rows_written_total`: summary rows inserted or replaced.
+    /// `framewire_sink_rows_written_total`: window rows inserted or replaced.
     pub rows_written: IntCounterVec,
+    /// `framewire_sink_events_written_total`: incident rows inserted or updated.
+    pub events_written: IntCounterVec,
     /// `framewire_sink_write_seconds`: duration of one flush transaction.
     pub write_seconds: Histogram,
     /// `framewire_sink_db_errors_total`: failed database operations.
     pub db_errors: IntCounterVec,
-    /// `framewire_sink_windows_open`: camera windows held in memory.
+    /// `framewire_sink_state_resets_total`: stored window states that could not be read
+    /// (the window was counted again from empty).
+    pub state_resets: IntCounter,
+    /// `framewire_sink_windows_open`: windows accepting frames.
     pub windows_open: IntGauge,
+    /// `framewire_sink_pending_frames`: frames waiting for the next successful write.
+    pub pending_frames: IntGauge,
+    /// `framewire_sink_consumption_paused`: 1 while consumption is paused because too
+    /// many frames wait for the database.
+    pub paused: IntGauge,
     /// `framewire_sink_kafka_errors_total`: consumer and offset-store errors.
     pub kafka_errors: IntCounterVec,
+    /// `framewire_sink_retention_deleted_total`: rows deleted by retention.
+    pub retention_deleted: IntCounterVec,
+    /// `framewire_sink_thumbnails_total`: keyframes turned into a thumbnail.
+    pub thumbnails: IntCounterVec,
+    /// `framewire_sink_preview_skipped_total`: keyframes not decoded (`throttled`: a
+    /// thumbnail is recent enough; `busy`: the decoder is behind; `bad_headers`).
+    pub preview_skipped: IntCounterVec,
+    /// `framewire_sink_preview_errors_total`: keyframes that did not decode or encode.
+    pub preview_errors: IntCounterVec,
+    /// `framewire_sink_http_requests_total`: API and web requests by route and status.
+    pub http_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -41,27 +65,37 @@ impl Metrics {
         Metrics {
             records: b.counter_vec(
                 "framewire_sink_records_total",
-                "Stats records counted in a window",
+                "Stats records consumed",
+                camera,
+            ),
+            dead_letters: b.counter_vec(
+                "framewire_sink_dead_letters_total",
+                "Worker dead letters (decode errors) consumed",
                 camera,
             ),
             duplicates: b.counter_vec(
                 "framewire_sink_duplicates_total",
-                "Re-delivered frames (same camera, session and seq in a window) ignored",
+                "Frames a window had already counted (same camera, session and seq); dropped",
                 camera,
             ),
             late: b.counter_vec(
                 "framewire_sink_late_records_total",
-                "Frames whose window was already written and evicted; ignored",
+                "Frames for a window already closed by the camera's watermark; dropped",
                 camera,
             ),
             bad_records: b.counter(
                 "framewire_sink_bad_records_total",
-                "Records that are not valid stats records; skipped",
+                "Records that are not valid stats records or dead letters; skipped",
             ),
             rows_written: b.counter_vec(
                 "framewire_sink_rows_written_total",
-                "Summary rows inserted or replaced",
+                "Window rows inserted or replaced",
                 camera,
+            ),
+            events_written: b.counter_vec(
+                "framewire_sink_events_written_total",
+                "Incident rows inserted or updated",
+                &["kind"],
             ),
             write_seconds: b.histogram(
                 "framewire_sink_write_seconds",
@@ -75,14 +109,48 @@ impl Metrics {
                 "Failed database operations",
                 &["backend", "op"],
             ),
-            windows_open: b.gauge(
-                "framewire_sink_windows_open",
-                "Camera windows held in memory",
+            state_resets: b.counter(
+                "framewire_sink_state_resets_total",
+                "Stored window states that could not be read; counted again from empty",
+            ),
+            windows_open: b.gauge("framewire_sink_windows_open", "Windows accepting frames"),
+            pending_frames: b.gauge(
+                "framewire_sink_pending_frames",
+                "Frames waiting for the next successful write",
+            ),
+            paused: b.gauge(
+                "framewire_sink_consumption_paused",
+                "1 while consumption is paused because too many frames wait for the database",
             ),
             kafka_errors: b.counter_vec(
                 "framewire_sink_kafka_errors_total",
                 "Kafka consumer and offset store errors",
                 &["op"],
+            ),
+            retention_deleted: b.counter_vec(
+                "framewire_sink_retention_deleted_total",
+                "Rows deleted by retention",
+                &["table"],
+            ),
+            thumbnails: b.counter_vec(
+                "framewire_sink_thumbnails_total",
+                "Keyframes turned into a thumbnail",
+                camera,
+            ),
+            preview_skipped: b.counter_vec(
+                "framewire_sink_preview_skipped_total",
+                "Keyframes not decoded for a thumbnail",
+                &["reason"],
+            ),
+            preview_errors: b.counter_vec(
+                "framewire_sink_preview_errors_total",
+                "Keyframes that could not be decoded or encoded",
+                camera,
+            ),
+            http_requests: b.counter_vec(
+                "framewire_sink_http_requests_total",
+                "API and web page requests",
+                &["route", "status"],
             ),
         }
     }
@@ -97,25 +165,47 @@ mod tests {
         let registry = framewire_kit::metrics::registry();
         let m = Metrics::new(&registry);
         m.records.with_label_values(&["cam"]).inc();
+        m.dead_letters.with_label_values(&["cam"]).inc();
         m.duplicates.with_label_values(&["cam"]).inc();
         m.late.with_label_values(&["cam"]).inc();
         m.rows_written.with_label_values(&["cam"]).inc();
-        m.db_errors.with_label_values(&["sqlite", "upsert"]).inc();
+        m.events_written.with_label_values(&["black"]).inc();
+        m.db_errors.with_label_values(&["sqlite", "flush"]).inc();
         m.kafka_errors.with_label_values(&["recv"]).inc();
+        m.retention_deleted.with_label_values(&["events"]).inc();
+        m.thumbnails.with_label_values(&["cam"]).inc();
+        m.preview_skipped.with_label_values(&["busy"]).inc();
+        m.preview_errors.with_label_values(&["cam"]).inc();
+        m.http_requests
+            .with_label_values(&["/api/cameras", "200"])
+            .inc();
         m.bad_records.inc();
+        m.state_resets.inc();
         m.write_seconds.observe(0.01);
         m.windows_open.set(3);
+        m.pending_frames.set(7);
+        m.paused.set(1);
         let text = framewire_kit::metrics::render(&registry);
         for name in [
             "framewire_sink_records_total{camera=\"cam\"} 1",
+            "framewire_sink_dead_letters_total{camera=\"cam\"} 1",
             "framewire_sink_duplicates_total{camera=\"cam\"} 1",
             "framewire_sink_late_records_total{camera=\"cam\"} 1",
             "framewire_sink_bad_records_total 1",
             "framewire_sink_rows_written_total{camera=\"cam\"} 1",
+            "framewire_sink_events_written_total{kind=\"black\"} 1",
             "framewire_sink_write_seconds_count 1",
-            "framewire_sink_db_errors_total{backend=\"sqlite\",op=\"upsert\"} 1",
+            "framewire_sink_db_errors_total{backend=\"sqlite\",op=\"flush\"} 1",
+            "framewire_sink_state_resets_total 1",
             "framewire_sink_windows_open 3",
+            "framewire_sink_pending_frames 7",
+            "framewire_sink_consumption_paused 1",
             "framewire_sink_kafka_errors_total{op=\"recv\"} 1",
+            "framewire_sink_retention_deleted_total{table=\"events\"} 1",
+            "framewire_sink_thumbnails_total{camera=\"cam\"} 1",
+            "framewire_sink_preview_skipped_total{reason=\"busy\"} 1",
+            "framewire_sink_preview_errors_total{camera=\"cam\"} 1",
+            "framewire_sink_http_requests_total{route=\"/api/cameras\",status=\"200\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

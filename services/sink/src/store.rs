@@ -1,15 +1,24 @@
-//! Where window summaries live: PostgreSQL when a DSN is configured, else a SQLite file.
+//! Where summaries, cameras and incidents live: PostgreSQL when a DSN is configured, else
+//! a SQLite file.
 //!
-//! One table, `window_summaries`, keyed by `(camera, start_ms)`. Every flush rewrites the
-//! windows that changed with their absolute values (`INSERT … ON CONFLICT DO UPDATE`) in
-//! one transaction, so writing a window twice is harmless and a failed flush can simply be
-//! retried. An update never replaces a row with one that counts fewer frames: after a
-//! restart the sink may rebuild a window it already wrote from only part of its frames,
-//! and that partial view must not overwrite the complete one.
+//! Tables (migrations in `migrations/{sqlite,postgres}`, embedded and run at start):
+//! `window_summaries` keyed by `(camera, start_ms)` with each window's mergeable state
+//! beside its summary columns; `cameras` keyed by id; `events` keyed by
+//! `(camera, kind, start_ms)`.
 //!
-//! The schema is created by migrations embedded in the binary (`migrations/sqlite`,
-//! `migrations/postgres`), run at start; running them again is a no-op.
+//! A flush is one transaction, in batches of [`CHUNK_ROWS`] rows per statement:
+//! 1. insert a placeholder row for every window that has none yet (`ON CONFLICT DO
+//!    NOTHING`), so that 2. can lock it;
+//! 2. read the windows' stored states, locked (`FOR UPDATE` on PostgreSQL; SQLite has
+//!    one writer), so two sinks can never merge into the same window at once;
+//! 3. merge the waiting frames into them — a frame whose `(session, seq)` the state
+//!    already counted is a duplicate and changes nothing — and upsert the results;
+//! 4. upsert the cameras and incidents that changed.
+//!
+//! All or nothing: a failed flush changes nothing and is simply retried with the same
+//! frames, and the Kafka offsets behind them are stored only after the commit.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -17,16 +26,25 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, QueryBuilder, SqlitePool};
 use thiserror::Error;
 
-use crate::window::Summary;
+use crate::cameras::CameraRow;
+use crate::incidents::{Incident, Kind, Tracker};
+use crate::state::{Added, Summary, WindowState};
+use crate::window::Batch;
 
 /// How long a ping may take before the database counts as unavailable.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long one flush transaction may take before it is abandoned (and rolled back).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a read for the API may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rows per statement in a flush (20 parameters each: well inside both databases' limits).
+pub const CHUNK_ROWS: usize = 500;
 
 /// How long an operation waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,7 +102,7 @@ pub enum StoreError {
         backend: Backend,
         /// What was being done (`ping`, `upsert windows`, …).
         op: &'static str,
-        /// Which row, when known (` for camera X window Y`), else empty.
+        /// Which rows, when known (` for camera X`), else empty.
         context: String,
         /// The driver's error.
         source: sqlx::Error,
@@ -113,23 +131,32 @@ impl StoreError {
     }
 }
 
-/// A stored window and when it was last written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredWindow {
-    /// The summary as stored.
-    pub summary: Summary,
-    /// Wall clock of the write, ms since the Unix epoch.
-    pub updated_ms: i64,
+/// What a flush writes: frames per window, and the cameras and incidents that changed.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushInput<'a> {
+    /// Waiting frames per window.
+    pub windows: &'a [Batch],
+    /// Cameras that changed.
+    pub cameras: &'a [CameraRow],
+    /// Incidents opened, extended or closed.
+    pub incidents: &'a [Incident],
+    /// Window width, for the summaries' end and fps.
+    pub window_ms: i64,
+    /// Wall clock stamped on the rows.
+    pub now_ms: i64,
 }
 
-/// What an upsert did.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Upserted {
-    /// Rows inserted or replaced.
-    pub written: u64,
-    /// Indexes (into the written slice) of rows left alone because the stored row
-    /// already counts more frames.
-    pub kept: Vec<usize>,
+/// What a flush did to one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// The window's summary after the merge.
+    pub summary: Summary,
+    /// Frames newly counted.
+    pub counted: u64,
+    /// Frames the window had already counted.
+    pub duplicates: u64,
+    /// The stored state was unreadable and the window started again from empty.
+    pub state_reset: bool,
 }
 
 /// The summaries database: a connection pool on one of the two backends.
@@ -141,72 +168,91 @@ pub enum Store {
     Postgres(PgPool),
 }
 
-type Row = (
-    String,
-    i64,
-    i64,
-    i64,
-    f64,
-    i64,
-    f64,
-    f64,
-    f64,
-    i64,
-    i64,
-    i64,
-    i64,
-);
+const SUMMARY_COLUMNS: &str = "camera, start_ms, end_ms, frames, fps, keyframes, y_avg_mean, \
+y_avg_min, y_avg_max, y_dif_mean, sharpness_mean, black_frames, frozen_frames, scene_cuts, \
+decode_errors, gaps, latency_p50_ms, latency_p99_ms";
 
-const UPSERT_SQLITE: &str = "\
-INSERT INTO window_summaries (camera, start_ms, end_ms, frames, fps, keyframes, y_avg_mean, y_avg_min, \
-y_avg_max, gaps, latency_p50_ms, latency_p99_ms, updated_ms) \
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-ON CONFLICT (camera, start_ms) DO UPDATE SET end_ms = excluded.end_ms, frames = excluded.frames, \
-fps = excluded.fps, keyframes = excluded.keyframes, y_avg_mean = excluded.y_avg_mean, \
-y_avg_min = excluded.y_avg_min, y_avg_max = excluded.y_avg_max, gaps = excluded.gaps, \
+/// `INSERT INTO window_summaries (<summary columns>, state, updated_ms) `.
+fn window_insert() -> String {
+    format!("INSERT INTO window_summaries ({SUMMARY_COLUMNS}, state, updated_ms) ")
+}
+
+const WINDOW_UPDATE: &str = " ON CONFLICT (camera, start_ms) DO UPDATE SET end_ms = excluded.end_ms, \
+frames = excluded.frames, fps = excluded.fps, keyframes = excluded.keyframes, \
+y_avg_mean = excluded.y_avg_mean, y_avg_min = excluded.y_avg_min, y_avg_max = excluded.y_avg_max, \
+y_dif_mean = excluded.y_dif_mean, sharpness_mean = excluded.sharpness_mean, \
+black_frames = excluded.black_frames, frozen_frames = excluded.frozen_frames, \
+scene_cuts = excluded.scene_cuts, decode_errors = excluded.decode_errors, gaps = excluded.gaps, \
 latency_p50_ms = excluded.latency_p50_ms, latency_p99_ms = excluded.latency_p99_ms, \
-updated_ms = excluded.updated_ms \
-WHERE excluded.frames >= window_summaries.frames";
+state = excluded.state, updated_ms = excluded.updated_ms";
 
-const UPSERT_POSTGRES: &str = "\
-INSERT INTO window_summaries (camera, start_ms, end_ms, frames, fps, keyframes, y_avg_mean, y_avg_min, \
-y_avg_max, gaps, latency_p50_ms, latency_p99_ms, updated_ms) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-ON CONFLICT (camera, start_ms) DO UPDATE SET end_ms = excluded.end_ms, frames = excluded.frames, \
-fps = excluded.fps, keyframes = excluded.keyframes, y_avg_mean = excluded.y_avg_mean, \
-y_avg_min = excluded.y_avg_min, y_avg_max = excluded.y_avg_max, gaps = excluded.gaps, \
-latency_p50_ms = excluded.latency_p50_ms, latency_p99_ms = excluded.latency_p99_ms, \
-updated_ms = excluded.updated_ms \
-WHERE excluded.frames >= window_summaries.frames";
+const CAMERA_UPSERT_HEAD: &str = "INSERT INTO cameras (id, first_seen_ms, last_seen_ms, \
+last_capture_ms, width, height, session, tracker, updated_ms) ";
 
-const SELECT_SQLITE: &str = "\
-SELECT camera, start_ms, end_ms, frames, fps, keyframes, y_avg_mean, y_avg_min, y_avg_max, gaps, \
-latency_p50_ms, latency_p99_ms, updated_ms FROM window_summaries \
-WHERE camera = ?1 AND start_ms >= ?2 AND start_ms < ?3 ORDER BY start_ms";
+// Another replica may have written the camera meanwhile: keep the earliest first sighting,
+// the latest sighting and clock, and the size/session of the newest frame.
+const CAMERA_UPSERT_TAIL: &str = " ON CONFLICT (id) DO UPDATE SET \
+first_seen_ms = CASE WHEN cameras.first_seen_ms < excluded.first_seen_ms THEN cameras.first_seen_ms ELSE excluded.first_seen_ms END, \
+last_seen_ms = CASE WHEN cameras.last_seen_ms > excluded.last_seen_ms THEN cameras.last_seen_ms ELSE excluded.last_seen_ms END, \
+width = CASE WHEN cameras.last_capture_ms > excluded.last_capture_ms THEN cameras.width ELSE excluded.width END, \
+height = CASE WHEN cameras.last_capture_ms > excluded.last_capture_ms THEN cameras.height ELSE excluded.height END, \
+session = CASE WHEN cameras.last_capture_ms > excluded.last_capture_ms THEN cameras.session ELSE excluded.session END, \
+last_capture_ms = CASE WHEN cameras.last_capture_ms > excluded.last_capture_ms THEN cameras.last_capture_ms ELSE excluded.last_capture_ms END, \
+tracker = excluded.tracker, updated_ms = excluded.updated_ms";
 
-const SELECT_POSTGRES: &str = "\
-SELECT camera, start_ms, end_ms, frames, fps, keyframes, y_avg_mean, y_avg_min, y_avg_max, gaps, \
-latency_p50_ms, latency_p99_ms, updated_ms FROM window_summaries \
-WHERE camera = $1 AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms";
+const EVENT_UPSERT_HEAD: &str = "INSERT INTO events (camera, kind, start_ms, end_ms, duration_ms, \
+frames, session, updated_ms) ";
 
-/// Binds one summary's 13 columns, in table order, to a query.
-macro_rules! bind_summary {
-    ($query:expr, $s:expr, $updated_ms:expr) => {
-        $query
-            .bind($s.camera.as_str())
-            .bind($s.start_ms)
-            .bind($s.end_ms)
-            .bind($s.frames)
-            .bind($s.fps)
-            .bind($s.keyframes)
-            .bind($s.y_avg_mean)
-            .bind($s.y_avg_min)
-            .bind($s.y_avg_max)
-            .bind($s.gaps)
-            .bind($s.latency_p50_ms)
-            .bind($s.latency_p99_ms)
-            .bind($updated_ms)
+// A closed incident stays closed (a replay may report it open again).
+const EVENT_UPSERT_TAIL: &str = " ON CONFLICT (camera, kind, start_ms) DO UPDATE SET \
+end_ms = COALESCE(events.end_ms, excluded.end_ms), \
+duration_ms = CASE WHEN events.end_ms IS NULL THEN excluded.duration_ms ELSE events.duration_ms END, \
+frames = CASE WHEN events.end_ms IS NULL THEN excluded.frames ELSE events.frames END, \
+updated_ms = excluded.updated_ms";
+
+const CAMERA_COLUMNS: &str =
+    "id, first_seen_ms, last_seen_ms, last_capture_ms, width, height, session, tracker";
+
+const EVENT_COLUMNS: &str = "camera, kind, start_ms, end_ms, duration_ms, frames, session";
+
+type CameraTuple = (String, i64, i64, i64, i64, i64, String, String);
+type EventTuple = (String, String, i64, Option<i64>, i64, i64, String);
+
+/// Runs the same code on either pool: `$pool` is bound to the backend's pool.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
     };
+}
+
+/// Binds a window's summary columns, its state and `updated_ms`, in table order.
+macro_rules! bind_window {
+    ($b:expr, $s:expr, $state:expr, $updated_ms:expr) => {{
+        let s: &Summary = $s;
+        $b.push_bind(s.camera.clone())
+            .push_bind(s.start_ms)
+            .push_bind(s.end_ms)
+            .push_bind(s.frames)
+            .push_bind(s.fps)
+            .push_bind(s.keyframes)
+            .push_bind(s.y_avg_mean)
+            .push_bind(s.y_avg_min)
+            .push_bind(s.y_avg_max)
+            .push_bind(s.y_dif_mean)
+            .push_bind(s.sharpness_mean)
+            .push_bind(s.black_frames)
+            .push_bind(s.frozen_frames)
+            .push_bind(s.scene_cuts)
+            .push_bind(s.decode_errors)
+            .push_bind(s.gaps)
+            .push_bind(s.latency_p50_ms)
+            .push_bind(s.latency_p99_ms)
+            .push_bind($state)
+            .push_bind($updated_ms);
+    }};
 }
 
 impl Store {
@@ -287,109 +333,310 @@ impl Store {
     /// Checks that the database answers a trivial query within [`PING_TIMEOUT`].
     pub async fn ping(&self) -> Result<(), StoreError> {
         let run = async {
-            match self {
-                Store::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-                Store::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
+                .map_err(|source| self.query_error("ping", String::new(), source))
+        };
+        self.within(PING_TIMEOUT, "ping", run).await
+    }
+
+    /// Writes a flush in one transaction (see the module doc), within [`WRITE_TIMEOUT`]:
+    /// all or nothing. Returns each window's merge result.
+    pub async fn flush(&self, input: FlushInput<'_>) -> Result<Vec<Merged>, StoreError> {
+        if input.windows.is_empty() && input.cameras.is_empty() && input.incidents.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.within(WRITE_TIMEOUT, "flush", self.flush_now(input))
+            .await
+    }
+
+    async fn flush_now(&self, input: FlushInput<'_>) -> Result<Vec<Merged>, StoreError> {
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let err = |op: &'static str| move |e| self.query_error(op, String::new(), e);
+        let mut merged = Vec::with_capacity(input.windows.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(err("begin"))?;
+            for chunk in input.windows.chunks(CHUNK_ROWS) {
+                // 1. Placeholders, so that every window has a row to lock.
+                let empty = WindowState::new();
+                let mut q = QueryBuilder::new(window_insert());
+                q.push_values(chunk, |mut b, w| {
+                    let s = empty.summary(&w.camera, w.start_ms, input.window_ms);
+                    bind_window!(b, &s, String::new(), input.now_ms);
+                });
+                q.push(" ON CONFLICT (camera, start_ms) DO NOTHING");
+                q.build().execute(&mut *tx).await.map_err(err("insert windows"))?;
+
+                // 2. The stored states, locked.
+                let mut q = QueryBuilder::new(
+                    "SELECT camera, start_ms, state FROM window_summaries WHERE (camera, start_ms) IN (",
+                );
+                q.push_values(chunk, |mut b, w| {
+                    b.push_bind(w.camera.clone()).push_bind(w.start_ms);
+                });
+                q.push(")").push(lock);
+                let rows: Vec<(String, i64, String)> = q
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err("read window states"))?;
+                let mut stored: HashMap<(String, i64), String> =
+                    rows.into_iter().map(|(c, s, st)| ((c, s), st)).collect();
+
+                // 3. Merge and write back.
+                let results: Vec<(Merged, String)> = chunk
+                    .iter()
+                    .map(|w| merge(w, stored.remove(&(w.camera.clone(), w.start_ms)), input.window_ms))
+                    .collect();
+                let mut q = QueryBuilder::new(window_insert());
+                q.push_values(&results, |mut b, (m, state)| {
+                    bind_window!(b, &m.summary, state.clone(), input.now_ms);
+                });
+                q.push(WINDOW_UPDATE);
+                q.build().execute(&mut *tx).await.map_err(err("upsert windows"))?;
+                merged.extend(results.into_iter().map(|(m, _)| m));
             }
-        };
-        match tokio::time::timeout(PING_TIMEOUT, run).await {
-            Ok(result) => result.map_err(|source| self.query_error("ping", String::new(), source)),
-            Err(_) => Err(StoreError::Timeout {
-                backend: self.backend(),
-                op: "ping",
-                after: PING_TIMEOUT,
-            }),
-        }
+            // 4. Cameras and incidents.
+            for chunk in input.cameras.chunks(CHUNK_ROWS) {
+                let mut q = QueryBuilder::new(CAMERA_UPSERT_HEAD);
+                q.push_values(chunk, |mut b, c| {
+                    b.push_bind(c.id.clone())
+                        .push_bind(c.first_seen_ms)
+                        .push_bind(c.last_seen_ms)
+                        .push_bind(c.last_capture_ms)
+                        .push_bind(c.width)
+                        .push_bind(c.height)
+                        .push_bind(c.session.clone())
+                        .push_bind(c.tracker.to_json())
+                        .push_bind(input.now_ms);
+                });
+                q.push(CAMERA_UPSERT_TAIL);
+                q.build().execute(&mut *tx).await.map_err(err("upsert cameras"))?;
+            }
+            for chunk in input.incidents.chunks(CHUNK_ROWS) {
+                let mut q = QueryBuilder::new(EVENT_UPSERT_HEAD);
+                q.push_values(chunk, |mut b, i| {
+                    b.push_bind(i.camera.clone())
+                        .push_bind(i.kind.as_str())
+                        .push_bind(i.start_ms)
+                        .push_bind(i.end_ms)
+                        .push_bind(i.duration_ms)
+                        .push_bind(i.frames)
+                        .push_bind(i.session.clone())
+                        .push_bind(input.now_ms);
+                });
+                q.push(EVENT_UPSERT_TAIL);
+                q.build().execute(&mut *tx).await.map_err(err("upsert events"))?;
+            }
+            tx.commit().await.map_err(err("commit"))?;
+        });
+        Ok(merged)
     }
 
-    /// Writes `windows` (absolute values, stamped `updated_ms`) in one transaction: all
-    /// or nothing, within [`WRITE_TIMEOUT`]. A stored row that counts more frames than
-    /// the new one is kept.
-    pub async fn upsert(
+    /// Every stored camera, by id, with its incident tracker (an unreadable tracker
+    /// starts afresh, with a warning).
+    pub async fn cameras(&self) -> Result<Vec<CameraRow>, StoreError> {
+        let sql = format!("SELECT {CAMERA_COLUMNS} FROM cameras ORDER BY id");
+        let rows: Vec<CameraTuple> = self.read("read cameras", String::new(), &sql, &[]).await?;
+        Ok(rows.into_iter().map(camera_row).collect())
+    }
+
+    /// One stored camera.
+    pub async fn camera(&self, id: &str) -> Result<Option<CameraRow>, StoreError> {
+        let sql = format!("SELECT {CAMERA_COLUMNS} FROM cameras WHERE id = $1");
+        let rows: Vec<CameraTuple> = self
+            .read(
+                "read camera",
+                format!(" for camera {id}"),
+                &sql,
+                &[Param::Text(id)],
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(camera_row))
+    }
+
+    /// The newest `per_camera` windows of every camera that start at or after `since_ms`,
+    /// by camera, oldest first.
+    pub async fn latest_windows(
         &self,
-        windows: &[Summary],
-        updated_ms: i64,
-    ) -> Result<Upserted, StoreError> {
-        if windows.is_empty() {
-            return Ok(Upserted::default());
-        }
-        match tokio::time::timeout(WRITE_TIMEOUT, self.upsert_now(windows, updated_ms)).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout {
-                backend: self.backend(),
-                op: "upsert windows",
-                after: WRITE_TIMEOUT,
-            }),
-        }
+        since_ms: i64,
+        per_camera: i64,
+    ) -> Result<Vec<Summary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM (SELECT {SUMMARY_COLUMNS}, ROW_NUMBER() OVER \
+             (PARTITION BY camera ORDER BY start_ms DESC) AS rn FROM window_summaries \
+             WHERE start_ms >= $1) t WHERE rn <= $2 ORDER BY camera, start_ms"
+        );
+        self.read(
+            "read latest windows",
+            String::new(),
+            &sql,
+            &[Param::Int(since_ms), Param::Int(per_camera)],
+        )
+        .await
     }
 
-    async fn upsert_now(
-        &self,
-        windows: &[Summary],
-        updated_ms: i64,
-    ) -> Result<Upserted, StoreError> {
-        // The same transaction for either backend; only the pool type and the SQL differ.
-        macro_rules! upsert_in {
-            ($pool:expr, $sql:expr) => {{
-                let mut out = Upserted::default();
-                let mut tx = $pool
-                    .begin()
-                    .await
-                    .map_err(|e| self.query_error("begin", String::new(), e))?;
-                for (i, s) in windows.iter().enumerate() {
-                    let done = bind_summary!(sqlx::query($sql), s, updated_ms)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.query_error("upsert window", row_context(s), e))?;
-                    out.count(i, done.rows_affected());
-                }
-                tx.commit()
-                    .await
-                    .map_err(|e| self.query_error("commit", String::new(), e))?;
-                out
-            }};
-        }
-        let out = match self {
-            Store::Sqlite(pool) => upsert_in!(pool, UPSERT_SQLITE),
-            Store::Postgres(pool) => upsert_in!(pool, UPSERT_POSTGRES),
-        };
-        Ok(out)
-    }
-
-    /// A camera's stored windows whose start is in `[from_ms, to_ms)`, oldest first.
+    /// A camera's windows whose start is in `[from_ms, to_ms)`, oldest first, at most `limit`.
     pub async fn windows(
         &self,
         camera: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<StoredWindow>, StoreError> {
-        let rows: Vec<Row> = match self {
-            Store::Sqlite(pool) => {
-                sqlx::query_as(SELECT_SQLITE)
-                    .bind(camera)
-                    .bind(from_ms)
-                    .bind(to_ms)
-                    .fetch_all(pool)
+        limit: i64,
+    ) -> Result<Vec<Summary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM window_summaries \
+             WHERE camera = $1 AND start_ms >= $2 AND start_ms < $3 ORDER BY start_ms LIMIT $4"
+        );
+        let params = [
+            Param::Text(camera),
+            Param::Int(from_ms),
+            Param::Int(to_ms),
+            Param::Int(limit),
+        ];
+        self.read(
+            "read windows",
+            format!(" for camera {camera}"),
+            &sql,
+            &params,
+        )
+        .await
+    }
+
+    /// A camera's incidents overlapping `[from_ms, to_ms)` (open ones included), oldest
+    /// first, at most `limit`.
+    pub async fn events(
+        &self,
+        camera: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE camera = $1 AND start_ms < $3 \
+             AND (end_ms IS NULL OR end_ms > $2) ORDER BY start_ms, kind LIMIT $4"
+        );
+        let params = [
+            Param::Text(camera),
+            Param::Int(from_ms),
+            Param::Int(to_ms),
+            Param::Int(limit),
+        ];
+        let rows: Vec<EventTuple> = self
+            .read(
+                "read events",
+                format!(" for camera {camera}"),
+                &sql,
+                &params,
+            )
+            .await?;
+        Ok(rows.into_iter().filter_map(incident).collect())
+    }
+
+    /// Every incident still going on, by camera.
+    pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE end_ms IS NULL ORDER BY camera, start_ms"
+        );
+        let rows: Vec<EventTuple> = self
+            .read("read open events", String::new(), &sql, &[])
+            .await?;
+        Ok(rows.into_iter().filter_map(incident).collect())
+    }
+
+    /// Deletes windows that ended, incidents that ended and cameras last seen before
+    /// `cutoff_ms` (with their open incidents): (windows, events, cameras) deleted.
+    pub async fn delete_older_than(&self, cutoff_ms: i64) -> Result<(u64, u64, u64), StoreError> {
+        let run = async {
+            let err = |op: &'static str| move |e| self.query_error(op, String::new(), e);
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await.map_err(err("begin"))?;
+                let windows = sqlx::query(self.sql("DELETE FROM window_summaries WHERE end_ms < $1"))
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
                     .await
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_as(SELECT_POSTGRES)
-                    .bind(camera)
-                    .bind(from_ms)
-                    .bind(to_ms)
-                    .fetch_all(pool)
+                    .map_err(err("delete old windows"))?
+                    .rows_affected();
+                let events = sqlx::query(self.sql(
+                    "DELETE FROM events WHERE end_ms < $1 OR (end_ms IS NULL AND camera IN \
+                     (SELECT id FROM cameras WHERE last_seen_ms < $1))",
+                ))
+                .bind(cutoff_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(err("delete old events"))?
+                .rows_affected();
+                let cameras = sqlx::query(self.sql("DELETE FROM cameras WHERE last_seen_ms < $1"))
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
                     .await
-            }
-        }
-        .map_err(|e| self.query_error("read windows", format!(" for camera {camera}"), e))?;
-        Ok(rows.into_iter().map(stored).collect())
+                    .map_err(err("delete old cameras"))?
+                    .rows_affected();
+                tx.commit().await.map_err(err("commit"))?;
+                Ok((windows, events, cameras))
+            })
+        };
+        self.within(WRITE_TIMEOUT, "retention", run).await
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite(pool) => pool.close().await,
-            Store::Postgres(pool) => pool.close().await,
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    /// `sql` written with `$1`-style parameters, in the backend's dialect (SQLite: `?1`).
+    /// Only ever called with SQL built from this module's constants, never from input.
+    fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(match self.backend() {
+            Backend::Postgres => sql.to_owned(),
+            Backend::Sqlite => sql.replace('$', "?"),
+        })
+    }
+
+    /// Runs a read returning rows of `T` within [`READ_TIMEOUT`].
+    async fn read<T>(
+        &self,
+        op: &'static str,
+        context: String,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + Unpin,
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let run = async {
+            let rows = on_pool!(self, pool => {
+                let mut q = sqlx::query_as::<_, T>(self.sql(sql));
+                for p in params {
+                    q = match *p {
+                        Param::Text(t) => q.bind(t.to_owned()),
+                        Param::Int(i) => q.bind(i),
+                    };
+                }
+                q.fetch_all(pool).await
+            });
+            rows.map_err(|e| self.query_error(op, context, e))
+        };
+        self.within(READ_TIMEOUT, op, run).await
+    }
+
+    async fn within<T>(
+        &self,
+        limit: Duration,
+        op: &'static str,
+        run: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(limit, run).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout {
+                backend: self.backend(),
+                op,
+                after: limit,
+            }),
         }
     }
 
@@ -403,51 +650,104 @@ impl Store {
     }
 }
 
-impl Upserted {
-    fn count(&mut self, index: usize, rows_affected: u64) {
-        if rows_affected > 0 {
-            self.written += 1;
-        } else {
-            self.kept.push(index);
+/// A read's parameter.
+#[derive(Debug, Clone, Copy)]
+enum Param<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// Merges one window's frames into its stored state (`None` or `''`: none yet).
+fn merge(batch: &Batch, stored: Option<String>, window_ms: i64) -> (Merged, String) {
+    let mut state_reset = false;
+    let mut state = match stored.as_deref() {
+        None | Some("") => WindowState::new(),
+        Some(text) => WindowState::from_json(text).unwrap_or_else(|reason| {
+            tracing::error!(camera = %batch.camera, start_ms = batch.start_ms, %reason, "stored window state unreadable; counting this window again from empty");
+            state_reset = true;
+            WindowState::new()
+        }),
+    };
+    let (mut counted, mut duplicates) = (0, 0);
+    for f in &batch.frames {
+        match state.add(f) {
+            Added::Counted => counted += 1,
+            Added::Duplicate => duplicates += 1,
         }
+    }
+    let summary = state.summary(&batch.camera, batch.start_ms, window_ms);
+    (
+        Merged {
+            summary,
+            counted,
+            duplicates,
+            state_reset,
+        },
+        state.to_json(),
+    )
+}
+
+fn camera_row(t: CameraTuple) -> CameraRow {
+    let (id, first_seen_ms, last_seen_ms, last_capture_ms, width, height, session, tracker) = t;
+    let tracker = Tracker::from_json(&tracker).unwrap_or_else(|reason| {
+        tracing::warn!(camera = %id, %reason, "stored incident state unreadable; starting afresh");
+        Tracker::default()
+    });
+    CameraRow {
+        id,
+        first_seen_ms,
+        last_seen_ms,
+        last_capture_ms,
+        width,
+        height,
+        session,
+        tracker,
     }
 }
 
-fn row_context(s: &Summary) -> String {
-    format!(" for camera {} window {}", s.camera, s.start_ms)
-}
-
-fn stored(r: Row) -> StoredWindow {
-    let (
+fn incident(t: EventTuple) -> Option<Incident> {
+    let (camera, kind, start_ms, end_ms, duration_ms, frames, session) = t;
+    Some(Incident {
+        kind: Kind::parse(&kind)?,
         camera,
         start_ms,
         end_ms,
+        duration_ms,
         frames,
-        fps,
-        keyframes,
-        y_avg_mean,
-        y_avg_min,
-        y_avg_max,
-        gaps,
-        p50,
-        p99,
-        updated_ms,
-    ) = r;
-    StoredWindow {
-        summary: Summary {
-            camera,
-            start_ms,
-            end_ms,
-            frames,
-            fps,
-            keyframes,
-            y_avg_mean,
-            y_avg_min,
-            y_avg_max,
-            gaps,
-            latency_p50_ms: p50,
-            latency_p99_ms: p99,
-        },
-        updated_ms,
+        session,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::tests::stats;
+
+    #[test]
+    fn merging_counts_new_frames_and_drops_repeats() {
+        let batch = Batch {
+            camera: "cam".into(),
+            start_ms: 0,
+            frames: vec![
+                stats("cam", "s", 1, 0),
+                stats("cam", "s", 2, 0),
+                stats("cam", "s", 1, 0),
+            ],
+        };
+        let (first, state) = merge(&batch, None, 10_000);
+        assert_eq!(
+            (first.counted, first.duplicates, first.summary.frames),
+            (2, 1, 2)
+        );
+        let (again, _) = merge(&batch, Some(state), 10_000);
+        assert_eq!(
+            (again.counted, again.duplicates, again.summary.frames),
+            (0, 3, 2)
+        );
+        let (reset, _) = merge(&batch, Some("{broken".into()), 10_000);
+        assert!(reset.state_reset);
+        assert_eq!(reset.summary.frames, 2);
+        let (legacy, _) = merge(&batch, Some(String::new()), 10_000);
+        assert!(!legacy.state_reset);
     }
 }

@@ -6,27 +6,89 @@
 // Shared helpers below are not `#[test]` functions, but this whole file is test code.
 #![allow(clippy::unwrap_used)]
 
-use framewire_sink::store::{Backend, Store, StoredWindow};
-use framewire_sink::window::Summary;
+use framewire_sink::cameras::CameraRow;
+use framewire_sink::frame::{Frame, FrameKind, FrameStats};
+use framewire_sink::incidents::{Incident, Kind, Tracker};
+use framewire_sink::state::Summary;
+use framewire_sink::store::{Backend, FlushInput, Merged, Store};
+use framewire_sink::window::Batch;
 
 const T0: i64 = 1_700_000_000_000;
 const W: i64 = 10_000;
 
-fn summary(camera: &str, start_ms: i64, frames: i64, y: f64) -> Summary {
-    Summary {
-        camera: camera.to_owned(),
-        start_ms,
-        end_ms: start_ms + W,
-        frames,
-        fps: frames as f64 / 10.0,
-        keyframes: frames / 30,
-        y_avg_mean: y,
-        y_avg_min: y - 1.5,
-        y_avg_max: y + 2.25,
-        gaps: 1,
-        latency_p50_ms: 40,
-        latency_p99_ms: 120,
+fn frame(camera: &str, session: &str, seq: u64, y: f64) -> Frame {
+    Frame {
+        camera: camera.into(),
+        session: session.into(),
+        seq,
+        capture_ms: T0 + seq as i64 * 40,
+        kind: FrameKind::Stats(FrameStats {
+            keyframe: seq.is_multiple_of(25),
+            y_avg: y,
+            y_dif: 2.0,
+            sharpness: 100.0,
+            black: false,
+            frozen: false,
+            scene_cut: false,
+            latency_ms: 50,
+            width: 640,
+            height: 360,
+        }),
     }
+}
+
+fn batch(camera: &str, start_ms: i64, seqs: impl IntoIterator<Item = u64>) -> Batch {
+    Batch {
+        camera: camera.into(),
+        start_ms,
+        frames: seqs
+            .into_iter()
+            .map(|s| frame(camera, "s", s, 100.0))
+            .collect(),
+    }
+}
+
+fn camera(id: &str, last_capture_ms: i64) -> CameraRow {
+    CameraRow {
+        id: id.into(),
+        first_seen_ms: 1_000,
+        last_seen_ms: 2_000,
+        last_capture_ms,
+        width: 640,
+        height: 360,
+        session: "s".into(),
+        tracker: Tracker::default(),
+    }
+}
+
+fn incident(camera: &str, start_ms: i64, end_ms: Option<i64>) -> Incident {
+    Incident {
+        camera: camera.into(),
+        kind: Kind::Black,
+        start_ms,
+        end_ms,
+        duration_ms: end_ms.map_or(2_500, |e| e - start_ms),
+        frames: 60,
+        session: "s".into(),
+    }
+}
+
+async fn flush(
+    store: &Store,
+    windows: &[Batch],
+    cameras: &[CameraRow],
+    incidents: &[Incident],
+) -> Vec<Merged> {
+    store
+        .flush(FlushInput {
+            windows,
+            cameras,
+            incidents,
+            window_ms: W,
+            now_ms: 5_000,
+        })
+        .await
+        .unwrap()
 }
 
 /// A camera-id prefix unique to this run, so runs against a shared database never meet.
@@ -38,8 +100,8 @@ fn run_prefix(tag: &str) -> String {
     format!("test-{tag}-{}-{nanos}", std::process::id())
 }
 
-async fn read(store: &Store, camera: &str) -> Vec<StoredWindow> {
-    store.windows(camera, i64::MIN, i64::MAX).await.unwrap()
+async fn all(store: &Store, camera: &str) -> Vec<Summary> {
+    store.windows(camera, 0, i64::MAX, 1_000).await.unwrap()
 }
 
 /// The behaviour both backends must share.
@@ -52,94 +114,126 @@ async fn exercise(store: &Store, prefix: &str) {
     let cam = format!("{prefix}-a");
     let other = format!("{prefix}-b");
 
-    // One batch, several cameras and windows, one transaction.
+    // One flush, several cameras and windows, a duplicate inside the batch.
     let first = vec![
-        summary(&cam, T0, 250, 100.0),
-        summary(&cam, T0 + W, 10, 90.0),
-        summary(&other, T0, 5, 50.0),
+        batch(&cam, T0, (0..100).chain([5])),
+        batch(&cam, T0 + W, 250..260),
+        batch(&other, T0, 0..5),
     ];
-    let done = store.upsert(&first, 1_000).await.unwrap();
-    assert_eq!((done.written, done.kept.len()), (3, 0));
-    let rows = read(store, &cam).await;
+    let merged = flush(store, &first, &[camera(&cam, T0 + 10_360)], &[]).await;
+    let counts: Vec<(i64, u64, u64)> = merged
+        .iter()
+        .map(|m| (m.summary.frames, m.counted, m.duplicates))
+        .collect();
+    assert_eq!(counts, [(100, 100, 1), (10, 10, 0), (5, 5, 0)]);
+    let rows = all(store, &cam).await;
     assert_eq!(rows.len(), 2);
-    assert_eq!(
-        rows[0],
-        StoredWindow {
-            summary: first[0].clone(),
-            updated_ms: 1_000
-        },
-        "values round-trip exactly"
-    );
-    assert_eq!(rows[1].summary, first[1]);
-    assert_eq!(read(store, &other).await.len(), 1);
+    assert_eq!(rows[0], merged[0].summary, "values round-trip exactly");
+    assert_eq!((rows[0].keyframes, rows[0].gaps), (4, 0));
+    assert_eq!((rows[0].latency_p50_ms, rows[0].y_dif_mean), (50, 2.0));
+    assert_eq!(rows[1].gaps, 0);
 
-    // The same window again, with newer values: still one row, holding the latest values.
-    let newer = summary(&cam, T0, 300, 101.5);
-    let done = store
-        .upsert(std::slice::from_ref(&newer), 2_000)
-        .await
-        .unwrap();
-    assert_eq!((done.written, done.kept.len()), (1, 0));
-    let rows = store.windows(&cam, T0, T0 + 1).await.unwrap();
-    assert_eq!(
-        rows,
-        [StoredWindow {
-            summary: newer.clone(),
-            updated_ms: 2_000
-        }]
-    );
+    // The same frames again (a re-delivery after the window was written) plus new ones:
+    // only the new ones count, against the stored state.
+    let again = vec![batch(&cam, T0, 50..150)];
+    let merged = flush(store, &again, &[], &[]).await;
+    assert_eq!((merged[0].counted, merged[0].duplicates), (50, 50));
+    let rows = all(store, &cam).await;
+    assert_eq!(rows[0].frames, 150);
+    assert!((rows[0].fps - 15.0).abs() < 1e-9);
 
-    // Writing the very same values twice is harmless.
-    store
-        .upsert(std::slice::from_ref(&newer), 3_000)
-        .await
-        .unwrap();
-    let rows = store.windows(&cam, T0, T0 + 1).await.unwrap();
-    assert_eq!(
-        rows,
-        [StoredWindow {
-            summary: newer.clone(),
-            updated_ms: 3_000
-        }]
-    );
+    // A gap and a decode error: 150 decoded, 151 missing, 152 failed, 153 decoded.
+    let mut b = batch(&cam, T0, [150, 153]);
+    let mut failed = frame(&cam, "s", 152, 0.0);
+    failed.kind = FrameKind::DecodeError;
+    b.frames.push(failed.clone());
+    b.frames.push(failed);
+    let merged = flush(store, &[b], &[], &[]).await;
+    assert_eq!((merged[0].counted, merged[0].duplicates), (3, 1));
+    let w = &all(store, &cam).await[0];
+    assert_eq!((w.frames, w.decode_errors, w.gaps), (152, 1, 1));
 
-    // A partial rebuild (fewer frames, e.g. after a restart) never replaces a fuller row.
-    let partial = summary(&cam, T0, 12, 80.0);
-    let done = store
-        .upsert(&[partial, summary(&cam, T0 + 2 * W, 7, 70.0)], 4_000)
-        .await
-        .unwrap();
-    assert_eq!((done.written, done.kept.clone()), (1, vec![0]));
-    let rows = read(store, &cam).await;
-    assert_eq!(rows.len(), 3);
-    assert_eq!(
-        rows[0],
-        StoredWindow {
-            summary: newer,
-            updated_ms: 3_000
-        }
-    );
-    assert_eq!(rows[2].summary.frames, 7);
-
-    // Range reads: [from, to) on the window start, oldest first.
+    // Range reads: [from, to) on the window start, oldest first, limited.
     let starts: Vec<i64> = store
-        .windows(&cam, T0 + W, T0 + 3 * W)
+        .windows(&cam, T0 + 1, T0 + 2 * W, 10)
         .await
         .unwrap()
         .iter()
-        .map(|r| r.summary.start_ms)
+        .map(|r| r.start_ms)
         .collect();
-    assert_eq!(starts, [T0 + W, T0 + 2 * W]);
+    assert_eq!(starts, [T0 + W]);
+    assert_eq!(store.windows(&cam, 0, i64::MAX, 1).await.unwrap().len(), 1);
     assert!(
         store
-            .windows("no-such-camera", i64::MIN, i64::MAX)
+            .windows("no-such-camera", 0, i64::MAX, 10)
             .await
             .unwrap()
             .is_empty()
     );
+    let latest = store.latest_windows(T0, 1).await.unwrap();
+    let mine: Vec<(&str, i64)> = latest
+        .iter()
+        .filter(|s| s.camera.starts_with(prefix))
+        .map(|s| (s.camera.as_str(), s.start_ms))
+        .collect();
+    assert_eq!(mine, [(cam.as_str(), T0 + W), (other.as_str(), T0)]);
 
-    // An empty flush is a no-op.
-    assert_eq!(store.upsert(&[], 5_000).await.unwrap().written, 0);
+    // Cameras: the newest clock wins, the earliest first sighting stays.
+    let mut older = camera(&cam, T0);
+    older.first_seen_ms = 500;
+    older.width = 1;
+    flush(store, &[], &[older], &[]).await;
+    let c = store.camera(&cam).await.unwrap().unwrap();
+    assert_eq!(
+        (c.first_seen_ms, c.last_capture_ms, c.width),
+        (500, T0 + 10_360, 640)
+    );
+    assert!(store.camera("no-such-camera").await.unwrap().is_none());
+    assert!(store.cameras().await.unwrap().iter().any(|c| c.id == cam));
+
+    // Incidents: open, then closed; a replayed "open" report does not reopen it.
+    flush(store, &[], &[], &[incident(&cam, T0 + 100, None)]).await;
+    let open = store.open_incidents().await.unwrap();
+    assert!(open.iter().any(|i| i.camera == cam && i.end_ms.is_none()));
+    flush(
+        store,
+        &[],
+        &[],
+        &[incident(&cam, T0 + 100, Some(T0 + 3_100))],
+    )
+    .await;
+    flush(store, &[], &[], &[incident(&cam, T0 + 100, None)]).await;
+    let ev = store.events(&cam, T0, T0 + W, 10).await.unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].end_ms, ev[0].duration_ms), (Some(T0 + 3_100), 3_000));
+    assert!(
+        store
+            .events(&cam, T0 + 3_100, T0 + W, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "ended before from"
+    );
+    assert!(
+        !store
+            .open_incidents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.camera == cam)
+    );
+
+    // Nothing to write is a no-op.
+    assert!(flush(store, &[], &[], &[]).await.is_empty());
+
+    // Retention removes what ended before the cutoff (this run's rows are from 2023).
+    let (windows, events, cameras) = store.delete_older_than(T0 + W + 1).await.unwrap();
+    assert!(windows >= 2 && events >= 1, "{windows} {events} {cameras}");
+    assert_eq!(
+        all(store, &cam).await.len(),
+        1,
+        "the second window ends at T0 + 2W"
+    );
 }
 
 #[tokio::test]
@@ -158,23 +252,24 @@ async fn sqlite_store() {
             .unwrap();
         assert_eq!(mode, "wal");
     }
-    exercise(&store, &run_prefix("sqlite")).await;
+    let prefix = run_prefix("sqlite");
+    exercise(&store, &prefix).await;
+    let cam = format!("{prefix}-c");
+    flush(&store, &[batch(&cam, T0, 0..5)], &[], &[]).await;
     store.close().await;
 
-    // Reopening an existing file and migrating again keeps the data.
+    // Reopening: the state continues exactly where it was.
     let store = Store::connect(None, path_str).await.unwrap();
     store.migrate().await.unwrap();
-    let prefix_rows = match &store {
-        Store::Sqlite(pool) => {
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM window_summaries")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            n
-        }
-        Store::Postgres(_) => unreachable!(),
-    };
-    assert_eq!(prefix_rows, 4);
+    let merged = flush(&store, &[batch(&cam, T0, 3..8)], &[], &[]).await;
+    assert_eq!(
+        (
+            merged[0].counted,
+            merged[0].duplicates,
+            merged[0].summary.frames
+        ),
+        (3, 2, 8)
+    );
     store.close().await;
 }
 
@@ -212,7 +307,7 @@ async fn postgres_errors_redact_the_password() {
     assert!(e.is_retryable(), "a server that is down may come back");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn postgres_store() {
     let Ok(dsn) = std::env::var("FRAMEWIRE_TEST_PG_DSN") else {
         eprintln!("FRAMEWIRE_TEST_PG_DSN is not set: PostgreSQL part not run");
@@ -225,27 +320,57 @@ async fn postgres_store() {
     let prefix = run_prefix("pg");
     exercise(&store, &prefix).await;
 
-    // A batch is all or nothing: a row PostgreSQL rejects (NUL in text) rolls back the rest.
-    let good = summary(&format!("{prefix}-tx"), T0, 1, 1.0);
-    let bad = summary(&format!("{prefix}-bad\0"), T0, 1, 1.0);
-    let e = store.upsert(&[good.clone(), bad], 1).await.unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("postgres: upsert window failed for camera"),
-        "{e}"
-    );
-    assert!(
-        store
-            .windows(&good.camera, i64::MIN, i64::MAX)
-            .await
-            .unwrap()
-            .is_empty(),
-        "rolled back"
-    );
+    // Two replicas merging overlapping frames into the same new window at the same time:
+    // the row lock makes them take turns, and the union is counted exactly once.
+    let cam = format!("{prefix}-race");
+    let second = Store::connect(Some(&dsn), "unused").await.unwrap();
+    for round in 0..5u64 {
+        let start = T0 + round as i64 * W;
+        let (a, b) = ([batch(&cam, start, 0..200)], [batch(&cam, start, 100..300)]);
+        let input = |windows| FlushInput {
+            windows,
+            cameras: &[],
+            incidents: &[],
+            window_ms: W,
+            now_ms: 1,
+        };
+        let (ra, rb) = tokio::join!(store.flush(input(&a)), second.flush(input(&b)));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(ra[0].counted + rb[0].counted, 300, "round {round}");
+        assert_eq!(ra[0].duplicates + rb[0].duplicates, 100, "round {round}");
+        let rows = store.windows(&cam, start, start + 1, 10).await.unwrap();
+        assert_eq!(rows[0].frames, 300, "round {round}");
+    }
+    second.close().await;
+
+    // A flush is all or nothing: a row PostgreSQL rejects (NUL in text) rolls back the rest.
+    let good = batch(&format!("{prefix}-tx"), T0, 0..3);
+    let bad = batch(&format!("{prefix}-bad\0"), T0, 0..3);
+    let e = store
+        .flush(FlushInput {
+            windows: &[good.clone(), bad],
+            cameras: &[],
+            incidents: &[],
+            window_ms: W,
+            now_ms: 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().starts_with("postgres: "), "{e}");
+    assert!(all(&store, &good.camera).await.is_empty(), "rolled back");
 
     // Clean up this run's rows (the database is shared with the local stack).
     if let Store::Postgres(pool) = &store {
-        sqlx::query("DELETE FROM window_summaries WHERE camera LIKE $1")
+        for table in ["window_summaries", "events"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE camera LIKE $1"
+            )))
+            .bind(format!("{prefix}%"))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("DELETE FROM cameras WHERE id LIKE $1")
             .bind(format!("{prefix}%"))
             .execute(pool)
             .await

@@ -1,0 +1,639 @@
+//! The JSON API on the sink's HTTP port (`sink.http_listen`), described by
+//! `GET /api/openapi.json`.
+//!
+//! | endpoint | answer |
+//! |---|---|
+//! | `GET /api/cameras` | every camera: status, last seen, fps, last window, current incidents, thumbnail link |
+//! | `GET /api/cameras/{id}/summaries?from=&to=&limit=` | the camera's windows starting in `[from, to)` (ms since the epoch; default the last hour) |
+//! | `GET /api/cameras/{id}/events?from=&to=&kind=&limit=` | the camera's incidents overlapping `[from, to)` (default the last 24 h) |
+//! | `GET /api/cameras/{id}/thumbnail.jpg` | the latest keyframe as a JPEG |
+//! | `GET /api/openapi.json` | OpenAPI 3.1 description of the above |
+//!
+//! Errors are JSON `{"error": "…"}`: 400 for a bad parameter (the message names it), 404
+//! for an unknown camera or path, 503 while the database does not answer. Everything is
+//! read from the database (what the pipeline has written, at most one flush old) and the
+//! preview's thumbnails; the API never waits for the pipeline.
+
+use std::time::Instant;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use framewire_wire::validate_camera_id;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::consume::now_ms;
+use crate::incidents::{Incident, Kind};
+use crate::metrics::Metrics;
+use crate::preview::Thumbnails;
+use crate::state::Summary;
+use crate::store::{Store, StoreError};
+
+/// The OpenAPI description, embedded.
+pub const OPENAPI: &str = include_str!("web/openapi.json");
+
+/// Most windows one summaries request returns.
+pub const MAX_LIMIT: i64 = 10_000;
+/// Windows a summaries request returns when `limit` is not given.
+pub const DEFAULT_LIMIT: i64 = 1_000;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// What the API reads and how it judges a camera.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The database.
+    pub store: Store,
+    /// The preview's thumbnails.
+    pub thumbnails: Thumbnails,
+    /// The sink's metrics (requests are counted).
+    pub metrics: Metrics,
+    /// A camera is offline when its newest frame is older than this.
+    pub offline_after_ms: i64,
+    /// Window width.
+    pub window_ms: i64,
+}
+
+/// The `/api` routes.
+pub fn router(state: ApiState) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/api/cameras", get(cameras))
+        .route("/api/cameras/{id}/summaries", get(summaries))
+        .route("/api/cameras/{id}/events", get(events))
+        .route("/api/cameras/{id}/thumbnail.jpg", get(thumbnail))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/{*rest}", get(not_found))
+        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(metrics, count))
+}
+
+/// An API error: status and message.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, message.into())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "API read failed");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {e}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+async fn count(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    tracing::debug!(%route, status = %response.status(), ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+/// One camera in `GET /api/cameras`.
+#[derive(Debug, Serialize)]
+struct CameraView {
+    id: String,
+    status: &'static str,
+    last_seen_ms: i64,
+    last_record_ms: i64,
+    first_seen_ms: i64,
+    fps: Option<f64>,
+    width: i64,
+    height: i64,
+    session: String,
+    last_window: Option<Summary>,
+    incidents: Vec<Value>,
+    thumbnail: Option<String>,
+    thumbnail_capture_ms: Option<i64>,
+}
+
+async fn cameras(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let now = now_ms();
+    let rows = s.store.cameras().await?;
+    let latest = s.store.latest_windows(now - HOUR_MS, 2).await?;
+    let open = s.store.open_incidents().await?;
+    let cameras: Vec<CameraView> = rows
+        .into_iter()
+        .map(|c| {
+            let windows: Vec<&Summary> = latest.iter().filter(|w| w.camera == c.id).collect();
+            let last_window = last_complete(&windows, c.last_capture_ms).cloned();
+            let online = now - c.last_capture_ms <= s.offline_after_ms;
+            let incidents = if online {
+                open.iter()
+                    .filter(|i| i.camera == c.id)
+                    .map(incident_json)
+                    .collect()
+            } else {
+                vec![json!({
+                    "kind": "offline",
+                    "start_ms": c.last_capture_ms,
+                    "end_ms": null,
+                    "duration_ms": now - c.last_capture_ms,
+                    "ongoing": true,
+                })]
+            };
+            let thumb = s.thumbnails.get(&c.id);
+            CameraView {
+                status: if online { "online" } else { "offline" },
+                last_seen_ms: c.last_capture_ms,
+                last_record_ms: c.last_seen_ms,
+                first_seen_ms: c.first_seen_ms,
+                fps: camera_fps(&windows, c.last_capture_ms),
+                width: c.width,
+                height: c.height,
+                session: c.session,
+                last_window,
+                incidents,
+                thumbnail: thumb
+                    .as_ref()
+                    .map(|_| format!("/api/cameras/{}/thumbnail.jpg", c.id)),
+                thumbnail_capture_ms: thumb.map(|t| t.capture_ms),
+                id: c.id,
+            }
+        })
+        .collect();
+    Ok(Json(json!({
+        "now_ms": now,
+        "window_ms": s.window_ms,
+        "cameras": cameras,
+    })))
+}
+
+/// The newest window the camera's clock has passed the end of, else the newest.
+fn last_complete<'a>(windows: &[&'a Summary], last_capture_ms: i64) -> Option<&'a Summary> {
+    windows
+        .iter()
+        .rev()
+        .find(|w| w.end_ms <= last_capture_ms)
+        .or(windows.last())
+        .copied()
+}
+
+/// Frames per second: of the newest complete window, else of the current one over the
+/// time it has run (`None` before a second has passed).
+pub fn camera_fps(windows: &[&Summary], last_capture_ms: i64) -> Option<f64> {
+    if let Some(w) = windows.iter().rev().find(|w| w.end_ms <= last_capture_ms) {
+        return Some(w.fps);
+    }
+    let w = windows.last()?;
+    let first = windows.first().map_or(w.start_ms, |f| f.start_ms);
+    let span_ms = last_capture_ms - first;
+    let frames: i64 = windows.iter().map(|w| w.frames).sum();
+    (span_ms >= 1_000).then(|| frames as f64 * 1000.0 / span_ms as f64)
+}
+
+fn incident_json(i: &Incident) -> Value {
+    json!({
+        "kind": i.kind.as_str(),
+        "start_ms": i.start_ms,
+        "end_ms": i.end_ms,
+        "duration_ms": i.duration_ms,
+        "frames": i.frames,
+        "session": i.session,
+        "ongoing": i.end_ms.is_none(),
+    })
+}
+
+/// The query parameters of a request, or a 400 naming what is wrong.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(
+        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+        allowed: &[&str],
+    ) -> Result<Self, ApiError> {
+        let Query(pairs) =
+            query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+        for (k, _) in &pairs {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {k:?}; expected {}",
+                    allowed.join(", ")
+                )));
+            }
+        }
+        Ok(Params(pairs))
+    }
+
+    fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "parameter {name} is given twice"
+            )));
+        }
+        Ok(first)
+    }
+
+    /// A time in ms since the epoch.
+    fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)?
+            .map(|v| {
+                v.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name}: {v:?} is not a time in ms since the Unix epoch"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    fn limit(&self) -> Result<i64, ApiError> {
+        match self.get("limit")? {
+            None => Ok(DEFAULT_LIMIT),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "limit: {v:?} is not a number from 1 to {MAX_LIMIT}"
+                    ))
+                }),
+        }
+    }
+
+    /// `[from, to)`, defaulting to the `default_span_ms` before now.
+    fn range(&self, default_span_ms: i64) -> Result<(i64, i64), ApiError> {
+        let to = self.time("to")?.unwrap_or_else(|| now_ms() + 1);
+        let from = self.time("from")?.unwrap_or(to - default_span_ms).max(0);
+        if from >= to {
+            return Err(ApiError::bad_request(format!(
+                "from ({from}) must be before to ({to})"
+            )));
+        }
+        Ok((from, to))
+    }
+}
+
+/// Checks the id, then that the camera exists (in the database or the preview).
+async fn known_camera(s: &ApiState, id: &str) -> Result<(), ApiError> {
+    validate_camera_id(id).map_err(ApiError::bad_request)?;
+    if s.store.camera(id).await?.is_some() || s.thumbnails.get(id).is_some() {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!("unknown camera {id:?}")))
+}
+
+async fn summaries(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(query, &["from", "to", "limit"])?;
+    let (from, to) = p.range(HOUR_MS)?;
+    let limit = p.limit()?;
+    known_camera(&s, &id).await?;
+    let windows = s.store.windows(&id, from, to, limit).await?;
+    Ok(Json(json!({
+        "camera": id,
+        "from_ms": from,
+        "to_ms": to,
+        "window_ms": s.window_ms,
+        "windows": windows,
+    })))
+}
+
+async fn events(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(query, &["from", "to", "kind", "limit"])?;
+    let (from, to) = p.range(DAY_MS)?;
+    let limit = p.limit()?;
+    let kind = p
+        .get("kind")?
+        .map(|k| {
+            Kind::parse(k).ok_or_else(|| {
+                ApiError::bad_request(format!("kind: {k:?} is not one of black, frozen, gap"))
+            })
+        })
+        .transpose()?;
+    known_camera(&s, &id).await?;
+    let events: Vec<Value> = s
+        .store
+        .events(&id, from, to, limit)
+        .await?
+        .iter()
+        .filter(|i| kind.is_none_or(|k| i.kind == k))
+        .map(incident_json)
+        .collect();
+    Ok(Json(json!({
+        "camera": id,
+        "from_ms": from,
+        "to_ms": to,
+        "events": events,
+    })))
+}
+
+async fn thumbnail(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    validate_camera_id(&id).map_err(ApiError::bad_request)?;
+    let Some(t) = s.thumbnails.get(&id) else {
+        known_camera(&s, &id).await?;
+        return Err(ApiError::not_found(format!(
+            "camera {id:?} has no thumbnail yet (no keyframe decoded since the sink started)"
+        )));
+    };
+    let mut response = (StatusCode::OK, t.jpeg.as_ref().clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&t.capture_ms.to_string()) {
+        headers.insert("x-framewire-capture-ms", v);
+    }
+    Ok(response)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found(Path(rest): Path<String>) -> ApiError {
+    ApiError::not_found(format!(
+        "no such API path /api/{rest}; see /api/openapi.json"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::frame::FrameKind;
+    use crate::frame::tests::stats;
+    use crate::store::FlushInput;
+    use crate::window::Batch;
+
+    fn summary(start_ms: i64, frames: i64) -> Summary {
+        let mut s = crate::state::WindowState::new().summary("cam", start_ms, 10_000);
+        s.frames = frames;
+        s.fps = frames as f64 / 10.0;
+        s
+    }
+
+    #[test]
+    fn fps_comes_from_the_newest_complete_window_or_the_running_one() {
+        let (a, b) = (summary(0, 250), summary(10_000, 100));
+        assert_eq!(camera_fps(&[&a, &b], 14_000), Some(25.0));
+        assert_eq!(last_complete(&[&a, &b], 14_000), Some(&a));
+        let c = summary(20_000, 50);
+        assert_eq!(
+            camera_fps(&[&b, &c], 20_000),
+            Some(10.0),
+            "b ended at 20 000"
+        );
+        // Only the running window: 50 frames in 2 s.
+        assert_eq!(camera_fps(&[&c], 22_000), Some(25.0));
+        assert_eq!(camera_fps(&[&c], 20_500), None, "under a second");
+        assert_eq!(camera_fps(&[], 0), None);
+    }
+
+    /// A SQLite store with one camera `cam` (25 fps for 20 s, black from 12 s) and a
+    /// thumbnail for it.
+    async fn state() -> (ApiState, tempfile::TempDir, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect_sqlite(&dir.path().join("api.sqlite"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let now = now_ms();
+        let t0 = (now - 30_000).div_euclid(10_000) * 10_000;
+        let mut cams = crate::cameras::Cameras::new(crate::incidents::tests::RULES);
+        let mut batches: Vec<Batch> = Vec::new();
+        for n in 0..500u64 {
+            let mut f = stats("cam", "s", n, t0 + n as i64 * 40);
+            if let FrameKind::Stats(st) = &mut f.kind {
+                st.black = n >= 300;
+            }
+            cams.observe(&f, now);
+            let start = f.capture_ms.div_euclid(10_000) * 10_000;
+            match batches.iter_mut().find(|b| b.start_ms == start) {
+                Some(b) => b.frames.push(f),
+                None => batches.push(Batch {
+                    camera: "cam".into(),
+                    start_ms: start,
+                    frames: vec![f],
+                }),
+            }
+        }
+        let (rows, incidents) = cams.take_dirty();
+        store
+            .flush(FlushInput {
+                windows: &batches,
+                cameras: &rows,
+                incidents: &incidents,
+                window_ms: 10_000,
+                now_ms: now,
+            })
+            .await
+            .unwrap();
+        let thumbnails = Thumbnails::default();
+        thumbnails.put(
+            "cam",
+            crate::preview::Thumbnail {
+                jpeg: std::sync::Arc::new(vec![0xFF, 0xD8, 0xFF, 0xD9]),
+                capture_ms: t0,
+                session: "s".into(),
+                seq: 0,
+                width: 640,
+                height: 360,
+            },
+        );
+        let state = ApiState {
+            store,
+            thumbnails,
+            metrics: Metrics::new(&framewire_kit::metrics::registry()),
+            offline_after_ms: 60_000,
+            window_ms: 10_000,
+        };
+        (state, dir, t0)
+    }
+
+    async fn get(app: &Router, uri: &str) -> (StatusCode, String, Option<String>) {
+        let res = app
+            .clone()
+            .oneshot(HttpRequest::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let ctype = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned(), ctype)
+    }
+
+    fn error_of(body: &str) -> String {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["error"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn cameras_summaries_events_and_thumbnails() {
+        let (state, _dir, t0) = state().await;
+        let app = router(state);
+
+        let (code, body, ctype) = get(&app, "/api/cameras").await;
+        assert_eq!(
+            (code, ctype.as_deref()),
+            (StatusCode::OK, Some("application/json"))
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let cam = &v["cameras"][0];
+        assert_eq!(cam["id"], "cam");
+        assert_eq!(cam["status"], "online");
+        assert_eq!(cam["last_seen_ms"], t0 + 499 * 40);
+        assert_eq!(cam["fps"], 25.0);
+        assert_eq!(cam["last_window"]["frames"], 250);
+        assert_eq!(cam["thumbnail"], "/api/cameras/cam/thumbnail.jpg");
+        assert_eq!(cam["incidents"][0]["kind"], "black");
+        assert_eq!(cam["incidents"][0]["start_ms"], t0 + 12_000);
+        assert_eq!(cam["incidents"][0]["ongoing"], true);
+
+        let (code, body, _) = get(
+            &app,
+            &format!("/api/cameras/cam/summaries?from={t0}&to={}", t0 + 20_000),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["camera"], "cam");
+        let w = v["windows"].as_array().unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            (w[0]["start_ms"].as_i64(), w[0]["frames"].as_i64()),
+            (Some(t0), Some(250))
+        );
+        assert_eq!(w[1]["black_frames"], 200);
+        assert!(w[0].get("camera").is_none(), "the camera is said once");
+
+        let (code, body, _) = get(&app, "/api/cameras/cam/events?kind=black").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 1);
+        assert_eq!(v["events"][0]["end_ms"], Value::Null);
+
+        let (code, body, ctype) = get(&app, "/api/cameras/cam/thumbnail.jpg").await;
+        assert_eq!(
+            (code, ctype.as_deref()),
+            (StatusCode::OK, Some("image/jpeg"))
+        );
+        assert!(body.len() >= 2);
+
+        let (code, body, ctype) = get(&app, "/api/openapi.json").await;
+        assert_eq!(
+            (code, ctype.as_deref()),
+            (StatusCode::OK, Some("application/json"))
+        );
+        let spec: Value = serde_json::from_str(&body).unwrap();
+        for path in [
+            "/api/cameras",
+            "/api/cameras/{id}/summaries",
+            "/api/cameras/{id}/events",
+            "/api/cameras/{id}/thumbnail.jpg",
+        ] {
+            assert!(spec["paths"].get(path).is_some(), "{path} not described");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_parameters_are_400_and_unknown_cameras_404_with_a_message() {
+        let (state, _dir, _) = state().await;
+        let app = router(state);
+        for (uri, message) in [
+            (
+                "/api/cameras/cam/summaries?from=abc",
+                "from: \"abc\" is not a time in ms since the Unix epoch",
+            ),
+            (
+                "/api/cameras/cam/summaries?from=10&to=5",
+                "from (10) must be before to (5)",
+            ),
+            (
+                "/api/cameras/cam/summaries?to=-1",
+                "to: \"-1\" is not a time in ms since the Unix epoch",
+            ),
+            (
+                "/api/cameras/cam/summaries?limit=0",
+                "limit: \"0\" is not a number from 1 to 10000",
+            ),
+            (
+                "/api/cameras/cam/summaries?form=1",
+                "unknown parameter \"form\"; expected from, to, limit",
+            ),
+            (
+                "/api/cameras/cam/summaries?from=1&from=2",
+                "parameter from is given twice",
+            ),
+            (
+                "/api/cameras/cam/events?kind=blue",
+                "kind: \"blue\" is not one of black, frozen, gap",
+            ),
+            (
+                "/api/cameras/a%20b/summaries",
+                "camera id \"a b\" has the character ' '; allowed are A-Z a-z 0-9 . _ -",
+            ),
+        ] {
+            let (code, body, _) = get(&app, uri).await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert_eq!(error_of(&body), message, "{uri}");
+        }
+        for (uri, message) in [
+            ("/api/cameras/nope/summaries", "unknown camera \"nope\""),
+            ("/api/cameras/nope/events", "unknown camera \"nope\""),
+            ("/api/cameras/nope/thumbnail.jpg", "unknown camera \"nope\""),
+            (
+                "/api/nothing",
+                "no such API path /api/nothing; see /api/openapi.json",
+            ),
+        ] {
+            let (code, body, _) = get(&app, uri).await;
+            assert_eq!(code, StatusCode::NOT_FOUND, "{uri}: {body}");
+            assert_eq!(error_of(&body), message, "{uri}");
+        }
+    }
+}
