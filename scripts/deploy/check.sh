@@ -89,6 +89,26 @@ for v in "${variants[@]}"; do
   ok "$v: $(grep -c '^kind:' "$REN/helm-$v.yaml") objects ($(grep '^kind:' "$REN/helm-$v.yaml" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $3, $1; sep=" "}'))"
 done
 
+phase "NOTES.txt: the port-forward lines for every admin port and the web page"
+# helm renders NOTES.txt only on install (which needs a cluster): render it as a template of a
+# copy of the chart instead.
+notes_chart="$OUT/notes-chart"
+rm -rf "$notes_chart" && cp -r "$CHART" "$notes_chart"
+{ echo '{{- define "framewire.notesText" -}}'; cat "$CHART/templates/NOTES.txt"; echo '{{- end -}}'; } >"$notes_chart/templates/_notes.tpl"
+rm "$notes_chart/templates/NOTES.txt"
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "framewire.notesText" . | toJson }}\n' >"$notes_chart/templates/zz-notes.yaml"
+for v in "${variants[@]}"; do
+  args=()
+  [[ "$v" == default ]] || args=(-f "$CHART/ci/$v.yaml")
+  helm template framewire "$notes_chart" --namespace "$NS" "${args[@]}" -s templates/zz-notes.yaml \
+    | $PY -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["notes"])' >"$OUT/notes-$v.txt"
+  for want in "port-forward svc/framewire-sink 8080:8080" "port-forward svc/framewire-ingest 9091:9091" \
+              "port-forward deploy/framewire-worker 9092:9092" "port-forward svc/framewire-sink 9093:9093"; do
+    grep -qF "$want" "$OUT/notes-$v.txt" || { cat "$OUT/notes-$v.txt"; fail "NOTES.txt ($v) lacks: kubectl -n $NS $want"; }
+  done
+done
+ok "NOTES.txt renders for every variant with kubectl port-forward lines for 8080, 9091, 9092, 9093"
+
 phase "kustomize (base generated from the chart; overlays dev, prod)"
 gen="$OUT/kustomize-gen"
 rm -rf "$gen" && mkdir -p "$gen"

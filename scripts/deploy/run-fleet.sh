@@ -33,6 +33,8 @@ NS=framewire-check
 ok() { printf '    ok  %s\n' "$*"; }
 PY=fw-python
 
+# A previous run that was interrupted may have left its Prometheus behind.
+[[ -f "$OUT/prometheus.pid" ]] && kill "$(cat "$OUT/prometheus.pid")" 2>/dev/null && sleep 1
 rm -rf "$OUT" && mkdir -p "$OUT"
 run_id="$(date +%s)-$$"
 
