@@ -50,8 +50,10 @@ RUN cargo chef prepare --recipe-path recipe.json
 # ---------------------------------------------------------------------------------- build ---
 FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
-# The dependency layer: rebuilt only when a manifest or Cargo.lock changes.
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+# The dependency layer: rebuilt only when a manifest or Cargo.lock changes. Same package
+# selection as the build below, so the features cargo resolves (and so the artifacts) match.
+RUN cargo chef cook --release --locked --bins --recipe-path recipe.json \
+      -p framewire-ingest -p framewire-worker -p framewire-sink
 COPY . .
 RUN cargo build --release --locked --bins \
       -p framewire-ingest -p framewire-worker -p framewire-sink \

@@ -64,6 +64,10 @@ else:
         problem("build stage: no `cargo chef cook` dependency layer")
     elif copy_all is None or copy_all < cook:
         problem("build stage: the sources must be copied after `cargo chef cook` (else every change rebuilds the dependencies)")
+    cook_cmd = next((r for o, r in seq if o == "RUN" and "cargo chef cook" in r), "")
+    for b in bins:
+        if f"-p {b}" not in cook_cmd:
+            problem(f"build stage: `cargo chef cook` must select -p {b} like the build (else the dependency layer is built with other features)")
     cargo = [r for o, r in seq if o == "RUN" and "cargo build" in r]
     if not cargo or not all(f in cargo[0] for f in ("--release", "--locked")):
         problem("build stage: `cargo build --release --locked` missing (the image must carry release binaries from the lock file)")
