@@ -2,7 +2,9 @@
 //! `freezedetect` and `scdet`. Interval rules ("black for at least 2 s") belong to whoever
 //! turns flags into events; these say what each filter decides for one frame.
 
-use crate::{FrameStats, Picture, Plane};
+use crate::simd::dispatch;
+use crate::stats::sad_row;
+use crate::{FrameStats, Picture};
 
 /// Detector thresholds; the defaults are ffmpeg's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -52,24 +54,19 @@ pub struct Flags {
 #[derive(Debug, Default)]
 pub struct Detectors {
     config: DetectorConfig,
+    /// freezedetect's reference: the last picture that was not frozen.
     reference: Option<OwnedPicture>,
+    /// The buffers the next picture is copied into while it is compared with the
+    /// reference; swapped with the reference when the picture is not frozen.
+    spare: OwnedPicture,
     prev_mafd: f64,
 }
 
-#[derive(Debug)]
+/// A picture's visible samples, rows packed (stride = width).
+#[derive(Debug, Default)]
 struct OwnedPicture {
     planes: [Vec<u8>; 3],
     dims: [(usize, usize); 3],
-}
-
-impl OwnedPicture {
-    fn copy(pic: &Picture<'_>) -> Self {
-        let planes = [&pic.y, &pic.u, &pic.v];
-        OwnedPicture {
-            planes: planes.map(|p| p.rows().flatten().copied().collect()),
-            dims: planes.map(|p| (p.width(), p.height())),
-        }
-    }
 }
 
 impl Detectors {
@@ -77,14 +74,23 @@ impl Detectors {
     pub fn new(config: DetectorConfig) -> Self {
         Detectors {
             config,
-            reference: None,
-            prev_mafd: 0.0,
+            ..Detectors::default()
         }
     }
 
     /// Decides the flags of `pic`, whose statistics (with `y_dif` against the previous
     /// picture, `had_previous`) are `stats`.
     pub fn update(&mut self, pic: &Picture<'_>, stats: &FrameStats, had_previous: bool) -> Flags {
+        dispatch(|| self.update_kernel(pic, stats, had_previous))
+    }
+
+    #[inline(always)]
+    pub(crate) fn update_kernel(
+        &mut self,
+        pic: &Picture<'_>,
+        stats: &FrameStats,
+        had_previous: bool,
+    ) -> Flags {
         let c = &self.config;
         // blackdetect: the threshold is truncated to an integer, as in ffmpeg.
         let th = if c.full_range {
@@ -108,29 +114,39 @@ impl Detectors {
             self.prev_mafd = mafd;
         }
 
-        // freezedetect: all planes against the last frame that was not frozen.
-        let frozen = match &self.reference {
-            Some(r) => {
-                let planes = [&pic.y, &pic.u, &pic.v];
-                let same_size = planes
-                    .iter()
-                    .zip(&r.dims)
-                    .all(|(p, d)| (p.width(), p.height()) == *d);
-                same_size && {
-                    let (mut sad, mut count) = (0u64, 0u64);
-                    for (p, (data, &(w, h))) in planes.iter().zip(r.planes.iter().zip(&r.dims)) {
-                        if let Ok(rp) = Plane::new(data, w, h, w) {
-                            sad += crate::sum_abs_diff(p, &rp).unwrap_or(0);
-                            count += (w * h) as u64;
-                        }
+        // freezedetect: all planes against the last frame that was not frozen. One pass per
+        // plane both compares with the reference and copies the picture into the spare
+        // buffers (rows still in L1), so a picture that becomes the reference costs no
+        // second read.
+        let planes = [&pic.y, &pic.u, &pic.v];
+        let same_size = self.reference.as_ref().is_some_and(|r| {
+            planes
+                .iter()
+                .zip(&r.dims)
+                .all(|(p, d)| (p.width(), p.height()) == *d)
+        });
+        let (mut sad, mut count) = (0u64, 0u64);
+        for (k, p) in planes.iter().enumerate() {
+            let (w, h) = (p.width(), p.height());
+            let spare = &mut self.spare.planes[k];
+            spare.clear();
+            spare.reserve(w * h);
+            self.spare.dims[k] = (w, h);
+            match self.reference.as_ref().filter(|_| same_size) {
+                Some(r) => {
+                    for (row, reference) in p.rows().zip(r.planes[k].chunks_exact(w.max(1))) {
+                        sad += sad_row(row, reference);
+                        spare.extend_from_slice(row);
                     }
-                    sad as f64 / count.max(1) as f64 / 256.0 <= c.freeze_noise
+                    count += (w * h) as u64;
                 }
+                None => p.rows().for_each(|row| spare.extend_from_slice(row)),
             }
-            None => false,
-        };
+        }
+        let frozen = same_size && sad as f64 / count.max(1) as f64 / 256.0 <= c.freeze_noise;
         if !frozen {
-            self.reference = Some(OwnedPicture::copy(pic));
+            let reference = self.reference.get_or_insert_with(OwnedPicture::default);
+            std::mem::swap(reference, &mut self.spare);
         }
         Flags {
             black_ratio,
@@ -145,7 +161,7 @@ impl Detectors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame_stats;
+    use crate::{Plane, frame_stats};
 
     fn planes(y: u8, c: u8, w: usize, h: usize) -> (Vec<u8>, Vec<u8>) {
         (vec![y; w * h], vec![c; w * h / 4])

@@ -6,35 +6,18 @@
 
 mod detect;
 mod plane;
+#[doc(hidden)]
+pub mod reference;
+mod simd;
 mod stats;
 
 pub use detect::{DetectorConfig, Detectors, Flags};
 pub use plane::{Plane, PlaneError};
+pub use simd::{Isa, active_isa, set_max_isa};
 pub use stats::{
-    FrameStats, Picture, frame_stats, laplacian_variance, mean_abs_diff, sum_abs_diff,
+    FrameStats, Picture, chroma_stats, frame_stats, histogram, laplacian_variance, mean_abs_diff,
+    sum_abs_diff,
 };
-
-/// 256-bin histogram of the visible samples of a plane.
-pub fn histogram(plane: &Plane<'_>) -> [u32; 256] {
-    let mut banks = [[0u32; 256]; 4];
-    for row in plane.rows() {
-        let mut chunks = row.chunks_exact(4);
-        for c in &mut chunks {
-            banks[0][usize::from(c[0])] += 1;
-            banks[1][usize::from(c[1])] += 1;
-            banks[2][usize::from(c[2])] += 1;
-            banks[3][usize::from(c[3])] += 1;
-        }
-        for &v in chunks.remainder() {
-            banks[0][usize::from(v)] += 1;
-        }
-    }
-    let mut hist = [0u32; 256];
-    for (i, h) in hist.iter_mut().enumerate() {
-        *h = banks[0][i] + banks[1][i] + banks[2][i] + banks[3][i];
-    }
-    hist
-}
 
 #[cfg(test)]
 mod tests {
@@ -83,5 +66,195 @@ mod tests {
         assert!((avg - naive_avg).abs() < 1e-9);
         assert_eq!(min, *visible.iter().min().unwrap());
         assert_eq!(max, *visible.iter().max().unwrap());
+    }
+}
+
+/// The tuned kernels, in every compiled copy (dispatched: AVX2 where the CPU has it; and
+/// the baseline copy, called directly), against the original kernels in [`reference`]:
+/// equal bit for bit, never just close.
+#[cfg(test)]
+mod exactness {
+    use super::*;
+    use crate::reference as r;
+    use crate::stats::tests::noise;
+
+    /// A padded plane (`stride - width` bytes of 0xff garbage per row) of one of several
+    /// kinds of content.
+    fn plane_data(kind: u64, seed: u64, w: usize, h: usize, stride: usize) -> Vec<u8> {
+        let rnd = noise(seed.wrapping_mul(0x9e37_79b9), w * h);
+        let mut data = vec![0xffu8; stride * h];
+        for y in 0..h {
+            for x in 0..w {
+                let n = rnd[y * w + x];
+                data[y * stride + x] = match kind % 6 {
+                    0 => n,
+                    1 => 16,
+                    2 => ((x * 3 + y * 5) % 256) as u8,
+                    3 => {
+                        if (x + y) % 2 == 0 {
+                            0
+                        } else {
+                            255
+                        }
+                    }
+                    4 => (x * 200 / w.max(1)) as u8 + n % 8,
+                    _ => {
+                        if n < 8 {
+                            255
+                        } else {
+                            20 + n % 3
+                        }
+                    }
+                };
+            }
+        }
+        data
+    }
+
+    struct Owned {
+        planes: [(Vec<u8>, usize, usize, usize); 3],
+    }
+
+    impl Owned {
+        fn new(kind: u64, seed: u64, w: usize, h: usize, pad: usize) -> Self {
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let mk = |k, s, w, h| (plane_data(k, s, w, h, w + pad), w, h, w + pad);
+            Owned {
+                planes: [
+                    mk(kind, seed, w, h),
+                    mk(kind + 1, seed + 1, cw, ch),
+                    mk(kind + 2, seed + 2, cw, ch),
+                ],
+            }
+        }
+
+        fn picture(&self) -> Picture<'_> {
+            fn p(plane: &(Vec<u8>, usize, usize, usize)) -> Plane<'_> {
+                let (d, w, h, s) = plane;
+                Plane::new(d, *w, *h, *s).expect("fits")
+            }
+            Picture {
+                y: p(&self.planes[0]),
+                u: p(&self.planes[1]),
+                v: p(&self.planes[2]),
+            }
+        }
+    }
+
+    const SIZES: [(usize, usize); 12] = [
+        (1, 1),
+        (2, 7),
+        (3, 3),
+        (7, 2),
+        (16, 16),
+        (33, 9),
+        (64, 36),
+        (130, 10),
+        (257, 5),
+        (630, 354),
+        (4099, 3),
+        (8200, 4),
+    ];
+
+    #[test]
+    fn frame_stats_equal_the_reference_bit_for_bit() {
+        let table = stats::sat_table();
+        for (i, &(w, h)) in SIZES.iter().enumerate() {
+            for kind in 0..6u64 {
+                let seed = i as u64 * 100 + kind;
+                let cur = Owned::new(kind, seed, w, h, (seed % 70) as usize);
+                let prev = Owned::new(kind + 3, seed + 50, w, h, 64);
+                let (pic, prev_y) = (cur.picture(), prev.picture().y);
+                for prev in [None, Some(&prev_y)] {
+                    let want = r::frame_stats(&pic, prev);
+                    let what = format!("{w}x{h} kind {kind} prev {}", prev.is_some());
+                    assert_eq!(frame_stats(&pic, prev), want, "dispatched: {what}");
+                    assert_eq!(
+                        stats::frame_stats_kernel(&pic, prev, table),
+                        want,
+                        "baseline: {what}"
+                    );
+                }
+                assert_eq!(histogram(&pic.y), r::histogram(&pic.y));
+                assert_eq!(
+                    laplacian_variance(&pic.y).to_bits(),
+                    r::laplacian_variance(&pic.y).to_bits()
+                );
+                assert_eq!(
+                    sum_abs_diff(&pic.y, &prev_y),
+                    r::sum_abs_diff(&pic.y, &prev_y)
+                );
+                assert_eq!(
+                    mean_abs_diff(&pic.y, &prev_y).to_bits(),
+                    r::mean_abs_diff(&pic.y, &prev_y).to_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn detectors_equal_the_reference_on_a_sequence() {
+        // Moving, repeated (frozen), nearly repeated, black, a size change, a cut.
+        let seq: Vec<(u64, u64, usize, usize)> = vec![
+            (0, 1, 64, 36),
+            (0, 2, 64, 36),
+            (0, 2, 64, 36),
+            (0, 2, 64, 36),
+            (5, 2, 64, 36),
+            (1, 3, 64, 36),
+            (1, 3, 64, 36),
+            (2, 4, 66, 38),
+            (2, 4, 66, 38),
+            (3, 5, 66, 38),
+            (4, 6, 66, 38),
+            (4, 6, 66, 38),
+        ];
+        let pictures: Vec<Owned> = seq
+            .iter()
+            .map(|&(kind, seed, w, h)| Owned::new(kind, seed, w, h, 8))
+            .collect();
+        for config in [
+            DetectorConfig::default(),
+            DetectorConfig {
+                freeze_noise: 0.2,
+                full_range: true,
+                scene_threshold: 3.0,
+                black_pixel_th: 0.3,
+                ..DetectorConfig::default()
+            },
+        ] {
+            let mut want = r::Detectors::new(config);
+            let mut dispatched = Detectors::new(config);
+            let mut baseline = Detectors::new(config);
+            let mut prev: Option<Picture<'_>> = None;
+            for (i, owned) in pictures.iter().enumerate() {
+                let pic = owned.picture();
+                let prev_y = prev
+                    .filter(|p| (p.y.width(), p.y.height()) == (pic.y.width(), pic.y.height()))
+                    .map(|p| p.y);
+                let s = r::frame_stats(&pic, prev_y.as_ref());
+                let expected = want.update(&pic, &s, prev_y.is_some());
+                assert_eq!(
+                    dispatched.update(&pic, &s, prev_y.is_some()),
+                    expected,
+                    "dispatched, picture {i}"
+                );
+                assert_eq!(
+                    baseline.update_kernel(&pic, &s, prev_y.is_some()),
+                    expected,
+                    "baseline, picture {i}"
+                );
+                prev = Some(pic);
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx2_copy_is_the_one_that_runs_where_the_cpu_has_it() {
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            active_isa() == Isa::Avx2,
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("bmi2")
+        );
     }
 }

@@ -4,11 +4,15 @@
 //! One pass per plane: the luma histogram gives min, max, percentiles, mean and variance;
 //! chroma means and saturation come from one pass over the chroma planes (saturation via a
 //! 64 KiB lookup table instead of a `hypot` per sample); the frame difference and the
-//! Laplacian run over row slices the compiler vectorizes.
+//! Laplacian run over row slices in narrow integers with chunked partial sums, which the
+//! compiler vectorizes. Every public function runs through [`dispatch`], so the AVX2 copy
+//! of the loops runs where the CPU has it. Only integers are summed, so every copy gives
+//! bit-identical results.
 
 use std::sync::OnceLock;
 
-use crate::{Plane, histogram};
+use crate::Plane;
+use crate::simd::dispatch;
 
 /// The planes of one decoded YUV 4:2:0 picture.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +58,17 @@ pub struct FrameStats {
 
 /// Computes [`FrameStats`]; `prev_y` is the previous picture's luma (same size) for `y_dif`.
 pub fn frame_stats(pic: &Picture<'_>, prev_y: Option<&Plane<'_>>) -> FrameStats {
-    let hist = histogram(&pic.y);
+    let table = sat_table();
+    dispatch(|| frame_stats_kernel(pic, prev_y, table))
+}
+
+#[inline(always)]
+pub(crate) fn frame_stats_kernel(
+    pic: &Picture<'_>,
+    prev_y: Option<&Plane<'_>>,
+    table: &[u8; 65536],
+) -> FrameStats {
+    let hist = histogram_kernel(&pic.y);
     let count: u64 = hist.iter().map(|&n| u64::from(n)).sum();
     let (mut sum, mut sum_sq) = (0u64, 0u64);
     for (v, &n) in hist.iter().enumerate() {
@@ -80,7 +94,7 @@ pub fn frame_stats(pic: &Picture<'_>, prev_y: Option<&Plane<'_>>) -> FrameStats 
     for (k, bin) in y_hist.iter_mut().enumerate() {
         *bin = hist[k * 16..k * 16 + 16].iter().sum();
     }
-    let (u_avg, v_avg, sat_avg) = chroma(&pic.u, &pic.v);
+    let (u_avg, v_avg, sat_avg) = chroma_kernel(&pic.u, &pic.v, table);
     FrameStats {
         y_avg,
         y_min: hist.iter().position(|&h| h > 0).unwrap_or(0) as u8,
@@ -88,18 +102,48 @@ pub fn frame_stats(pic: &Picture<'_>, prev_y: Option<&Plane<'_>>) -> FrameStats 
         y_low: percentile(10.0),
         y_high: percentile(90.0),
         y_std,
-        y_dif: prev_y.map_or(0.0, |p| mean_abs_diff(&pic.y, p)),
+        y_dif: prev_y.map_or(0.0, |p| mean_of_sad(&pic.y, sad_kernel(&pic.y, p))),
         u_avg,
         v_avg,
         sat_avg,
         y_hist,
-        sharpness: laplacian_variance(&pic.y),
+        sharpness: laplacian_kernel(&pic.y),
         luma_hist: hist,
     }
 }
 
+/// 256-bin histogram of the visible samples of a plane.
+pub fn histogram(plane: &Plane<'_>) -> [u32; 256] {
+    dispatch(|| histogram_kernel(plane))
+}
+
+/// Four banks of counters, so that runs of equal samples (flat areas) do not wait on
+/// each other's increments; this scalar loop (~1 sample per cycle) is the floor of the
+/// statistics: every other kernel is vectorized.
+#[inline(always)]
+pub(crate) fn histogram_kernel(plane: &Plane<'_>) -> [u32; 256] {
+    let mut banks = [[0u32; 256]; 4];
+    for row in plane.rows() {
+        let mut chunks = row.chunks_exact(4);
+        for c in &mut chunks {
+            banks[0][usize::from(c[0])] += 1;
+            banks[1][usize::from(c[1])] += 1;
+            banks[2][usize::from(c[2])] += 1;
+            banks[3][usize::from(c[3])] += 1;
+        }
+        for &v in chunks.remainder() {
+            banks[0][usize::from(v)] += 1;
+        }
+    }
+    let mut hist = [0u32; 256];
+    for (i, h) in hist.iter_mut().enumerate() {
+        *h = banks[0][i] + banks[1][i] + banks[2][i] + banks[3][i];
+    }
+    hist
+}
+
 /// Saturation of every (u, v) pair, as signalstats computes it.
-fn sat_table() -> &'static [u8; 65536] {
+pub(crate) fn sat_table() -> &'static [u8; 65536] {
     static TABLE: OnceLock<Box<[u8; 65536]>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut t = Box::new([0u8; 65536]);
@@ -113,81 +157,144 @@ fn sat_table() -> &'static [u8; 65536] {
     })
 }
 
-/// (mean U, mean V, mean saturation).
-fn chroma(u: &Plane<'_>, v: &Plane<'_>) -> (f64, f64, f64) {
+/// (mean U, mean V, mean saturation) of a picture's chroma planes (UAVG, VAVG, SATAVG).
+pub fn chroma_stats(u: &Plane<'_>, v: &Plane<'_>) -> (f64, f64, f64) {
     let table = sat_table();
+    dispatch(|| chroma_kernel(u, v, table))
+}
+
+/// Row sums in `u32` (a row of at most [`CHUNK`] samples cannot overflow them), so the
+/// sums vectorize; the saturation is one table load per sample.
+#[inline(always)]
+fn chroma_kernel(u: &Plane<'_>, v: &Plane<'_>, table: &[u8; 65536]) -> (f64, f64, f64) {
     let (mut su, mut sv, mut ss, mut n) = (0u64, 0u64, 0u64, 0u64);
     for (ru, rv) in u.rows().zip(v.rows()) {
-        su += ru.iter().map(|&x| u64::from(x)).sum::<u64>();
-        sv += rv.iter().map(|&x| u64::from(x)).sum::<u64>();
-        ss += ru
-            .iter()
-            .zip(rv)
-            .map(|(&a, &b)| u64::from(table[usize::from(a) << 8 | usize::from(b)]))
-            .sum::<u64>();
+        for cu in ru.chunks(CHUNK) {
+            su += u64::from(cu.iter().map(|&x| u32::from(x)).sum::<u32>());
+        }
+        for cv in rv.chunks(CHUNK) {
+            sv += u64::from(cv.iter().map(|&x| u32::from(x)).sum::<u32>());
+        }
+        for (cu, cv) in ru.chunks(CHUNK).zip(rv.chunks(CHUNK)) {
+            ss += u64::from(
+                cu.iter()
+                    .zip(cv)
+                    .map(|(&a, &b)| u32::from(table[usize::from(a) << 8 | usize::from(b)]))
+                    .sum::<u32>(),
+            );
+        }
         n += ru.len() as u64;
     }
     let n = n.max(1) as f64;
     (su as f64 / n, sv as f64 / n, ss as f64 / n)
 }
 
+/// Samples per partial sum: 255 x 4096 and 1020² x 4096 both fit in a `u32`.
+const CHUNK: usize = 4096;
+
 /// Sum of absolute differences of two planes; `None` when their sizes differ.
 pub fn sum_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> Option<u64> {
     if a.width() != b.width() || a.height() != b.height() {
         return None;
     }
+    Some(dispatch(|| sad_kernel(a, b)))
+}
+
+/// SAD of two planes of the same size: per-chunk sums in `u32` become `psadbw`.
+#[inline(always)]
+pub(crate) fn sad_kernel(a: &Plane<'_>, b: &Plane<'_>) -> u64 {
     let mut total = 0u64;
     for (ra, rb) in a.rows().zip(b.rows()) {
-        // Chunks keep the per-chunk sum in u32 (255 * 4096 fits) so the loop vectorizes.
-        for (ca, cb) in ra.chunks(4096).zip(rb.chunks(4096)) {
-            total += u64::from(
-                ca.iter()
-                    .zip(cb)
-                    .map(|(&x, &y)| u32::from(x.abs_diff(y)))
-                    .sum::<u32>(),
-            );
-        }
+        total += sad_row(ra, rb);
     }
-    Some(total)
+    total
+}
+
+/// SAD of two rows (up to the shorter one's length).
+#[inline(always)]
+pub(crate) fn sad_row(ra: &[u8], rb: &[u8]) -> u64 {
+    let mut total = 0u64;
+    for (ca, cb) in ra.chunks(CHUNK).zip(rb.chunks(CHUNK)) {
+        total += u64::from(
+            ca.iter()
+                .zip(cb)
+                .map(|(&x, &y)| u32::from(x.abs_diff(y)))
+                .sum::<u32>(),
+        );
+    }
+    total
+}
+
+fn mean_of_sad(a: &Plane<'_>, sad: u64) -> f64 {
+    sad as f64 / (a.width() * a.height()).max(1) as f64
 }
 
 /// Mean absolute difference of two planes of the same size (0 when the sizes differ).
 pub fn mean_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> f64 {
-    sum_abs_diff(a, b).map_or(0.0, |sad| {
-        sad as f64 / (a.width() * a.height()).max(1) as f64
-    })
+    sum_abs_diff(a, b).map_or(0.0, |sad| mean_of_sad(a, sad))
 }
 
 /// Variance of `up + down + left + right - 4 * centre` over the interior of the plane.
 pub fn laplacian_variance(p: &Plane<'_>) -> f64 {
+    dispatch(|| laplacian_kernel(p))
+}
+
+#[inline(always)]
+fn laplacian_kernel(p: &Plane<'_>) -> f64 {
     let (w, h) = (p.width(), p.height());
     if w < 3 || h < 3 {
         return 0.0;
     }
-    let rows: Vec<&[u8]> = p.rows().collect();
-    let (mut sum, mut sum_sq) = (0i64, 0i64);
-    for r in 1..h - 1 {
-        let (up, mid, down) = (rows[r - 1], rows[r], rows[r + 1]);
-        let (mut s, mut sq) = (0i64, 0i64);
-        for x in 1..w - 1 {
-            let l = i32::from(up[x])
-                + i32::from(down[x])
-                + i32::from(mid[x - 1])
-                + i32::from(mid[x + 1])
-                - 4 * i32::from(mid[x]);
-            s += i64::from(l);
-            sq += i64::from(l * l);
+    let (mut sum, mut sum_sq) = (0i64, 0u64);
+    let mut rows = p.rows();
+    if let (Some(mut up), Some(mut mid)) = (rows.next(), rows.next()) {
+        for down in rows {
+            let (s, sq) = laplacian_row(up, mid, down);
+            sum += s;
+            sum_sq += sq;
+            (up, mid) = (mid, down);
         }
-        sum += s;
-        sum_sq += sq;
     }
     let n = ((w - 2) * (h - 2)) as f64;
     let mean = sum as f64 / n;
     (sum_sq as f64 / n - mean * mean).max(0.0)
 }
 
+/// (sum, sum of squares) of the Laplacian of the interior of row `mid`. In `i16` (the
+/// Laplacian lies in -1020..=1020) with `i32`/`u32` partial sums per [`CHUNK`] samples, so
+/// that the loop runs 16 (AVX2) or 8 (SSE2) pixels per instruction.
+#[inline(always)]
+fn laplacian_row(up: &[u8], mid: &[u8], down: &[u8]) -> (i64, u64) {
+    let n = mid.len() - 2;
+    let (u, d) = (&up[1..=n], &down[1..=n]);
+    let (l, c, r) = (&mid[..n], &mid[1..=n], &mid[2..]);
+    let (mut sum, mut sum_sq) = (0i64, 0u64);
+    let mut start = 0;
+    while start < n {
+        let end = (start + CHUNK).min(n);
+        let (u, d, l, c, r) = (
+            &u[start..end],
+            &d[start..end],
+            &l[start..end],
+            &c[start..end],
+            &r[start..end],
+        );
+        let (mut s, mut sq) = (0i32, 0u32);
+        for i in 0..u.len() {
+            let lap = i16::from(u[i]) + i16::from(d[i]) + i16::from(l[i]) + i16::from(r[i])
+                - 4 * i16::from(c[i]);
+            s += i32::from(lap);
+            sq += (i32::from(lap) * i32::from(lap)) as u32;
+        }
+        sum += i64::from(s);
+        sum_sq += u64::from(sq);
+        start = end;
+    }
+    (sum, sum_sq)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn pic<'a>(y: &'a [u8], u: &'a [u8], v: &'a [u8], w: usize, h: usize) -> Picture<'a> {
@@ -272,7 +379,7 @@ mod tests {
     }
 
     /// Deterministic pseudo-random bytes (xorshift), so the property test needs no crate.
-    fn noise(seed: u64, n: usize) -> Vec<u8> {
+    pub(crate) fn noise(seed: u64, n: usize) -> Vec<u8> {
         let mut s = seed | 1;
         (0..n)
             .map(|_| {

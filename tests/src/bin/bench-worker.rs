@@ -1,0 +1,411 @@
+//! The worker's whole path on pinned cores: a clip's access units are produced (before the
+//! worker starts) into a fresh frames topic with the `fw-*` headers ingest writes, for N
+//! cameras; then a release `framewire-worker` starts under `taskset -c CPUS` with
+//! `FRAMEWIRE_WORKER__DECODE_THREADS` and `FRAMEWIRE_WORKER__DECODE_MODE` set, and the
+//! rate is measured from the first to the last stats record consumed (Kafka in, decode,
+//! every statistic, JSON, Kafka out). The very last picture of each camera comes out
+//! through the worker's idle flush (`worker.idle_flush_ms` after the input stops), so the
+//! rate is taken over the records before the last one per camera.
+//!
+//! Prints one Markdown table row and appends the numbers as one JSON line to `--json FILE`
+//! for `scripts/bench/summary.py`. Topics are deleted afterwards.
+//!
+//! ```text
+//! bench-worker --clip FILE.h264 [--cameras 1] [--threads 1] [--cpus 1] [--mode all|keyframes]
+//!              [--label TEXT] [--json FILE]
+//! ```
+
+#[path = "bench-common/mod.rs"]
+mod common;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use framewire_e2e::{KAFKA, Topics, bin, free_port, unique};
+use framewire_wire::FrameMeta;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+
+struct Args {
+    clip: PathBuf,
+    cameras: usize,
+    threads: usize,
+    cpus: String,
+    mode: String,
+    label: String,
+    json: Option<PathBuf>,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        clip: PathBuf::new(),
+        cameras: 1,
+        threads: 1,
+        cpus: "1".into(),
+        mode: "all".into(),
+        label: String::new(),
+        json: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--clip" => a.clip = value()?.into(),
+            "--cameras" => a.cameras = value()?.parse().context("--cameras")?,
+            "--threads" => a.threads = value()?.parse().context("--threads")?,
+            "--cpus" => a.cpus = value()?,
+            "--mode" => a.mode = value()?,
+            "--label" => a.label = value()?,
+            "--json" => a.json = Some(value()?.into()),
+            other => bail!("unknown argument {other} (see the module doc for usage)"),
+        }
+    }
+    if a.clip.as_os_str().is_empty() || a.cameras == 0 || a.threads == 0 {
+        bail!("--clip is required; --cameras and --threads must be at least 1");
+    }
+    if !matches!(a.mode.as_str(), "all" | "keyframes") {
+        bail!("--mode must be all or keyframes");
+    }
+    Ok(a)
+}
+
+/// Camera ids that the worker's pool spreads evenly over `threads` decoder threads (it
+/// picks a camera's thread by `DefaultHasher` of the id modulo the thread count).
+fn camera_ids(prefix: &str, cameras: usize, threads: usize) -> Vec<String> {
+    let thread_of = |id: &str| {
+        let mut h = DefaultHasher::new();
+        id.hash(&mut h);
+        (h.finish() % threads as u64) as usize
+    };
+    let mut per_thread = vec![0usize; threads];
+    let quota = cameras.div_ceil(threads);
+    let mut ids = Vec::new();
+    let mut k = 0;
+    while ids.len() < cameras {
+        let id = format!("{prefix}-cam{k}");
+        let t = thread_of(&id);
+        if per_thread[t] < quota {
+            per_thread[t] += 1;
+            ids.push(id);
+        }
+        k += 1;
+    }
+    ids
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn create_topics(topics: &Topics, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()
+        .context("failed to create the admin client")?;
+    let big = [("max.message.bytes", "8388608")];
+    let new: Vec<NewTopic<'_>> = [&topics.frames, &topics.stats]
+        .iter()
+        .map(|name| {
+            big.iter().fold(
+                NewTopic::new(name, partitions, TopicReplication::Fixed(1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    for r in admin.create_topics(&new, &AdminOptions::new()).await? {
+        if let Err((name, e)) = r
+            && e != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            bail!("cannot create topic {name}: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn delete_topics(topics: &Topics) {
+    let admin: Result<AdminClient<DefaultClientContext>, _> =
+        ClientConfig::new().set("bootstrap.servers", KAFKA).create();
+    if let Ok(admin) = admin {
+        let names = [
+            topics.frames.as_str(),
+            topics.stats.as_str(),
+            topics.dlq.as_str(),
+            topics.control.as_str(),
+        ];
+        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+    }
+}
+
+/// Produces every access unit once per camera (camera k on partition k mod partitions),
+/// with the headers ingest writes, and waits for the broker to acknowledge them all.
+fn produce(
+    topic: &str,
+    units: &[&[u8]],
+    cameras: &[String],
+    partitions: i32,
+    dims: (u32, u32),
+) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("linger.ms", "50")
+        .set("message.max.bytes", "8388608")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .context("failed to create the producer")?;
+    let start_ms = now_ms();
+    for (k, camera) in cameras.iter().enumerate() {
+        let session = format!("{:016x}", rand_u64());
+        for (seq, au) in units.iter().enumerate() {
+            let keyframe = framewire_wire::annexb::is_idr(au);
+            let meta = FrameMeta {
+                camera: camera.clone(),
+                session: session.clone(),
+                seq: seq as u64,
+                pts_90k: seq as i64 * 3600,
+                capture_ms: start_ms + seq as i64 * 40,
+                keyframe,
+                codec: framewire_wire::CODEC_H264.to_owned(),
+                dimensions: keyframe.then_some(dims),
+            };
+            let headers =
+                meta.to_headers()
+                    .into_iter()
+                    .fold(OwnedHeaders::new(), |h, (name, value)| {
+                        h.insert(Header {
+                            key: name,
+                            value: Some(value.as_bytes()),
+                        })
+                    });
+            let mut record = BaseRecord::to(topic)
+                .key(camera.as_str())
+                .payload(*au)
+                .partition(k as i32 % partitions)
+                .timestamp(meta.capture_ms)
+                .headers(headers);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => bail!("cannot produce to {topic}: {e}"),
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .context("frames not acknowledged within 60 s")?;
+    Ok(())
+}
+
+fn rand_u64() -> u64 {
+    let mut h = DefaultHasher::new();
+    (now_ms(), std::process::id()).hash(&mut h);
+    h.finish()
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+struct Worker {
+    child: Child,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_worker(topics: &Topics, args: &Args, partitions: i32) -> anyhow::Result<Worker> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{}\"\n\n[kafka]\nbrokers = \"{KAFKA}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\npartitions = {partitions}\nreplication_factor = 1\n\n[worker]\ngroup_id = \"{}\"\nauto_offset_reset = \"earliest\"\n",
+            free_port(),
+            topics.frames,
+            topics.stats,
+            topics.control,
+            topics.dlq,
+            unique("bench-worker"),
+        ),
+    )?;
+    let log = dir.path().join("worker.log");
+    let child = Command::new("taskset")
+        .args(["-c", &args.cpus])
+        .arg(bin("framewire-worker"))
+        .arg("--config")
+        .arg(&config)
+        .env("FRAMEWIRE_WORKER__DECODE_THREADS", args.threads.to_string())
+        .env("FRAMEWIRE_WORKER__DECODE_MODE", &args.mode)
+        .env("FRAMEWIRE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("cannot start taskset framewire-worker")?;
+    Ok(Worker {
+        child,
+        _dir: dir,
+        log,
+    })
+}
+
+/// Arrival times of `expected` stats records (or what came before `timeout`).
+fn consume(topic: &str, partitions: i32, expected: usize, timeout: Duration) -> Vec<Instant> {
+    let consumer: BaseConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("group.id", unique("bench-worker-reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot create the stats consumer: {e}");
+            return Vec::new();
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
+    }
+    if consumer.assign(&tpl).is_err() {
+        return Vec::new();
+    }
+    let mut arrivals = Vec::with_capacity(expected);
+    let deadline = Instant::now() + timeout;
+    while arrivals.len() < expected && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => arrivals.push(Instant::now()),
+            Some(Err(e)) => eprintln!("stats consumer: {e}"),
+            None => {}
+        }
+    }
+    arrivals
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(args.clip.with_extension("json")).context("the clip's .json facts")?,
+    )?;
+    let dims = (
+        meta["width"].as_u64().unwrap_or(0) as u32,
+        meta["height"].as_u64().unwrap_or(0) as u32,
+    );
+    let stream = std::fs::read(&args.clip)
+        .with_context(|| format!("failed to read {}", args.clip.display()))?;
+    let units = common::access_units(&stream);
+    let idr = units
+        .iter()
+        .filter(|u| framewire_wire::annexb::is_idr(u))
+        .count();
+    let per_camera = if args.mode == "keyframes" {
+        idr
+    } else {
+        units.len()
+    };
+    let expected = per_camera * args.cameras;
+    let partitions = args.cameras.max(1) as i32;
+    let topics = Topics::unique("bench-worker");
+    let ids = camera_ids(&unique("bw"), args.cameras, args.threads);
+
+    create_topics(&topics, partitions).await?;
+    let produced = tokio::task::spawn_blocking({
+        let (topic, ids) = (topics.frames.clone(), ids.clone());
+        let units: Vec<Vec<u8>> = units.iter().map(|u| u.to_vec()).collect();
+        move || {
+            let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
+            produce(&topic, &refs, &ids, partitions, dims)
+        }
+    })
+    .await?;
+    if let Err(e) = produced {
+        delete_topics(&topics).await;
+        return Err(e);
+    }
+
+    let worker = start_worker(&topics, &args, partitions)?;
+    let pid = worker.child.id();
+    let arrivals = tokio::task::spawn_blocking({
+        let topic = topics.stats.clone();
+        move || consume(&topic, partitions, expected, Duration::from_secs(300))
+    })
+    .await?;
+    let cpu = cpu_seconds(pid);
+    let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
+    drop(worker);
+    delete_topics(&topics).await;
+    if arrivals.len() < expected || expected < args.cameras + 2 {
+        bail!(
+            "only {} of {expected} stats records arrived\n--- worker log ---\n{log}",
+            arrivals.len()
+        );
+    }
+    // Rate over the records before each camera's last one (which waits for the idle flush).
+    let used = arrivals.len() - args.cameras;
+    let span = arrivals[used - 1].duration_since(arrivals[0]).as_secs_f64();
+    let rate = (used - 1) as f64 / span;
+    // Frames covered: in keyframes mode every IDR stands for its whole GOP.
+    let covered = if args.mode == "keyframes" {
+        rate * units.len() as f64 / idr as f64
+    } else {
+        rate
+    };
+    println!(
+        "| {} | {} | {} cameras | {} threads on CPU {} | {} stats records | {rate:.1} records/s | {covered:.0} frames covered/s | worker CPU {cpu:.1} s |",
+        args.label,
+        meta["width"].as_u64().unwrap_or(0).to_string() + "p",
+        args.cameras,
+        args.threads,
+        args.cpus,
+        arrivals.len(),
+    );
+    if let Some(path) = &args.json {
+        use std::io::Write;
+        let line = json!({
+            "label": args.label, "clip": args.clip, "mode": args.mode,
+            "width": dims.0, "height": dims.1, "gop": meta["gop"], "profile": meta["profile"],
+            "cameras": args.cameras, "threads": args.threads, "cpus": args.cpus,
+            "records": arrivals.len(), "records_per_s": rate, "covered_fps": covered,
+            "worker_cpu_s": cpu,
+        });
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}
