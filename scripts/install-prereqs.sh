@@ -28,6 +28,7 @@ PKGS=(
   ffmpeg                     # ffprobe/ffmpeg: the statistics oracle in tests
   gstreamer1.0-tools gir1.2-gst-rtsp-server-1.0 python3-gi
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  chromium                   # headless browser: the sink's web page test (tests/tests/sink_web.rs)
 )
 # Any JDK/JRE >= 17 will do for Kafka 4.x; only install one if none is there.
 [[ -n "$(fw_find_java)" ]] || PKGS+=(openjdk-17-jre-headless)

@@ -469,3 +469,224 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         })
         .and_then(|v| v.trim().parse().ok())
 }
+
+// ---------------------------------------------------------------------------------------
+// Sink helpers: stats records and dead letters to produce, a sink's database and HTTP port.
+
+/// One record to produce: key, value, headers.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Record key (the camera id).
+    pub key: String,
+    /// Record value.
+    pub value: Vec<u8>,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Produces `records` to `topic` with one producer, in order, and waits for every ack.
+pub async fn produce_records(topic: &str, records: &[Record]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let headers = r.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
+        });
+        let record = FutureRecord::to(topic)
+            .key(r.key.as_str())
+            .payload(r.value.as_slice())
+            .headers(headers);
+        match producer.send_result(record) {
+            Ok(delivery) => pending.push(delivery),
+            Err((e, _)) => panic!("cannot queue a record for {topic}: {e}"),
+        }
+    }
+    for delivery in pending {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => panic!("{topic}: delivery failed: {e}"),
+            Err(_) => panic!("{topic}: delivery cancelled"),
+        }
+    }
+}
+
+/// A stats record of frame `seq` of `camera`'s `session`, captured at `capture_ms`, with
+/// plain statistics (brightness 100, motion 2, decoded 40 ms later, keyframe every 25).
+pub fn stats_record(camera: &str, session: &str, seq: u64, capture_ms: i64) -> Record {
+    let rec = framewire_wire::StatsRecord {
+        camera: camera.to_owned(),
+        session: session.to_owned(),
+        seq,
+        pts_90k: seq as i64 * 3_600,
+        capture_ms,
+        decoded_ms: capture_ms + 40,
+        width: 640,
+        height: 360,
+        keyframe: seq.is_multiple_of(25),
+        y_avg: 100.0,
+        y_min: 16,
+        y_max: 235,
+        y_low: 30,
+        y_high: 200,
+        y_std: 40.0,
+        y_dif: 2.0,
+        u_avg: 128.0,
+        v_avg: 128.0,
+        sat_avg: 0.0,
+        y_hist: [0; 16],
+        sharpness: 300.0,
+        black: false,
+        frozen: false,
+        scene_score: 0.0,
+        scene_cut: false,
+    };
+    Record {
+        key: camera.to_owned(),
+        value: serde_json::to_vec(&rec).expect("stats JSON"),
+        headers: Vec::new(),
+    }
+}
+
+/// A dead letter as the worker writes it for an undecodable frame: the frame's own
+/// headers plus `fw-dlq-reason` and `fw-dlq-source: worker`, the access unit as value.
+pub fn dead_letter(camera: &str, session: &str, seq: u64, capture_ms: i64) -> Record {
+    use framewire_wire::header as h;
+    let headers = [
+        (h::CAMERA, camera.to_owned()),
+        (h::SESSION, session.to_owned()),
+        (h::SEQ, seq.to_string()),
+        (h::PTS_90K, (seq * 3_600).to_string()),
+        (h::CAPTURE_MS, capture_ms.to_string()),
+        (h::KEYFRAME, "0".to_owned()),
+        (h::CODEC, "h264".to_owned()),
+        (h::DLQ_REASON, "decode failed: test".to_owned()),
+        (h::DLQ_SOURCE, "worker".to_owned()),
+    ];
+    Record {
+        key: camera.to_owned(),
+        value: vec![0, 0, 0, 1, 0x41, 0xFF],
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    }
+}
+
+/// Wall clock, ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where a sink under test keeps its summaries.
+#[derive(Debug, Clone)]
+pub enum SinkDb {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// The local stack's PostgreSQL.
+    Postgres(String),
+}
+
+impl SinkDb {
+    /// The database setting of `[sink]`.
+    pub fn toml(&self) -> String {
+        match self {
+            SinkDb::Sqlite(path) => format!("sqlite_path = \"{}\"\n", path.display()),
+            SinkDb::Postgres(dsn) => format!("database_url = \"{dsn}\"\n"),
+        }
+    }
+
+    /// A URL sqlx opens (SQLite read-only).
+    pub fn url(&self) -> String {
+        match self {
+            SinkDb::Sqlite(path) => format!("sqlite://{}?mode=ro", path.display()),
+            SinkDb::Postgres(dsn) => dsn.clone(),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkDb::Sqlite(_) => "sqlite",
+            SinkDb::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// A sink's `[sink]` section: `group` as consumer group, `db`, the HTTP server on a free
+/// loopback port, plus `extra` lines; and the HTTP base URL.
+pub fn sink_section(group: &str, db: &SinkDb, extra: &str) -> (String, String) {
+    let port = free_port();
+    let section = format!(
+        "[sink]\ngroup_id = \"{group}\"\npreview_group_id = \"{group}-preview\"\nhttp_listen = \"127.0.0.1:{port}\"\n{}{extra}\n",
+        db.toml()
+    );
+    (section, format!("http://127.0.0.1:{port}"))
+}
+
+/// Per camera of `cameras`, summed over its stored windows: (frames, decode errors, gaps).
+/// Cameras without rows are absent. Err when the database cannot be read.
+pub async fn sink_totals(
+    db: &SinkDb,
+    cameras: &[String],
+) -> Result<std::collections::BTreeMap<String, (i64, i64, i64)>, String> {
+    let sql = "SELECT camera, CAST(SUM(frames) AS BIGINT), CAST(SUM(decode_errors) AS BIGINT), \
+               CAST(SUM(gaps) AS BIGINT) FROM window_summaries GROUP BY camera";
+    let url = db.url();
+    let rows: Vec<(String, i64, i64, i64)> = match db {
+        SinkDb::Postgres(_) => {
+            let pool = sqlx::PgPool::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows = sqlx::query_as(sql).fetch_all(&pool).await;
+            pool.close().await;
+            rows.map_err(|e| e.to_string())?
+        }
+        SinkDb::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows = sqlx::query_as(sql).fetch_all(&pool).await;
+            pool.close().await;
+            rows.map_err(|e| e.to_string())?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .filter(|(c, ..)| cameras.contains(c))
+        .map(|(c, f, e, g)| (c, (f, e, g)))
+        .collect())
+}
+
+impl Service {
+    /// Kills the process with SIGKILL (no drain, no final commit) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The folder for test artifacts (screenshots): `<target dir>/artifacts`, created.
+pub fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).expect("create the artifacts folder");
+    dir
+}

@@ -167,7 +167,7 @@ async fn cameras(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
                 last_seen_ms: c.last_capture_ms,
                 last_record_ms: c.last_seen_ms,
                 first_seen_ms: c.first_seen_ms,
-                fps: camera_fps(&windows, c.last_capture_ms),
+                fps: camera_fps(&windows, c.first_seen_ms, c.last_capture_ms),
                 width: c.width,
                 height: c.height,
                 session: c.session,
@@ -198,15 +198,20 @@ fn last_complete<'a>(windows: &[&'a Summary], last_capture_ms: i64) -> Option<&'
         .copied()
 }
 
-/// Frames per second: of the newest complete window, else of the current one over the
-/// time it has run (`None` before a second has passed).
-pub fn camera_fps(windows: &[&Summary], last_capture_ms: i64) -> Option<f64> {
-    if let Some(w) = windows.iter().rev().find(|w| w.end_ms <= last_capture_ms) {
+/// Frames per second: of the newest window the camera streamed through from start
+/// (it began after the camera was first seen and ended before its newest frame), else
+/// over the time the recent windows have run since the camera was first seen (`None`
+/// before a second has passed).
+pub fn camera_fps(windows: &[&Summary], first_seen_ms: i64, last_capture_ms: i64) -> Option<f64> {
+    if let Some(w) = windows
+        .iter()
+        .rev()
+        .find(|w| w.end_ms <= last_capture_ms && w.start_ms >= first_seen_ms)
+    {
         return Some(w.fps);
     }
-    let w = windows.last()?;
-    let first = windows.first().map_or(w.start_ms, |f| f.start_ms);
-    let span_ms = last_capture_ms - first;
+    let first = windows.first()?;
+    let span_ms = last_capture_ms - first.start_ms.max(first_seen_ms);
     let frames: i64 = windows.iter().map(|w| w.frames).sum();
     (span_ms >= 1_000).then(|| frames as f64 * 1000.0 / span_ms as f64)
 }
@@ -415,20 +420,29 @@ mod tests {
     }
 
     #[test]
-    fn fps_comes_from_the_newest_complete_window_or_the_running_one() {
+    fn fps_comes_from_the_newest_whole_window_or_the_running_ones() {
         let (a, b) = (summary(0, 250), summary(10_000, 100));
-        assert_eq!(camera_fps(&[&a, &b], 14_000), Some(25.0));
+        assert_eq!(camera_fps(&[&a, &b], 0, 14_000), Some(25.0));
         assert_eq!(last_complete(&[&a, &b], 14_000), Some(&a));
         let c = summary(20_000, 50);
         assert_eq!(
-            camera_fps(&[&b, &c], 20_000),
+            camera_fps(&[&b, &c], 0, 20_000),
             Some(10.0),
             "b ended at 20 000"
         );
+        // The camera started at 6 s: its first window is partial and does not count;
+        // 100 + 100 frames over the 8 s since it started.
+        let (p, q) = (summary(0, 100), summary(10_000, 100));
+        assert_eq!(camera_fps(&[&p, &q], 6_000, 14_000), Some(25.0));
+        assert_eq!(
+            camera_fps(&[&p, &q], 6_000, 20_000),
+            Some(10.0),
+            "q is whole"
+        );
         // Only the running window: 50 frames in 2 s.
-        assert_eq!(camera_fps(&[&c], 22_000), Some(25.0));
-        assert_eq!(camera_fps(&[&c], 20_500), None, "under a second");
-        assert_eq!(camera_fps(&[], 0), None);
+        assert_eq!(camera_fps(&[&c], 0, 22_000), Some(25.0));
+        assert_eq!(camera_fps(&[&c], 0, 20_500), None, "under a second");
+        assert_eq!(camera_fps(&[], 0, 0), None);
     }
 
     /// A SQLite store with one camera `cam` (25 fps for 20 s, black from 12 s) and a
@@ -448,7 +462,7 @@ mod tests {
             if let FrameKind::Stats(st) = &mut f.kind {
                 st.black = n >= 300;
             }
-            cams.observe(&f, now);
+            cams.observe(&f, t0);
             let start = f.capture_ms.div_euclid(10_000) * 10_000;
             match batches.iter_mut().find(|b| b.start_ms == start) {
                 Some(b) => b.frames.push(f),

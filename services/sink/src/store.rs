@@ -47,7 +47,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CHUNK_ROWS: usize = 500;
 
 /// How long an operation waits for a pooled connection.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
