@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# `make demo`: the local stack, the three services and three synthetic cameras, with a live
-# per-camera table. Ctrl-C (or DEMO_SECONDS=N) stops the services cleanly, and the stack too
-# if this script started it.
+# `make demo`: the local stack, the three services and three synthetic cameras, with the
+# sink's live web page at http://127.0.0.1:8080/ (DEMO_WEB_PORT; opened in a browser when
+# there is a desktop, DEMO_OPEN=0 never opens one) and a live per-camera table here. Ctrl-C (or
+# DEMO_SECONDS=N) stops the services cleanly, and the stack too if this script started it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEMO_DIR="${FW_STACK_DIR:-$ROOT/.stack}/demo"
 LOGS="${FW_STACK_DIR:-$ROOT/.stack}/logs"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+WEB_PORT="${DEMO_WEB_PORT:-8080}"
+WEB_URL="http://127.0.0.1:$WEB_PORT/"
 mkdir -p "$DEMO_DIR" "$LOGS"
 rm -f "$DEMO_DIR"/framewire.sqlite*   # each demo counts its own frames
 
@@ -40,6 +43,7 @@ $common
 listen = "127.0.0.1:9093"
 [sink]
 sqlite_path = "$DEMO_DIR/framewire.sqlite"
+http_listen = "127.0.0.1:$WEB_PORT"
 TOML
 
 pids=()
@@ -60,12 +64,31 @@ for svc in worker sink ingest; do
 done
 echo "==> fleet running: admin http://127.0.0.1:9091 (ingest) :19092 (worker) :9093 (sink); Ctrl-C stops"
 
+# The web page answers once the sink has its database and Kafka: wait for it (30 s at most).
+for _ in $(seq 60); do
+  /usr/bin/python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+    "$WEB_URL" 2>/dev/null && break
+  sleep 0.5
+done
+cat <<BANNER
+
+================================================================================
+  Framewire web page:  $WEB_URL
+  (cameras with thumbnails, fps, brightness and motion, incidents; refreshes live)
+  API: ${WEB_URL}api/cameras    description: ${WEB_URL}api/openapi.json
+================================================================================
+
+BANNER
+if [[ ${DEMO_OPEN:-1} != 0 && -n ${DISPLAY:-${WAYLAND_DISPLAY:-}} ]] && command -v xdg-open >/dev/null 2>&1; then
+  xdg-open "$WEB_URL" >/dev/null 2>&1 || true
+fi
+
 deadline=$((SECONDS + ${DEMO_SECONDS:-0}))
 while true; do
   sleep 3
   for pid in "${pids[@]}"; do
     kill -0 "$pid" 2>/dev/null || { echo "a service exited; see $LOGS/demo-*.log" >&2; exit 1; }
   done
-  /usr/bin/python3 scripts/demo_table.py "$DEMO_DIR/framewire.sqlite" || true
+  /usr/bin/python3 scripts/demo_table.py "$DEMO_DIR/framewire.sqlite" "$WEB_URL" || true
   if [[ -n ${DEMO_SECONDS:-} ]] && ((SECONDS >= deadline)); then break; fi
 done

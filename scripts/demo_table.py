@@ -2,13 +2,15 @@
 """Prints the demo's live per-camera table from the sink's SQLite summaries.
 
 Rates come from each camera's latest *complete* window (the current one is still
-filling); the frame count is the total over all windows.
+filling); the frame count is the total over all windows. The optional second argument is
+the web page's URL, repeated under the table.
 """
 import sqlite3
 import sys
 import time
 
 path = sys.argv[1]
+web_url = sys.argv[2] if len(sys.argv) > 2 else None
 now_ms = int(time.time() * 1000)
 try:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
@@ -33,3 +35,5 @@ for camera, start_ms, fps, y_avg, total in rows:
     print(f"{'':8}  {camera:<10} {window:>8} {fps:>6.1f} {y_avg:>7.1f} {total:>8}")
 if not rows:
     print("          (no summaries yet)")
+if web_url:
+    print(f"{'':8}  web page: {web_url}")

@@ -138,7 +138,25 @@ impl Service {
         .expect("write config");
         let log = dir.path().join("service.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin(binary))
+        let mut command = Command::new(bin(binary));
+        // A sink serves its web page on sink.http_listen (default 0.0.0.0:8080): a test
+        // sink that does not choose a port gets a free one, so sinks never compete for 8080.
+        if binary == "framewire-sink"
+            && !config.contains("http_listen")
+            && !env.iter().any(|(k, _)| *k == "FRAMEWIRE_SINK__HTTP_LISTEN")
+        {
+            command.env("FRAMEWIRE_SINK__HTTP_LISTEN", "127.0.0.1:0");
+        }
+        // Likewise its own preview consumer group, so test sinks never share one.
+        if binary == "framewire-sink"
+            && !config.contains("preview_group_id")
+            && !env
+                .iter()
+                .any(|(k, _)| *k == "FRAMEWIRE_SINK__PREVIEW_GROUP_ID")
+        {
+            command.env("FRAMEWIRE_SINK__PREVIEW_GROUP_ID", unique("e2e-preview"));
+        }
+        let child = command
             .arg("--config")
             .arg(&path)
             .envs(env.iter().copied())
