@@ -75,8 +75,8 @@ pub struct SinkConfig {
     /// doubles from `flush_interval_ms` up to this).
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
-    /// Frames held in memory while the database is unavailable; beyond this, consumption
-    /// pauses (the rest waits in Kafka).
+    /// Frames held in memory while the database is unavailable (about 200 bytes each);
+    /// beyond this, consumption pauses (the rest waits in Kafka).
     #[serde(default = "default_max_pending_frames")]
     pub max_pending_frames: usize,
     /// A camera is `offline` when its newest frame is older than this.
@@ -134,7 +134,7 @@ fn default_retry_max_ms() -> u64 {
     30_000
 }
 fn default_max_pending_frames() -> usize {
-    1_000_000
+    200_000
 }
 fn default_offline_after_ms() -> i64 {
     10_000

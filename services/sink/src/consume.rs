@@ -29,11 +29,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::Instrument;
 
-use crate::cameras::Cameras;
+use crate::cameras::{CameraRow, Cameras};
 use crate::frame::{self, Frame, Position};
+use crate::incidents::Incident;
 use crate::metrics::Metrics;
-use crate::store::{FlushInput, Store};
-use crate::window::{Observed, Windows};
+use crate::store::{FlushInput, Store, StoreError};
+use crate::window::{Batch, Observed, Windows};
 
 /// Creates the sink's consumer in `group_id`, subscribed to `topics`.
 pub fn consumer(
@@ -182,6 +183,10 @@ pub struct Pipeline {
 /// While writes keep failing, a warning is logged at most this often (every failure is
 /// counted in `framewire_sink_db_errors_total`).
 const FAILURE_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Windows per flush transaction: after a long outage the backlog is written in several
+/// transactions of bounded size, each well inside the write timeout.
+pub const MAX_WINDOWS_PER_TRANSACTION: usize = 2_000;
 
 impl Pipeline {
     /// A pipeline on `consumer` (already subscribed) writing to `store`, continuing the
@@ -359,83 +364,45 @@ impl Pipeline {
         }
     }
 
-    /// Merges every waiting frame, camera and incident into the database in one
-    /// transaction; on success stores offsets. On failure everything is put back and
-    /// nothing is stored. Returns whether the write succeeded (or there was none).
+    /// Merges every waiting frame, camera and incident into the database, in
+    /// transactions of at most [`MAX_WINDOWS_PER_TRANSACTION`] windows (cameras and
+    /// incidents go with the last, so a stored clock never runs ahead of stored
+    /// windows); then stores offsets. On failure what is not written is put back and no
+    /// offset is stored. Returns whether everything was written (or there was nothing).
     pub async fn flush(&mut self) -> bool {
-        let batches = self.windows.take_pending();
+        let mut batches = self.windows.take_pending();
         let (cameras, incidents) = self.cameras.take_dirty();
-        let span = tracing::info_span!("sink.flush", windows = batches.len(), cameras = cameras.len(), incidents = incidents.len(), backend = %self.store.backend());
-        let timer = self.metrics.write_seconds.start_timer();
-        let input = FlushInput {
-            windows: &batches,
-            cameras: &cameras,
-            incidents: &incidents,
-            window_ms: self.windows.window_ms(),
-            now_ms: now_ms(),
-        };
-        let result = self.store.flush(input).instrument(span.clone()).await;
-        let _entered = span.enter(); // no await below
-        match result {
-            Ok(merged) => {
-                timer.observe_duration();
-                for m in &merged {
-                    let camera = [m.summary.camera.as_str()];
-                    self.metrics.rows_written.with_label_values(&camera).inc();
-                    if m.duplicates > 0 {
-                        self.metrics
-                            .duplicates
-                            .with_label_values(&camera)
-                            .inc_by(m.duplicates);
-                    }
-                    if m.state_reset {
-                        self.metrics.state_resets.inc();
-                    }
-                }
-                for i in &incidents {
-                    self.metrics
-                        .events_written
-                        .with_label_values(&[i.kind.as_str()])
-                        .inc();
-                }
-                if self.failures > 0 {
-                    tracing::info!(
-                        failed_flushes = self.failures,
-                        "writing to the database works again"
-                    );
-                    self.failures = 0;
-                    self.last_warning = None;
-                }
-                self.health.set(None);
-                self.readiness.set_ready("database");
-            }
-            Err(e) => {
-                timer.stop_and_discard();
+        let mut last = (cameras, incidents);
+        loop {
+            let rest = batches.split_off(batches.len().min(MAX_WINDOWS_PER_TRANSACTION));
+            let (cameras, incidents) = if rest.is_empty() {
+                std::mem::take(&mut last)
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            if let Err(e) = self.write(&batches, &cameras, &incidents).await {
                 self.windows.restore(batches);
+                self.windows.restore(rest);
                 self.cameras.restore(&cameras, incidents);
-                self.metrics
-                    .db_errors
-                    .with_label_values(&[self.store.backend().as_str(), "flush"])
-                    .inc();
-                self.failures = self.failures.saturating_add(1);
-                self.metrics
-                    .pending_frames
-                    .set(i64::try_from(self.windows.pending()).unwrap_or(i64::MAX));
-                if self
-                    .last_warning
-                    .is_none_or(|t| t.elapsed() >= FAILURE_WARN_EVERY)
-                {
-                    self.last_warning = Some(Instant::now());
-                    tracing::warn!(error = %e, pending = self.windows.pending(), failed_flushes = self.failures, "writing to the database failed; retrying with backoff, offsets not stored");
-                } else {
-                    tracing::debug!(error = %e, failed_flushes = self.failures, "writing to the database failed again");
-                }
-                let reason = format!("writing summaries failed: {e}");
-                self.health.set(Some(reason.clone()));
-                self.readiness.set_not_ready("database", reason);
+                self.cameras.restore(&last.0, std::mem::take(&mut last.1));
+                self.failed(&e);
                 return false;
             }
+            if rest.is_empty() {
+                break;
+            }
+            batches = rest;
         }
+        if self.failures > 0 {
+            tracing::info!(
+                failed_flushes = self.failures,
+                "writing to the database works again"
+            );
+            self.failures = 0;
+            self.last_warning = None;
+        }
+        self.health.set(None);
+        self.readiness.set_ready("database");
         let now = now_ms();
         self.windows.close(now);
         if let Some(keep) = self.settings.retention {
@@ -451,6 +418,76 @@ impl Pipeline {
         self.store_offsets();
         self.resume();
         true
+    }
+
+    /// One flush transaction, with its metrics.
+    async fn write(
+        &self,
+        batches: &[Batch],
+        cameras: &[CameraRow],
+        incidents: &[Incident],
+    ) -> Result<(), StoreError> {
+        let span = tracing::info_span!("sink.flush", windows = batches.len(), cameras = cameras.len(), incidents = incidents.len(), backend = %self.store.backend());
+        let timer = self.metrics.write_seconds.start_timer();
+        let input = FlushInput {
+            windows: batches,
+            cameras,
+            incidents,
+            window_ms: self.windows.window_ms(),
+            now_ms: now_ms(),
+        };
+        let merged = match self.store.flush(input).instrument(span).await {
+            Ok(m) => m,
+            Err(e) => {
+                timer.stop_and_discard();
+                return Err(e);
+            }
+        };
+        timer.observe_duration();
+        for m in &merged {
+            let camera = [m.summary.camera.as_str()];
+            self.metrics.rows_written.with_label_values(&camera).inc();
+            if m.duplicates > 0 {
+                self.metrics
+                    .duplicates
+                    .with_label_values(&camera)
+                    .inc_by(m.duplicates);
+            }
+            if m.state_reset {
+                self.metrics.state_resets.inc();
+            }
+        }
+        for i in incidents {
+            self.metrics
+                .events_written
+                .with_label_values(&[i.kind.as_str()])
+                .inc();
+        }
+        Ok(())
+    }
+
+    /// Bookkeeping of a failed flush: metrics, a rate-limited warning, readiness.
+    fn failed(&mut self, e: &StoreError) {
+        self.metrics
+            .db_errors
+            .with_label_values(&[self.store.backend().as_str(), "flush"])
+            .inc();
+        self.failures = self.failures.saturating_add(1);
+        self.metrics
+            .pending_frames
+            .set(i64::try_from(self.windows.pending()).unwrap_or(i64::MAX));
+        if self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= FAILURE_WARN_EVERY)
+        {
+            self.last_warning = Some(Instant::now());
+            tracing::warn!(error = %e, pending = self.windows.pending(), failed_flushes = self.failures, "writing to the database failed; retrying with backoff, offsets not stored");
+        } else {
+            tracing::debug!(error = %e, failed_flushes = self.failures, "writing to the database failed again");
+        }
+        let reason = format!("writing summaries failed: {e}");
+        self.health.set(Some(reason.clone()));
+        self.readiness.set_not_ready("database", reason);
     }
 
     /// Stores, per partition, the offset everything before which is durable.
