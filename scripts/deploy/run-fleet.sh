@@ -53,7 +53,7 @@ scripts/stack.sh up >"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_di
 # 1-2. Render and play.
 helm template "$RELEASE" deploy/helm/framewire --namespace "$NS" -f deploy/test/local-values.yaml \
   --set image.tag="${IMAGE#localhost/framewire:}" \
-  --set worker.autoscaling.keda.consumerGroup="fwcheck-worker-$run_id" --set sink.groupId="fwcheck-sink-$run_id" \
+  --set worker.autoscaling.keda.consumerGroup="fwcheck-worker-$run_id" --set sink.groupId="fwcheck-sink-$run_id" --set sink.config.preview_group_id="fwcheck-preview-$run_id" \
   >"$OUT/rendered.yaml"
 $PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --except worker >"$OUT/play-ingest-sink.yaml"
 $PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --only worker >"$OUT/play-worker.yaml"
