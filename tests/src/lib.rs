@@ -708,3 +708,16 @@ pub fn artifacts_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create the artifacts folder");
     dir
 }
+
+/// Starts a worker on `topics` in a consumer group of its own.
+pub fn start_worker(topics: &Topics) -> Service {
+    Service::start(
+        "framewire-worker",
+        &format!(
+            "{}\n[worker]\ngroup_id = \"{}\"\n",
+            topics.toml(),
+            unique("w")
+        ),
+        &[],
+    )
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use framewire_e2e::{
     RTSP, Service, SinkDb, Topics, artifacts_dir, eventually, http_get, require_stack,
-    sink_section, unique,
+    sink_section, start_worker, unique,
 };
 use serde_json::Value;
 
@@ -92,15 +92,7 @@ async fn api_and_web_page_on_a_real_run() {
         .map(|m| (*m, unique(&format!("web-{m}"))))
         .collect();
 
-    let worker = Service::start(
-        "framewire-worker",
-        &format!(
-            "{}\n[worker]\ngroup_id = \"{}\"\n",
-            topics.toml(),
-            unique("w")
-        ),
-        &[],
-    );
+    let worker = start_worker(&topics);
     let dir = tempfile::tempdir().expect("temp dir");
     let db = SinkDb::Sqlite(dir.path().join("web.sqlite"));
     let (section, http) = sink_section(
