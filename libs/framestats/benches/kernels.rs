@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use framewire_framestats::{
-    DetectorConfig, Detectors, Isa, Picture, Plane, chroma_stats, frame_stats, histogram,
+    Analyzer, DetectorConfig, Detectors, Isa, Picture, Plane, chroma_stats, frame_stats, histogram,
     laplacian_variance, mean_abs_diff, reference, set_max_isa,
 };
 
@@ -179,6 +179,18 @@ fn kernels(c: &mut Criterion) {
                     }
                 })
             });
+            // The same in one pass (the "before" column is the original frame_stats +
+            // detectors + the worker's copy of the luma).
+            if variant != "before" {
+                let mut analyzer = Analyzer::new(DetectorConfig::default());
+                let mut flip = false;
+                group.bench_function(id("analyzer"), |b| {
+                    b.iter(|| {
+                        flip = !flip;
+                        analyzer.measure(black_box(if flip { &pic } else { &prev_pic }))
+                    })
+                });
+            }
             // Everything the worker computes per picture: statistics plus detectors.
             let mut flip = false;
             group.bench_function(id("all"), |b| {

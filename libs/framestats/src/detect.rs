@@ -2,7 +2,7 @@
 //! `freezedetect` and `scdet`. Interval rules ("black for at least 2 s") belong to whoever
 //! turns flags into events; these say what each filter decides for one frame.
 
-use crate::simd::dispatch;
+use crate::simd::{Kernel, dispatch};
 use crate::stats::sad_row;
 use crate::{FrameStats, Picture};
 
@@ -81,7 +81,15 @@ impl Detectors {
     /// Decides the flags of `pic`, whose statistics (with `y_dif` against the previous
     /// picture, `had_previous`) are `stats`.
     pub fn update(&mut self, pic: &Picture<'_>, stats: &FrameStats, had_previous: bool) -> Flags {
-        dispatch(|| self.update_kernel(pic, stats, had_previous))
+        struct Call<'a, 'p>(&'a mut Detectors, &'a Picture<'p>, &'a FrameStats, bool);
+        impl Kernel for Call<'_, '_> {
+            type Output = Flags;
+            #[inline(always)]
+            fn run(self) -> Flags {
+                self.0.update_kernel(self.1, self.2, self.3)
+            }
+        }
+        dispatch(Call(self, pic, stats, had_previous))
     }
 
     #[inline(always)]
@@ -91,28 +99,9 @@ impl Detectors {
         stats: &FrameStats,
         had_previous: bool,
     ) -> Flags {
+        let (black_ratio, scene_score) =
+            black_and_scene(&self.config, stats, had_previous, &mut self.prev_mafd);
         let c = &self.config;
-        // blackdetect: the threshold is truncated to an integer, as in ffmpeg.
-        let th = if c.full_range {
-            c.black_pixel_th * 255.0
-        } else {
-            16.0 + c.black_pixel_th * 219.0
-        } as usize;
-        let total: u64 = stats.luma_hist.iter().map(|&n| u64::from(n)).sum();
-        let black_px: u64 = stats.luma_hist[..=th.min(255)]
-            .iter()
-            .map(|&n| u64::from(n))
-            .sum();
-        let black_ratio = black_px as f64 / total.max(1) as f64;
-
-        // scdet: luma only, MAFD in percent of the sample range.
-        let mut scene_score = 0.0;
-        if had_previous {
-            let mafd = stats.y_dif * 100.0 / 256.0;
-            let diff = (mafd - self.prev_mafd).abs();
-            scene_score = mafd.min(diff).clamp(0.0, 100.0);
-            self.prev_mafd = mafd;
-        }
 
         // freezedetect: all planes against the last frame that was not frozen. One pass per
         // plane both compares with the reference and copies the picture into the spare
@@ -143,18 +132,60 @@ impl Detectors {
                 None => p.rows().for_each(|row| spare.extend_from_slice(row)),
             }
         }
-        let frozen = same_size && sad as f64 / count.max(1) as f64 / 256.0 <= c.freeze_noise;
+        let frozen = same_size && is_frozen(c, sad, count);
         if !frozen {
             let reference = self.reference.get_or_insert_with(OwnedPicture::default);
             std::mem::swap(reference, &mut self.spare);
         }
-        Flags {
-            black_ratio,
-            black: black_ratio >= c.black_picture_th,
-            frozen,
-            scene_score,
-            scene_cut: scene_score >= c.scene_threshold,
-        }
+        flags(c, black_ratio, frozen, scene_score)
+    }
+}
+
+/// blackdetect's ratio of black pixels and scdet's score (which updates `prev_mafd`).
+#[inline(always)]
+pub(crate) fn black_and_scene(
+    c: &DetectorConfig,
+    stats: &FrameStats,
+    had_previous: bool,
+    prev_mafd: &mut f64,
+) -> (f64, f64) {
+    // blackdetect: the threshold is truncated to an integer, as in ffmpeg.
+    let th = if c.full_range {
+        c.black_pixel_th * 255.0
+    } else {
+        16.0 + c.black_pixel_th * 219.0
+    } as usize;
+    let total: u64 = stats.luma_hist.iter().map(|&n| u64::from(n)).sum();
+    let black_px: u64 = stats.luma_hist[..=th.min(255)]
+        .iter()
+        .map(|&n| u64::from(n))
+        .sum();
+    let black_ratio = black_px as f64 / total.max(1) as f64;
+
+    // scdet: luma only, MAFD in percent of the sample range.
+    let mut scene_score = 0.0;
+    if had_previous {
+        let mafd = stats.y_dif * 100.0 / 256.0;
+        let diff = (mafd - *prev_mafd).abs();
+        scene_score = mafd.min(diff).clamp(0.0, 100.0);
+        *prev_mafd = mafd;
+    }
+    (black_ratio, scene_score)
+}
+
+/// freezedetect's decision from the SAD of all planes against the reference.
+pub(crate) fn is_frozen(c: &DetectorConfig, sad: u64, count: u64) -> bool {
+    sad as f64 / count.max(1) as f64 / 256.0 <= c.freeze_noise
+}
+
+/// The flags from the three detectors' results.
+pub(crate) fn flags(c: &DetectorConfig, black_ratio: f64, frozen: bool, scene_score: f64) -> Flags {
+    Flags {
+        black_ratio,
+        black: black_ratio >= c.black_picture_th,
+        frozen,
+        scene_score,
+        scene_cut: scene_score >= c.scene_threshold,
     }
 }
 

@@ -4,6 +4,7 @@
 //! compared with ffmpeg's `signalstats` and benchmarked against memcpy. Planes carry a
 //! stride (decoders pad rows) and are read row by row over the visible width only.
 
+mod analyzer;
 mod detect;
 mod plane;
 #[doc(hidden)]
@@ -11,6 +12,7 @@ pub mod reference;
 mod simd;
 mod stats;
 
+pub use analyzer::Analyzer;
 pub use detect::{DetectorConfig, Detectors, Flags};
 pub use plane::{Plane, PlaneError};
 pub use simd::{Isa, active_isa, set_max_isa};
@@ -193,19 +195,28 @@ mod exactness {
     }
 
     #[test]
-    fn detectors_equal_the_reference_on_a_sequence() {
-        // Moving, repeated (frozen), nearly repeated, black, a size change, a cut.
+    fn detectors_and_analyzer_equal_the_reference_on_sequences() {
+        // Moving, frozen for a while (and nearly frozen), moving again, a freeze across a
+        // size change, odd sizes, black.
         let seq: Vec<(u64, u64, usize, usize)> = vec![
             (0, 1, 64, 36),
             (0, 2, 64, 36),
             (0, 2, 64, 36),
             (0, 2, 64, 36),
+            (0, 2, 64, 36),
             (5, 2, 64, 36),
+            (0, 2, 64, 36),
             (1, 3, 64, 36),
+            (1, 3, 64, 36),
+            (1, 3, 33, 17),
+            (1, 3, 33, 17),
             (1, 3, 64, 36),
             (2, 4, 66, 38),
             (2, 4, 66, 38),
             (3, 5, 66, 38),
+            (4, 6, 66, 38),
+            (1, 7, 2, 2),
+            (1, 7, 2, 2),
             (4, 6, 66, 38),
             (4, 6, 66, 38),
         ];
@@ -213,6 +224,7 @@ mod exactness {
             .iter()
             .map(|&(kind, seed, w, h)| Owned::new(kind, seed, w, h, 8))
             .collect();
+        let table = stats::sat_table();
         for config in [
             DetectorConfig::default(),
             DetectorConfig {
@@ -224,28 +236,51 @@ mod exactness {
             },
         ] {
             let mut want = r::Detectors::new(config);
-            let mut dispatched = Detectors::new(config);
-            let mut baseline = Detectors::new(config);
-            let mut prev: Option<Picture<'_>> = None;
+            let (mut dispatched, mut baseline) = (Analyzer::new(config), Analyzer::new(config));
+            let mut detectors = (Detectors::new(config), Detectors::new(config));
+            // What the worker keeps: the previous luma, packed.
+            let mut prev: Option<(Vec<u8>, usize, usize)> = None;
             for (i, owned) in pictures.iter().enumerate() {
                 let pic = owned.picture();
-                let prev_y = prev
-                    .filter(|p| (p.y.width(), p.y.height()) == (pic.y.width(), pic.y.height()))
-                    .map(|p| p.y);
-                let s = r::frame_stats(&pic, prev_y.as_ref());
-                let expected = want.update(&pic, &s, prev_y.is_some());
+                let (w, h) = (pic.y.width(), pic.y.height());
+                let prev_plane = prev
+                    .as_ref()
+                    .filter(|p| (p.1, p.2) == (w, h))
+                    .map(|p| Plane::new(&p.0, w, h, w).expect("packed"));
+                let s = r::frame_stats(&pic, prev_plane.as_ref());
+                let had = prev_plane.is_some();
+                let f = want.update(&pic, &s, had);
                 assert_eq!(
-                    dispatched.update(&pic, &s, prev_y.is_some()),
-                    expected,
+                    detectors.0.update(&pic, &s, had),
+                    f,
+                    "detectors, picture {i}"
+                );
+                assert_eq!(detectors.1.update_kernel(&pic, &s, had), f, "baseline, {i}");
+                assert_eq!(
+                    dispatched.measure(&pic),
+                    (s.clone(), f),
                     "dispatched, picture {i}"
                 );
                 assert_eq!(
-                    baseline.update_kernel(&pic, &s, prev_y.is_some()),
-                    expected,
+                    baseline.measure_kernel(&pic, table),
+                    (s, f),
                     "baseline, picture {i}"
                 );
-                prev = Some(pic);
+                prev = Some((pic.y.rows().flatten().copied().collect(), w, h));
             }
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_banks_never_overflow() {
+        // A flat 1080p picture puts 2,073,600 samples in one bin; a single 300,000-sample
+        // row is longer than a bank segment.
+        for (w, h, v) in [(1920, 1080, 16u8), (300_000, 1, 200), (7, 40_000, 0)] {
+            let data = vec![v; w * h];
+            let plane = Plane::new(&data, w, h, w).expect("fits");
+            let hist = histogram(&plane);
+            assert_eq!(hist[usize::from(v)] as usize, w * h);
+            assert_eq!(hist, r::histogram(&plane));
         }
     }
 

@@ -58,11 +58,20 @@ fn has_avx2() -> bool {
     false
 }
 
-/// Runs `kernel` compiled for the best instruction set of this CPU. `kernel` and the
-/// functions it calls must be `#[inline(always)]` (or small enough to be inlined) for the
-/// AVX2 copy to be generated.
+/// One call of a kernel: its arguments, and the code to run on them.
+pub(crate) trait Kernel {
+    /// What the kernel returns.
+    type Output;
+    /// The kernel's code. Must be `#[inline(always)]`, and so must everything it calls in
+    /// its loops, so that [`dispatch`]'s AVX2 copy really contains AVX2 loops: a closure
+    /// would not do, the inliner is free to keep a large closure out of line (compiled for
+    /// the baseline).
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `kernel` compiled for the best instruction set of this CPU.
 #[inline(always)]
-pub(crate) fn dispatch<R>(kernel: impl FnOnce() -> R) -> R {
+pub(crate) fn dispatch<K: Kernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     if active_isa() == Isa::Avx2 {
         #[allow(unsafe_code)]
@@ -70,12 +79,12 @@ pub(crate) fn dispatch<R>(kernel: impl FnOnce() -> R) -> R {
         // every feature `avx2` enables, so the CPU can execute its instructions.
         return unsafe { avx2(kernel) };
     }
-    kernel()
+    kernel.run()
 }
 
 /// `kernel` compiled with the x86-64-v3 integer instruction set.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt,popcnt")]
-fn avx2<R>(kernel: impl FnOnce() -> R) -> R {
-    kernel()
+fn avx2<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run()
 }

@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use crate::Plane;
-use crate::simd::dispatch;
+use crate::simd::{Kernel, dispatch};
 
 /// The planes of one decoded YUV 4:2:0 picture.
 #[derive(Debug, Clone, Copy)]
@@ -58,8 +58,15 @@ pub struct FrameStats {
 
 /// Computes [`FrameStats`]; `prev_y` is the previous picture's luma (same size) for `y_dif`.
 pub fn frame_stats(pic: &Picture<'_>, prev_y: Option<&Plane<'_>>) -> FrameStats {
-    let table = sat_table();
-    dispatch(|| frame_stats_kernel(pic, prev_y, table))
+    struct Call<'a, 'p, 'q>(&'a Picture<'p>, Option<&'a Plane<'q>>, &'static [u8; 65536]);
+    impl Kernel for Call<'_, '_, '_> {
+        type Output = FrameStats;
+        #[inline(always)]
+        fn run(self) -> FrameStats {
+            frame_stats_kernel(self.0, self.1, self.2)
+        }
+    }
+    dispatch(Call(pic, prev_y, sat_table()))
 }
 
 #[inline(always)]
@@ -68,7 +75,21 @@ pub(crate) fn frame_stats_kernel(
     prev_y: Option<&Plane<'_>>,
     table: &[u8; 65536],
 ) -> FrameStats {
-    let hist = histogram_kernel(&pic.y);
+    let luma = luma_kernel(&pic.y, prev_y);
+    let chroma = chroma_kernel(&pic.u, &pic.v, table);
+    finish(&pic.y, luma.hist, luma.sad, luma.sharpness, chroma)
+}
+
+/// [`FrameStats`] from the integer results of the passes: the luma histogram, the SAD
+/// against the previous luma (if any), the sharpness and the chroma means.
+#[inline(always)]
+pub(crate) fn finish(
+    y: &Plane<'_>,
+    hist: [u32; 256],
+    sad: Option<u64>,
+    sharpness: f64,
+    (u_avg, v_avg, sat_avg): (f64, f64, f64),
+) -> FrameStats {
     let count: u64 = hist.iter().map(|&n| u64::from(n)).sum();
     let (mut sum, mut sum_sq) = (0u64, 0u64);
     for (v, &n) in hist.iter().enumerate() {
@@ -94,7 +115,6 @@ pub(crate) fn frame_stats_kernel(
     for (k, bin) in y_hist.iter_mut().enumerate() {
         *bin = hist[k * 16..k * 16 + 16].iter().sum();
     }
-    let (u_avg, v_avg, sat_avg) = chroma_kernel(&pic.u, &pic.v, table);
     FrameStats {
         y_avg,
         y_min: hist.iter().position(|&h| h > 0).unwrap_or(0) as u8,
@@ -102,44 +122,142 @@ pub(crate) fn frame_stats_kernel(
         y_low: percentile(10.0),
         y_high: percentile(90.0),
         y_std,
-        y_dif: prev_y.map_or(0.0, |p| mean_of_sad(&pic.y, sad_kernel(&pic.y, p))),
+        y_dif: sad.map_or(0.0, |sad| mean_of_sad(y, sad)),
         u_avg,
         v_avg,
         sat_avg,
         y_hist,
-        sharpness: laplacian_kernel(&pic.y),
+        sharpness,
         luma_hist: hist,
     }
 }
 
 /// 256-bin histogram of the visible samples of a plane.
 pub fn histogram(plane: &Plane<'_>) -> [u32; 256] {
-    dispatch(|| histogram_kernel(plane))
+    struct Call<'a, 'p>(&'a Plane<'p>);
+    impl Kernel for Call<'_, '_> {
+        type Output = [u32; 256];
+        #[inline(always)]
+        fn run(self) -> [u32; 256] {
+            histogram_kernel(self.0)
+        }
+    }
+    dispatch(Call(plane))
 }
 
-/// Four banks of counters, so that runs of equal samples (flat areas) do not wait on
-/// each other's increments; this scalar loop (~1 sample per cycle) is the floor of the
-/// statistics: every other kernel is vectorized.
+/// What one pass over the luma plane gives.
+struct Luma {
+    hist: [u32; 256],
+    /// SAD against the previous luma, when it has the same size.
+    sad: Option<u64>,
+    sharpness: f64,
+}
+
+/// Histogram, SAD against the previous luma and the Laplacian in ONE pass over the rows:
+/// each row is read from memory once (the decoder's output is cold in cache by the time
+/// it is measured) and its neighbours are still in L1 for the Laplacian.
+#[inline(always)]
+fn luma_kernel(y: &Plane<'_>, prev: Option<&Plane<'_>>) -> Luma {
+    let (w, h) = (y.width(), y.height());
+    let prev = prev.filter(|p| (p.width(), p.height()) == (w, h));
+    let mut prev_rows = prev.map(|p| p.rows());
+    let mut banks = Banks::new();
+    let (mut sad, mut lap_sum, mut lap_sq) = (0u64, 0i64, 0u64);
+    let (mut up, mut mid): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    for row in y.rows() {
+        banks.add_row(row);
+        if let Some(p) = prev_rows.as_mut().and_then(Iterator::next) {
+            sad += sad_row(row, p);
+        }
+        if let (Some(u), Some(m)) = (up, mid)
+            && w >= 3
+        {
+            let (s, sq) = laplacian_row(u, m, row);
+            lap_sum += s;
+            lap_sq += sq;
+        }
+        (up, mid) = (mid, Some(row));
+    }
+    Luma {
+        hist: banks.total(),
+        sad: prev.map(|_| sad),
+        sharpness: laplacian_of_sums(w, h, lap_sum, lap_sq),
+    }
+}
+
+/// A 256-bin histogram in eight banks of 16-bit counters, so that runs of equal samples
+/// (flat areas, black pictures) do not wait on each other's increments, and the banks
+/// stay small in L1; they are added into 32-bit totals before any can overflow. This scalar
+/// loop (about one sample per cycle) is the floor of the statistics: every other kernel
+/// is vectorized.
+pub(crate) struct Banks {
+    banks: [[u16; 256]; 8],
+    totals: [u32; 256],
+    /// The most increments any bank has had since the last flush.
+    pending: usize,
+}
+
+impl Banks {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Banks {
+            banks: [[0; 256]; 8],
+            totals: [0; 256],
+            pending: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn add_row(&mut self, row: &[u8]) {
+        // A bank gets at most len / 8 + 7 increments from a segment of `len` samples.
+        const SEGMENT: usize = 8 * 32_768;
+        for segment in row.chunks(SEGMENT) {
+            let most = segment.len() / 8 + 7;
+            if self.pending + most > usize::from(u16::MAX) {
+                self.flush();
+            }
+            self.pending += most;
+            let b = &mut self.banks;
+            let mut chunks = segment.chunks_exact(8);
+            for c in &mut chunks {
+                b[0][usize::from(c[0])] += 1;
+                b[1][usize::from(c[1])] += 1;
+                b[2][usize::from(c[2])] += 1;
+                b[3][usize::from(c[3])] += 1;
+                b[4][usize::from(c[4])] += 1;
+                b[5][usize::from(c[5])] += 1;
+                b[6][usize::from(c[6])] += 1;
+                b[7][usize::from(c[7])] += 1;
+            }
+            for &v in chunks.remainder() {
+                b[0][usize::from(v)] += 1;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn flush(&mut self) {
+        for bank in &mut self.banks {
+            for (t, n) in self.totals.iter_mut().zip(bank.iter_mut()) {
+                *t += u32::from(*n);
+                *n = 0;
+            }
+        }
+        self.pending = 0;
+    }
+
+    #[inline(always)]
+    pub(crate) fn total(mut self) -> [u32; 256] {
+        self.flush();
+        self.totals
+    }
+}
+
 #[inline(always)]
 pub(crate) fn histogram_kernel(plane: &Plane<'_>) -> [u32; 256] {
-    let mut banks = [[0u32; 256]; 4];
-    for row in plane.rows() {
-        let mut chunks = row.chunks_exact(4);
-        for c in &mut chunks {
-            banks[0][usize::from(c[0])] += 1;
-            banks[1][usize::from(c[1])] += 1;
-            banks[2][usize::from(c[2])] += 1;
-            banks[3][usize::from(c[3])] += 1;
-        }
-        for &v in chunks.remainder() {
-            banks[0][usize::from(v)] += 1;
-        }
-    }
-    let mut hist = [0u32; 256];
-    for (i, h) in hist.iter_mut().enumerate() {
-        *h = banks[0][i] + banks[1][i] + banks[2][i] + banks[3][i];
-    }
-    hist
+    let mut banks = Banks::new();
+    plane.rows().for_each(|row| banks.add_row(row));
+    banks.total()
 }
 
 /// Saturation of every (u, v) pair, as signalstats computes it.
@@ -159,34 +277,63 @@ pub(crate) fn sat_table() -> &'static [u8; 65536] {
 
 /// (mean U, mean V, mean saturation) of a picture's chroma planes (UAVG, VAVG, SATAVG).
 pub fn chroma_stats(u: &Plane<'_>, v: &Plane<'_>) -> (f64, f64, f64) {
-    let table = sat_table();
-    dispatch(|| chroma_kernel(u, v, table))
+    struct Call<'a, 'p>(&'a Plane<'p>, &'a Plane<'p>, &'static [u8; 65536]);
+    impl Kernel for Call<'_, '_> {
+        type Output = (f64, f64, f64);
+        #[inline(always)]
+        fn run(self) -> (f64, f64, f64) {
+            chroma_kernel(self.0, self.1, self.2)
+        }
+    }
+    dispatch(Call(u, v, sat_table()))
 }
 
 /// Row sums in `u32` (a row of at most [`CHUNK`] samples cannot overflow them), so the
 /// sums vectorize; the saturation is one table load per sample.
 #[inline(always)]
-fn chroma_kernel(u: &Plane<'_>, v: &Plane<'_>, table: &[u8; 65536]) -> (f64, f64, f64) {
-    let (mut su, mut sv, mut ss, mut n) = (0u64, 0u64, 0u64, 0u64);
+pub(crate) fn chroma_kernel(u: &Plane<'_>, v: &Plane<'_>, table: &[u8; 65536]) -> (f64, f64, f64) {
+    let mut sums = ChromaSums::default();
     for (ru, rv) in u.rows().zip(v.rows()) {
+        sums.add_rows(ru, rv, table);
+    }
+    sums.means()
+}
+
+/// Running sums of the chroma statistics.
+#[derive(Default)]
+pub(crate) struct ChromaSums {
+    u: u64,
+    v: u64,
+    sat: u64,
+    n: u64,
+}
+
+impl ChromaSums {
+    /// Adds one row of U and the same row of V.
+    #[inline(always)]
+    pub(crate) fn add_rows(&mut self, ru: &[u8], rv: &[u8], table: &[u8; 65536]) {
         for cu in ru.chunks(CHUNK) {
-            su += u64::from(cu.iter().map(|&x| u32::from(x)).sum::<u32>());
+            self.u += u64::from(cu.iter().map(|&x| u32::from(x)).sum::<u32>());
         }
         for cv in rv.chunks(CHUNK) {
-            sv += u64::from(cv.iter().map(|&x| u32::from(x)).sum::<u32>());
+            self.v += u64::from(cv.iter().map(|&x| u32::from(x)).sum::<u32>());
         }
         for (cu, cv) in ru.chunks(CHUNK).zip(rv.chunks(CHUNK)) {
-            ss += u64::from(
+            self.sat += u64::from(
                 cu.iter()
                     .zip(cv)
                     .map(|(&a, &b)| u32::from(table[usize::from(a) << 8 | usize::from(b)]))
                     .sum::<u32>(),
             );
         }
-        n += ru.len() as u64;
+        self.n += ru.len() as u64;
     }
-    let n = n.max(1) as f64;
-    (su as f64 / n, sv as f64 / n, ss as f64 / n)
+
+    /// (mean U, mean V, mean saturation).
+    pub(crate) fn means(&self) -> (f64, f64, f64) {
+        let n = self.n.max(1) as f64;
+        (self.u as f64 / n, self.v as f64 / n, self.sat as f64 / n)
+    }
 }
 
 /// Samples per partial sum: 255 x 4096 and 1020² x 4096 both fit in a `u32`.
@@ -197,7 +344,15 @@ pub fn sum_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> Option<u64> {
     if a.width() != b.width() || a.height() != b.height() {
         return None;
     }
-    Some(dispatch(|| sad_kernel(a, b)))
+    struct Call<'a, 'p, 'q>(&'a Plane<'p>, &'a Plane<'q>);
+    impl Kernel for Call<'_, '_, '_> {
+        type Output = u64;
+        #[inline(always)]
+        fn run(self) -> u64 {
+            sad_kernel(self.0, self.1)
+        }
+    }
+    Some(dispatch(Call(a, b)))
 }
 
 /// SAD of two planes of the same size: per-chunk sums in `u32` become `psadbw`.
@@ -225,7 +380,7 @@ pub(crate) fn sad_row(ra: &[u8], rb: &[u8]) -> u64 {
     total
 }
 
-fn mean_of_sad(a: &Plane<'_>, sad: u64) -> f64 {
+pub(crate) fn mean_of_sad(a: &Plane<'_>, sad: u64) -> f64 {
     sad as f64 / (a.width() * a.height()).max(1) as f64
 }
 
@@ -236,7 +391,15 @@ pub fn mean_abs_diff(a: &Plane<'_>, b: &Plane<'_>) -> f64 {
 
 /// Variance of `up + down + left + right - 4 * centre` over the interior of the plane.
 pub fn laplacian_variance(p: &Plane<'_>) -> f64 {
-    dispatch(|| laplacian_kernel(p))
+    struct Call<'a, 'p>(&'a Plane<'p>);
+    impl Kernel for Call<'_, '_> {
+        type Output = f64;
+        #[inline(always)]
+        fn run(self) -> f64 {
+            laplacian_kernel(self.0)
+        }
+    }
+    dispatch(Call(p))
 }
 
 #[inline(always)]
@@ -255,6 +418,14 @@ fn laplacian_kernel(p: &Plane<'_>) -> f64 {
             (up, mid) = (mid, down);
         }
     }
+    laplacian_of_sums(w, h, sum, sum_sq)
+}
+
+/// The variance from the Laplacian's sums over the interior of a `w`x`h` plane.
+pub(crate) fn laplacian_of_sums(w: usize, h: usize, sum: i64, sum_sq: u64) -> f64 {
+    if w < 3 || h < 3 {
+        return 0.0;
+    }
     let n = ((w - 2) * (h - 2)) as f64;
     let mean = sum as f64 / n;
     (sum_sq as f64 / n - mean * mean).max(0.0)
@@ -264,7 +435,7 @@ fn laplacian_kernel(p: &Plane<'_>) -> f64 {
 /// Laplacian lies in -1020..=1020) with `i32`/`u32` partial sums per [`CHUNK`] samples, so
 /// that the loop runs 16 (AVX2) or 8 (SSE2) pixels per instruction.
 #[inline(always)]
-fn laplacian_row(up: &[u8], mid: &[u8], down: &[u8]) -> (i64, u64) {
+pub(crate) fn laplacian_row(up: &[u8], mid: &[u8], down: &[u8]) -> (i64, u64) {
     let n = mid.len() - 2;
     let (u, d) = (&up[1..=n], &down[1..=n]);
     let (l, c, r) = (&mid[..n], &mid[1..=n], &mid[2..]);

@@ -5,7 +5,8 @@
 //! and keyframes-only decoding (only IDR access units, each flushed at once, as the worker's
 //! `keyframes` mode does). Also the statistics' own cost per picture, measured in place on
 //! the decoded pictures, as a share of the decode time and against a memcpy of the same
-//! planes. Run it under `taskset -c N` (`scripts/bench/run.sh` does): ffmpeg inherits the pin.
+//! planes, both as the worker computes them today (frame_stats, Detectors::update, a copy
+//! of the luma) and with `framestats::Analyzer` (the same results in one pass). Run it under `taskset -c N` (`scripts/bench/run.sh` does): ffmpeg inherits the pin.
 //!
 //! Prints a Markdown table and writes the numbers as JSON (`--json FILE`) for
 //! `scripts/bench/summary.py`.
@@ -18,7 +19,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use framewire_framestats::{DetectorConfig, Detectors, Picture, Plane, active_isa, frame_stats};
+use framewire_framestats::{
+    Analyzer, DetectorConfig, Detectors, Picture, Plane, active_isa, frame_stats,
+};
 use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
@@ -65,32 +68,58 @@ fn decoder() -> anyhow::Result<Decoder> {
     )?)
 }
 
+/// Per-picture samples of one kind of work.
+#[derive(Default)]
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+
+    /// Median in ms: robust to the odd preemption by other processes on a shared machine.
+    fn median_ms(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+
+    fn total(&self) -> Duration {
+        self.0.iter().sum()
+    }
+}
+
 /// What the worker keeps per camera and computes per picture.
 struct Measurer {
+    /// `Some`: measure with [`Analyzer`] (one pass) instead of the worker's three calls.
+    analyzer: Option<Analyzer>,
     detectors: Detectors,
     prev: Vec<u8>,
     prev_dims: (usize, usize),
     copy: Vec<u8>,
-    /// Time in the statistics, and in a memcpy of the same planes.
-    stats: Duration,
-    memcpy: Duration,
-    pictures: u64,
+    /// All statistics of a picture; its parts (frame_stats, detectors, the previous-luma
+    /// copy); a memcpy of the same planes.
+    stats: Samples,
+    parts: [Samples; 3],
+    memcpy: Samples,
 }
 
 impl Measurer {
-    fn new() -> Self {
+    fn new(one_pass: bool) -> Self {
         Measurer {
+            analyzer: one_pass.then(|| Analyzer::new(DetectorConfig::default())),
             detectors: Detectors::new(DetectorConfig::default()),
             prev: Vec::new(),
             prev_dims: (0, 0),
             copy: Vec::new(),
-            stats: Duration::ZERO,
-            memcpy: Duration::ZERO,
-            pictures: 0,
+            stats: Samples::default(),
+            parts: Default::default(),
+            memcpy: Samples::default(),
         }
     }
 
-    /// The worker's `measure`: statistics, detectors, then the luma kept for `y_dif`.
+    /// The worker's `measure`: statistics, detectors, then the luma kept for `y_dif`
+    /// (or all of it through [`Analyzer`]); then, timed apart, a memcpy of the picture.
     fn measure(&mut self, yuv: &DecodedYUV<'_>) -> anyhow::Result<f64> {
         let (w, h) = yuv.dimensions();
         let (ys, us, vs) = yuv.strides();
@@ -101,25 +130,35 @@ impl Measurer {
             v: Plane::new(yuv.v(), cw, ch, vs)?,
         };
         let started = Instant::now();
-        let prev = (self.prev_dims == (w, h))
-            .then(|| Plane::new(&self.prev, w, h, w).ok())
-            .flatten();
-        let s = frame_stats(&pic, prev.as_ref());
-        let flags = self.detectors.update(&pic, &s, prev.is_some());
-        self.prev.clear();
-        pic.y.rows().for_each(|r| self.prev.extend_from_slice(r));
-        self.prev_dims = (w, h);
+        let checksum = if let Some(a) = self.analyzer.as_mut() {
+            let (s, flags) = a.measure(&pic);
+            s.y_avg + flags.scene_score
+        } else {
+            let prev = (self.prev_dims == (w, h))
+                .then(|| Plane::new(&self.prev, w, h, w).ok())
+                .flatten();
+            let s = frame_stats(&pic, prev.as_ref());
+            let t1 = Instant::now();
+            let flags = self.detectors.update(&pic, &s, prev.is_some());
+            let t2 = Instant::now();
+            self.prev.clear();
+            pic.y.rows().for_each(|r| self.prev.extend_from_slice(r));
+            self.prev_dims = (w, h);
+            self.parts[0].push(t1 - started);
+            self.parts[1].push(t2 - t1);
+            self.parts[2].push(t2.elapsed());
+            s.y_avg + flags.scene_score
+        };
         let after_stats = Instant::now();
+        self.stats.push(after_stats - started);
         // The unit of comparison: copying the picture's visible samples once.
         self.copy.clear();
         for p in [&pic.y, &pic.u, &pic.v] {
             p.rows().for_each(|r| self.copy.extend_from_slice(r));
         }
         std::hint::black_box(&self.copy);
-        self.memcpy += after_stats.elapsed();
-        self.stats += after_stats - started;
-        self.pictures += 1;
-        Ok(s.y_avg + flags.scene_score)
+        self.memcpy.push(after_stats.elapsed());
+        Ok(checksum)
     }
 }
 
@@ -127,19 +166,35 @@ impl Measurer {
 enum Mode {
     /// Decode only.
     Bare,
-    /// Decode and measure every picture.
+    /// Decode and measure every picture as the worker does today.
     Stats,
+    /// Decode and measure every picture with [`Analyzer`].
+    OnePass,
     /// Only IDR access units, each flushed at once, measured.
     Keyframes,
 }
 
-/// One pass over the clip: (wall time excluding the memcpy probe, pictures, measurer).
+/// CPU time (user + system) this process has used, from `/proc/self/stat` (10 ms ticks).
+/// Passes are timed in CPU time, not wall time: on a machine shared with other work, a
+/// pinned process that waits for its core does not count the wait.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// One pass over the clip: (CPU time excluding the memcpy probe, pictures, measurer).
 fn pass(units: &[&[u8]], mode: Mode) -> anyhow::Result<(Duration, u64, Measurer)> {
     let mut dec = decoder()?;
-    let mut m = Measurer::new();
+    let mut m = Measurer::new(mode == Mode::OnePass);
     let mut pictures = 0u64;
     let mut checksum = 0.0;
-    let started = Instant::now();
+    let started = cpu_time();
     for au in units {
         if mode == Mode::Keyframes && !is_idr(au) {
             continue;
@@ -164,8 +219,8 @@ fn pass(units: &[&[u8]], mode: Mode) -> anyhow::Result<(Duration, u64, Measurer)
         }
     }
     std::hint::black_box(checksum);
-    let elapsed = started.elapsed().saturating_sub(m.memcpy);
-    Ok((elapsed, pictures, m))
+    let used = cpu_time().saturating_sub(started);
+    Ok((used.saturating_sub(m.memcpy.total()), pictures, m))
 }
 
 /// Best (shortest) of `runs` passes.
@@ -180,34 +235,32 @@ fn best(units: &[&[u8]], mode: Mode, runs: usize) -> anyhow::Result<(Duration, u
     best.context("no run")
 }
 
-/// `ffmpeg -threads 1` decoding the file to nowhere: best wall time of `runs`.
+/// `ffmpeg -threads 1` decoding the file to nowhere: the best CPU time (`-benchmark`'s
+/// utime + stime) of `runs`.
 fn ffmpeg(clip: &Path, runs: usize) -> anyhow::Result<Duration> {
     let mut best = Duration::MAX;
     for _ in 0..runs {
-        let started = Instant::now();
         let out = Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-threads",
-                "1",
-            ])
+            .args(["-hide_banner", "-nostdin", "-benchmark", "-threads", "1"])
             .args(["-f", "h264", "-i"])
             .arg(clip)
             .args(["-an", "-f", "null", "-"])
             .output()
             .context("failed to run ffmpeg")?;
-        let elapsed = started.elapsed();
+        let text = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            bail!(
-                "ffmpeg failed on {}: {}",
-                clip.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("ffmpeg failed on {}: {text}", clip.display());
         }
-        best = best.min(elapsed);
+        // "bench: utime=1.234s stime=0.012s rtime=1.300s"
+        let field = |name: &str| -> Option<f64> {
+            let line = text.lines().find(|l| l.starts_with("bench: utime="))?;
+            let v = line.split_whitespace().find_map(|w| w.strip_prefix(name))?;
+            v.trim_end_matches('s').parse().ok()
+        };
+        let (Some(user), Some(system)) = (field("utime="), field("stime=")) else {
+            bail!("no -benchmark line in ffmpeg's output: {text}");
+        };
+        best = best.min(Duration::from_secs_f64(user + system));
     }
     Ok(best)
 }
@@ -230,8 +283,9 @@ fn clip_label(meta: &Value) -> String {
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     let mut results = Vec::new();
+    let mut parts = Vec::new();
     println!(
-        "\n## Decode on one core (best of {} runs; statistics kernels: {:?})\n",
+        "\n## Decode on one core (CPU time, best of {} runs; statistics kernels: {:?})\n",
         args.runs,
         active_isa()
     );
@@ -255,6 +309,7 @@ fn main() -> anyhow::Result<()> {
         let ff = ffmpeg(clip, args.runs)?;
         let (bare, bare_pics, _) = best(&units, Mode::Bare, args.runs)?;
         let (with_stats, stats_pics, m) = best(&units, Mode::Stats, args.runs)?;
+        let (with_one_pass, _, one) = best(&units, Mode::OnePass, args.runs)?;
         let (key, key_pics, _) = best(&units, Mode::Keyframes, args.runs)?;
         if bare_pics != frames || stats_pics != frames || key_pics != idr {
             bail!(
@@ -265,8 +320,20 @@ fn main() -> anyhow::Result<()> {
         let (ff_fps, bare_fps, stats_fps) =
             (fps(frames, ff), fps(frames, bare), fps(frames, with_stats));
         let decode_ms = bare.as_secs_f64() * 1e3 / frames as f64;
-        let stats_ms = m.stats.as_secs_f64() * 1e3 / m.pictures as f64;
-        let memcpy_ms = m.memcpy.as_secs_f64() * 1e3 / m.pictures as f64;
+        let stats_ms = m.stats.median_ms();
+        let memcpy_ms = m.memcpy.median_ms();
+        let [fs_ms, det_ms, copy_ms] =
+            [&m.parts[0], &m.parts[1], &m.parts[2]].map(Samples::median_ms);
+        let one_ms = one.stats.median_ms();
+        let one_fps = fps(frames, with_one_pass);
+        parts.push(format!(
+            "| {} | {decode_ms:.3} | {fs_ms:.3} | {det_ms:.3} | {copy_ms:.3} | {stats_ms:.3} ({:.1} %) | {one_ms:.3} ({:.1} %, {:.1}× memcpy) | {one_fps:.0} ({:.2}× bare) | {memcpy_ms:.3} |",
+            clip_label(&meta),
+            100.0 * stats_ms / decode_ms,
+            100.0 * one_ms / decode_ms,
+            one_ms / memcpy_ms,
+            one_fps / bare_fps,
+        ));
         let idr_per_s = fps(idr, key);
         let covered = fps(frames, key);
         println!(
@@ -286,12 +353,21 @@ fn main() -> anyhow::Result<()> {
             "frames": frames, "idr": idr,
             "ffmpeg_fps": ff_fps, "openh264_fps": bare_fps, "stats_fps": stats_fps,
             "decode_ms": decode_ms, "stats_ms": stats_ms, "memcpy_ms": memcpy_ms,
+            "frame_stats_ms": fs_ms, "detectors_ms": det_ms, "prev_copy_ms": copy_ms,
+            "analyzer_ms": one_ms, "analyzer_fps": one_fps,
             "keyframes_idr_per_s": idr_per_s, "keyframes_covered_fps": covered,
             "isa": format!("{:?}", active_isa()),
         }));
     }
     println!(
-        "\nstats = frame_stats + detectors + the previous-luma copy per picture, timed in place; memcpy = one copy of the same picture's Y, U and V samples."
+        "\n| clip | decode ms/frame | frame_stats ms | detectors ms | previous-luma copy ms | worker's three calls ms | Analyzer (one pass) ms | decode + Analyzer fps | memcpy of the picture ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in parts {
+        println!("{row}");
+    }
+    println!(
+        "\nfps = frames / CPU seconds of the pass (best of the runs); per-picture times are medians. stats = frame_stats + detectors + the previous-luma copy per picture, timed in place; memcpy = one copy of the same picture's Y, U and V samples."
     );
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_vec_pretty(&results)?)
