@@ -1,17 +1,95 @@
 #!/usr/bin/env bash
-# `make bench`: whole-pipeline benchmarks on the real local stack, printed as tables.
-#   BENCH_CAMERAS (100) cameras for BENCH_SECONDS (60) seconds through a release ingest.
+# `make bench`: benchmarks on the real local stack, printed as Markdown tables (copy them into
+# docs/benchmarks.md). Parts, in this order (BENCH_ONLY="kernels decode worker ingest latency"
+# picks some):
+#   kernels  criterion micro-benchmarks of libs/framestats vs memcpy (scripts/bench/kernel_table.py)
+#   decode   bench-decode pinned to one core: ffmpeg -threads 1, openh264, openh264 + statistics,
+#            keyframes only, on four clips (720p/1080p, Main/High, GOP 50/30, 2/4 Mbps)
+#   worker   bench-worker: the worker's whole path (Kafka in, decode, statistics, Kafka out) on one
+#            pinned core, keyframes mode, and 4 cameras on 1 vs 2 decoder threads/cores
+#   ingest   bench-ingest: BENCH_CAMERAS (100) cameras for BENCH_SECONDS (60) s through ingest
+#   latency  bench-latency: capture → stats record through ingest, Kafka and the worker
+# and at the end scripts/bench/summary.py: every ratio and target in one table.
+# Env: BENCH_CPU (1: the core single-core runs are pinned to), BENCH_RUNS (2: best of),
+#      BENCH_LATENCY_CAMERAS (4), BENCH_LATENCY_SECONDS (30), BENCH_RTSP_PORT (8654).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export BENCH_CAMERAS="${BENCH_CAMERAS:-100}"
 seconds="${BENCH_SECONDS:-60}"
+only="${BENCH_ONLY:-kernels decode worker ingest latency}"
+cpu="${BENCH_CPU:-1}"
+runs="${BENCH_RUNS:-2}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
+bin="$target/release"
+out="$target/bench"
+mkdir -p "$out"
+wants() { [[ " $only " == *" $1 "* ]]; }
 
+echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 scripts/stack.sh up
-echo "==> release build of framewire-ingest"
-cargo build --release --locked -p framewire-ingest
-scripts/bench/bench-rtsp.sh up
-trap 'scripts/bench/bench-rtsp.sh down' EXIT
-echo "==> ingest: $BENCH_CAMERAS cameras for $seconds s"
-FRAMEWIRE_BIN_DIR="$target/release" cargo run --quiet --locked -p framewire-e2e --bin bench-ingest -- \
-  --cameras "$BENCH_CAMERAS" --seconds "$seconds" --rtsp-port "${BENCH_RTSP_PORT:-8654}"
+echo "==> release builds (framewire-ingest, framewire-worker, the bench binaries)"
+cargo build --release --locked -p framewire-ingest -p framewire-worker \
+  -p framewire-e2e --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency
+
+# The clips: cached by make-clip.sh under .stack/bench (each ~1-2 min to encode the first time).
+clip() { CLIP_SIZE="$1" CLIP_PROFILE="$2" CLIP_GOP="$3" CLIP_BITRATE="$4" CLIP_SECONDS="$5" \
+  scripts/bench/make-clip.sh --quiet | sed 's/\.mp4$/.h264/'; }
+if wants decode || wants worker; then
+  echo "==> clips"
+  c720main="$(clip 1280x720 main 50 2M 20)"
+  c720high="$(clip 1280x720 high 30 2M 24)"
+  c1080main="$(clip 1920x1080 main 50 4M 20)"
+  c1080high="$(clip 1920x1080 high 30 4M 24)"
+fi
+
+if wants decode; then
+  echo "==> decode on CPU $cpu (best of $runs)"
+  taskset -c "$cpu" "$bin/bench-decode" --runs "$runs" --json "$out/decode.json" \
+    --clip "$c720main" --clip "$c720high" --clip "$c1080main" --clip "$c1080high"
+fi
+
+if wants kernels; then
+  echo "==> criterion: framestats kernels vs memcpy (pinned to CPU $cpu)"
+  cargo bench --locked -p framewire-framestats --bench kernels --no-run
+  taskset -c "$cpu" cargo bench --locked -p framewire-framestats --bench kernels -- --noplot >"$out/criterion.log" 2>&1 ||
+    { cat "$out/criterion.log"; exit 1; }
+  scripts/bench/kernel_table.py "$target/criterion" --decode-json "$out/decode.json"
+fi
+
+if wants worker; then
+  rm -f "$out/worker.jsonl"
+  w() { FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-worker" --json "$out/worker.jsonl" "$@"; }
+  echo "==> worker whole path, one decoder thread on CPU $cpu"
+  echo "| run | size | cameras | threads | stats records | records/s | frames covered/s | worker CPU |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for c in "$c720main" "$c720high" "$c1080main" "$c1080high"; do
+    w --clip "$c" --threads 1 --cpus "$cpu" --label "all $(basename "$c" .h264)"
+  done
+  echo "==> keyframes mode (FRAMEWIRE_WORKER__DECODE_MODE=keyframes), GOP 30"
+  for c in "$c720high" "$c1080high"; do
+    w --clip "$c" --threads 1 --cpus "$cpu" --mode keyframes --label "keyframes $(basename "$c" .h264)"
+  done
+  if (( $(nproc) >= 2 )); then
+    echo "==> scaling: 4 cameras, 1 decoder thread on CPU $cpu vs 2 threads on CPUs 0-1"
+    w --clip "$c720main" --cameras 4 --threads 1 --cpus "$cpu" --label "scaling 1"
+    w --clip "$c720main" --cameras 4 --threads 2 --cpus 0,1 --label "scaling 2"
+  fi
+fi
+
+if wants ingest || wants latency; then
+  scripts/bench/bench-rtsp.sh up
+  trap 'scripts/bench/bench-rtsp.sh down' EXIT
+fi
+if wants ingest; then
+  echo "==> ingest: $BENCH_CAMERAS cameras for $seconds s"
+  FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-ingest" \
+    --cameras "$BENCH_CAMERAS" --seconds "$seconds" --rtsp-port "${BENCH_RTSP_PORT:-8654}"
+fi
+if wants latency; then
+  echo "==> latency: ${BENCH_LATENCY_CAMERAS:-4} cameras for ${BENCH_LATENCY_SECONDS:-30} s"
+  FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-latency" --cameras "${BENCH_LATENCY_CAMERAS:-4}" \
+    --seconds "${BENCH_LATENCY_SECONDS:-30}" --rtsp-port "${BENCH_RTSP_PORT:-8654}" --json "$out/latency.json"
+fi
+
+scripts/bench/summary.py "$out"
+echo "==> load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (numbers are only comparable on a quiet machine)"

@@ -302,7 +302,13 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("{} is not JSON", meta_path.display()))?;
         let stream =
             std::fs::read(clip).with_context(|| format!("failed to read {}", clip.display()))?;
-        let units = common::access_units(&stream);
+        // The access units as ingest publishes them (SPS/PPS first on keyframes), which is
+        // also what bench-worker produces.
+        let owned: Vec<Vec<u8>> = common::access_units(&stream)
+            .into_iter()
+            .map(common::parameter_sets_first)
+            .collect();
+        let units: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
         let frames = units.len() as u64;
         let idr = units.iter().filter(|u| is_idr(u)).count() as u64;
 

@@ -340,10 +340,19 @@ async fn main() -> anyhow::Result<()> {
     let topics = Topics::unique("bench-worker");
     let ids = camera_ids(&unique("bw"), args.cameras, args.threads);
 
+    eprintln!(
+        "bench-worker: {} access units x {} cameras into {}",
+        units.len(),
+        args.cameras,
+        topics.frames
+    );
     create_topics(&topics, partitions).await?;
     let produced = tokio::task::spawn_blocking({
         let (topic, ids) = (topics.frames.clone(), ids.clone());
-        let units: Vec<Vec<u8>> = units.iter().map(|u| u.to_vec()).collect();
+        let units: Vec<Vec<u8>> = units
+            .iter()
+            .map(|u| common::parameter_sets_first(u))
+            .collect();
         move || {
             let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
             produce(&topic, &refs, &ids, partitions, dims)
@@ -355,11 +364,15 @@ async fn main() -> anyhow::Result<()> {
         return Err(e);
     }
 
+    eprintln!(
+        "bench-worker: produced; starting the worker (taskset -c {})",
+        args.cpus
+    );
     let worker = start_worker(&topics, &args, partitions)?;
     let pid = worker.child.id();
     let arrivals = tokio::task::spawn_blocking({
         let topic = topics.stats.clone();
-        move || consume(&topic, partitions, expected, Duration::from_secs(300))
+        move || consume(&topic, partitions, expected, Duration::from_secs(120))
     })
     .await?;
     let cpu = cpu_seconds(pid);
@@ -383,9 +396,9 @@ async fn main() -> anyhow::Result<()> {
         rate
     };
     println!(
-        "| {} | {} | {} cameras | {} threads on CPU {} | {} stats records | {rate:.1} records/s | {covered:.0} frames covered/s | worker CPU {cpu:.1} s |",
+        "| {} | {}p | {} cameras | {} threads on CPU {} | {} stats records | {rate:.1} records/s | {covered:.0} frames covered/s | worker CPU {cpu:.1} s |",
         args.label,
-        meta["width"].as_u64().unwrap_or(0).to_string() + "p",
+        dims.1,
         args.cameras,
         args.threads,
         args.cpus,

@@ -34,3 +34,28 @@ pub fn access_units(stream: &[u8]) -> Vec<&[u8]> {
     }
     units
 }
+
+/// An IDR access unit with its SPS and PPS moved to the front, as ingest publishes
+/// keyframes (retina puts them there; x264's first access unit starts with an SEI, which the
+/// worker's contract check rejects). Other access units are returned unchanged.
+pub fn parameter_sets_first(au: &[u8]) -> Vec<u8> {
+    use framewire_wire::annexb::{nal, nal_type, nal_units, starts_with_parameter_sets};
+    if starts_with_parameter_sets(au) || !framewire_wire::annexb::is_idr(au) {
+        return au.to_vec();
+    }
+    let units: Vec<&[u8]> = nal_units(au).collect();
+    let rank = |u: &&[u8]| match nal_type(u) {
+        Some(nal::AUD) => 0,
+        Some(nal::SPS) => 1,
+        Some(nal::PPS) => 2,
+        _ => 3,
+    };
+    let mut sorted = units.clone();
+    sorted.sort_by_key(rank); // stable: the rest keep their order
+    let mut out = Vec::with_capacity(au.len() + 4 * units.len());
+    for u in sorted {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(u);
+    }
+    out
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The worker benchmarks of one `make bench` run side by side, as ratios, against the targets
+of issue 4. Reads what the bench binaries wrote into DIR ($CARGO_TARGET_DIR/bench):
+decode.json (bench-decode), worker.jsonl (bench-worker), latency.json (bench-latency).
+
+    scripts/bench/summary.py DIR
+"""
+import json
+import os
+import sys
+
+
+def load(path, lines=False):
+    try:
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip()] if lines else json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "bench")
+    decode = load(os.path.join(d, "decode.json")) or []
+    worker = load(os.path.join(d, "worker.jsonl"), lines=True) or []
+    latency = load(os.path.join(d, "latency.json"))
+    by_clip = {os.path.basename(c["clip"]): c for c in decode}
+    runs = {w["label"]: w for w in worker}
+
+    def worker_run(prefix, clip):
+        return runs.get(f"{prefix} {os.path.basename(clip).removesuffix('.h264')}")
+
+    targets = []
+    if decode:
+        print("\n## Decode and statistics on one core, side by side (frames/s; ratios in brackets)\n")
+        print("| clip | ffmpeg -threads 1 | openh264 | + statistics as the worker calls them | + statistics via Analyzer | worker whole path (Kafka in → stats out) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for c in decode:
+            ff, bare = c["ffmpeg_fps"], c["openh264_fps"]
+            w = worker_run("all", c["clip"])
+            wp = (f"{w['records_per_s']:.0f} ({w['records_per_s'] / bare:.2f}× openh264, {w['records_per_s'] / ff:.2f}× ffmpeg)"
+                  if w else "—")
+            print(f"| {c['label']} | {ff:.0f} | {bare:.0f} ({bare / ff:.2f}×) | {c['stats_fps']:.0f} ({c['stats_fps'] / bare:.2f}×) "
+                  f"| {c['analyzer_fps']:.0f} ({c['analyzer_fps'] / bare:.2f}×) | {wp} |")
+            if c["height"] >= 1080 and w:
+                r = w["records_per_s"] / bare
+                targets.append((f"worker whole path ≥ 0.9× bare openh264 ({c['label']})", f"{r:.2f}× ({w['records_per_s'] / ff:.2f}× ffmpeg)", r >= 0.9))
+
+        print("\n## Statistics cost per picture (medians, measured in place on the decoded pictures)\n")
+        print("| clip | decode ms | worker's calls ms | % of decode | Analyzer ms | % of decode | Analyzer / memcpy of the picture |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for c in decode:
+            print(f"| {c['label']} | {c['decode_ms']:.2f} | {c['stats_ms']:.3f} | {100 * c['stats_ms'] / c['decode_ms']:.1f} % "
+                  f"| {c['analyzer_ms']:.3f} | {100 * c['analyzer_ms'] / c['decode_ms']:.1f} % | {c['analyzer_ms'] / c['memcpy_ms']:.1f}× |")
+            if c["height"] >= 1080:
+                best = min(c["stats_ms"], c["analyzer_ms"])
+                pct = 100 * best / c["decode_ms"]
+                targets.append((f"all statistics ≤ 10 % of decode ({c['label']})", f"{pct:.1f} % (worker's calls {100 * c['stats_ms'] / c['decode_ms']:.1f} %)", pct <= 10))
+
+        print("\n## Keyframes only (each IDR decoded and flushed on its own), frames covered per second per core\n")
+        print("| clip | full decode fps | IDR/s | frames covered/s | × full | worker keyframes mode: covered/s | × worker full |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for c in decode:
+            if c["gop"] != 30:
+                continue
+            ratio = c["keyframes_covered_fps"] / c["openh264_fps"]
+            k, a = worker_run("keyframes", c["clip"]), worker_run("all", c["clip"])
+            wk = f"{k['covered_fps']:.0f}" if k else "—"
+            wr = f"{k['covered_fps'] / a['records_per_s']:.1f}×" if k and a else "—"
+            print(f"| {c['label']} | {c['openh264_fps']:.0f} | {c['keyframes_idr_per_s']:.1f} | {c['keyframes_covered_fps']:.0f} | {ratio:.1f}× | {wk} | {wr} |")
+            targets.append((f"keyframes-only ≥ 15× full decode at GOP 30, openh264 ({c['label']})", f"{ratio:.1f}×", ratio >= 15))
+            if k and a:
+                r = k["covered_fps"] / a["records_per_s"]
+                targets.append((f"keyframes-only ≥ 15× through the worker ({c['label']})", f"{r:.1f}×", r >= 15))
+
+    s1, s2 = runs.get("scaling 1"), runs.get("scaling 2")
+    if s1 and s2:
+        r = s2["records_per_s"] / s1["records_per_s"]
+        print(f"\n## Scaling: 4 cameras, 1 decoder thread on one core {s1['records_per_s']:.0f} frames/s, 2 threads on two cores {s2['records_per_s']:.0f} frames/s: **{r:.2f}×**")
+        targets.append(("2 cores ≥ 1.8× one (4 cameras)", f"{r:.2f}×", r >= 1.8))
+    if latency:
+        ok = latency["p99_ms"] <= 100
+        print(f"\n## Latency capture → stats record: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, max {latency['max_ms']} ms ({latency['records']} records)")
+        targets.append(("end-to-end latency p99 ≤ 100 ms (720p 25 fps)", f"p99 {latency['p99_ms']} ms (p50 {latency['p50_ms']} ms)", ok))
+    if targets:
+        print("\n## Targets\n\n| target | measured | |\n|---|---|---|")
+        for name, value, ok in targets:
+            print(f"| {name} | {value} | {verdict(ok)} |")
+
+
+if __name__ == "__main__":
+    main()
