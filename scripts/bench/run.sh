@@ -65,6 +65,10 @@ if wants worker; then
   for c in "$c720main" "$c720high" "$c1080main" "$c1080high"; do
     w --clip "$c" --threads 1 --cpus "$cpu" --label "all $(basename "$c" .h264)"
   done
+  echo "==> the same, one decoder thread but the process on both cores (Kafka clients and runtime off the decoder's core)"
+  for c in "$c720main" "$c1080high"; do
+    w --clip "$c" --threads 1 --cpus 0,1 --label "unpinned $(basename "$c" .h264)"
+  done
   echo "==> keyframes mode (FRAMEWIRE_WORKER__DECODE_MODE=keyframes), GOP 30"
   for c in "$c720high" "$c1080high"; do
     w --clip "$c" --threads 1 --cpus "$cpu" --mode keyframes --label "keyframes $(basename "$c" .h264)"
