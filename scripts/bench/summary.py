@@ -41,7 +41,8 @@ def main():
         for c in decode:
             ff, bare = c["ffmpeg_fps"], c["openh264_fps"]
             w = worker_run("all", c["clip"])
-            wp = (f"{w['records_per_s']:.0f} ({w['records_per_s'] / bare:.2f}× openh264, {w['records_per_s'] / ff:.2f}× ffmpeg)"
+            wp = (f"{w['records_per_s']:.0f} ({w['records_per_s'] / bare:.2f}× openh264, {w['records_per_s'] / ff:.2f}× ffmpeg); "
+                  f"per worker CPU-second {w['records'] / w['worker_cpu_s']:.0f} ({w['records'] / w['worker_cpu_s'] / bare:.2f}×)"
                   if w else "—")
             u = worker_run("unpinned", c["clip"])
             up = f"{u['records_per_s']:.0f} ({u['records_per_s'] / bare:.2f}×)" if u else "—"

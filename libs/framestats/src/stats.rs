@@ -1,11 +1,12 @@
 //! Whole-picture statistics with ffmpeg `signalstats` semantics, plus standard deviation,
 //! a 16-bin histogram and sharpness.
 //!
-//! One pass per plane: the luma histogram gives min, max, percentiles, mean and variance;
-//! chroma means and saturation come from one pass over the chroma planes (saturation via a
-//! 64 KiB lookup table instead of a `hypot` per sample); the frame difference and the
-//! Laplacian run over row slices in narrow integers with chunked partial sums, which the
-//! compiler vectorizes. Every public function runs through [`dispatch`], so the AVX2 copy
+//! One pass per plane. The luma pass reads each row once for the histogram (which gives min,
+//! max, percentiles, mean and variance), the difference to the previous luma and the
+//! Laplacian (whose three rows are still in L1); the chroma pass gives the means and the
+//! saturation (a 64 KiB lookup table instead of a `hypot` per sample). The difference and
+//! the Laplacian work in narrow integers with chunked partial sums, which the compiler
+//! vectorizes. Every public function runs through [`dispatch`], so the AVX2 copy
 //! of the loops runs where the CPU has it. Only integers are summed, so every copy gives
 //! bit-identical results.
 
