@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use framewire_framestats::{DetectorConfig, Detectors, Picture, Plane, frame_stats};
+use framewire_framestats::{Analyzer, DetectorConfig, Picture, Plane};
 use framewire_wire::{FrameMeta, StatsRecord};
 use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
@@ -208,10 +208,8 @@ struct CameraDecoder {
 struct Measuring {
     /// Access units given to the decoder whose picture has not come out yet.
     pending: Vec<Pending>,
-    /// Luma of the last picture measured.
-    prev: PrevLuma,
-    /// Black / frozen / scene-cut state.
-    detectors: Detectors,
+    /// Statistics and detectors, with the previous picture they compare against.
+    analyzer: Analyzer,
 }
 
 impl Measuring {
@@ -233,7 +231,7 @@ impl Measuring {
         for yuv in pictures {
             let Some(p) = self.take_earliest() else { break };
             let started = Instant::now();
-            let record = measure(&yuv, &p.meta, &mut self.prev, &mut self.detectors, watchers);
+            let record = measure(&yuv, &p.meta, &mut self.analyzer, watchers);
             metrics
                 .stats_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -257,21 +255,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The previous picture's luma of a camera, for the frame difference.
-#[derive(Default)]
-struct PrevLuma {
-    data: Vec<u8>,
-    width: usize,
-    height: usize,
-}
-
-/// Measures a decoded picture as the statistics of the access unit `meta`, and keeps its
-/// luma as the camera's previous picture.
+/// Measures a decoded picture as the statistics of the access unit `meta` (the analyzer
+/// keeps it as the camera's previous picture).
 fn measure(
     yuv: &DecodedYUV<'_>,
     meta: &FrameMeta,
-    prev: &mut PrevLuma,
-    detectors: &mut Detectors,
+    analyzer: &mut Analyzer,
     watchers: &Watchers,
 ) -> Option<StatsRecord> {
     let (w, h) = yuv.dimensions();
@@ -282,20 +271,13 @@ fn measure(
         u: Plane::new(yuv.u(), cw, ch, us).ok()?,
         v: Plane::new(yuv.v(), cw, ch, vs).ok()?,
     };
-    let prev_plane = (prev.width == w && prev.height == h)
-        .then(|| Plane::new(&prev.data, w, h, w).ok())
-        .flatten();
-    let s = frame_stats(&pic, prev_plane.as_ref());
-    let flags = detectors.update(&pic, &s, prev_plane.is_some());
+    let (s, flags) = analyzer.measure(&pic);
     if watchers.wants(&meta.camera) {
         watchers.deliver(
             &meta.camera,
             Snapshot::copy(&pic, meta.seq, meta.capture_ms),
         );
     }
-    prev.data.clear();
-    pic.y.rows().for_each(|r| prev.data.extend_from_slice(r));
-    (prev.width, prev.height) = (w, h);
     Some(StatsRecord {
         camera: meta.camera.clone(),
         session: meta.session.clone(),
@@ -422,8 +404,7 @@ impl Thread {
                     synced: false,
                     m: Measuring {
                         pending: Vec::new(),
-                        prev: PrevLuma::default(),
-                        detectors: Detectors::new(self.config.detectors),
+                        analyzer: Analyzer::new(self.config.detectors),
                     },
                 },
             );
