@@ -19,7 +19,7 @@ deploy-check: ## Deploy checks (chart, kustomize, schemas, policy, alerts, dashb
 image: ## Build the image from the Dockerfile with podman (full multi-stage build on local Debian bases)
 	@scripts/deploy/image.sh full
 
-bench: ## Whole-pipeline benchmarks on the local stack (BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
+bench: ## Benchmarks on the local stack: kernels, decode vs ffmpeg, worker path, keyframes, scaling, ingest, latency (BENCH_ONLY, BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
 	@scripts/bench/run.sh
 
 lint: ## cargo fmt --check and clippy with -D warnings

@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! bench-worker --clip FILE.h264 [--cameras 1] [--threads 1] [--cpus 1] [--mode all|keyframes]
-//!              [--label TEXT] [--json FILE]
+//!              [--label TEXT] [--json FILE] [--fetch-bytes N]
 //! ```
 
 #[path = "bench-common/mod.rs"]
@@ -45,6 +45,8 @@ struct Args {
     mode: String,
     label: String,
     json: Option<PathBuf>,
+    /// `max.partition.fetch.bytes` for the worker's consumer (default: the worker's own).
+    fetch_bytes: Option<u64>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -56,6 +58,7 @@ fn args() -> anyhow::Result<Args> {
         mode: "all".into(),
         label: String::new(),
         json: None,
+        fetch_bytes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,6 +71,7 @@ fn args() -> anyhow::Result<Args> {
             "--mode" => a.mode = value()?,
             "--label" => a.label = value()?,
             "--json" => a.json = Some(value()?.into()),
+            "--fetch-bytes" => a.fetch_bytes = Some(value()?.parse().context("--fetch-bytes")?),
             other => bail!("unknown argument {other} (see the module doc for usage)"),
         }
     }
@@ -259,6 +263,14 @@ fn start_worker(topics: &Topics, args: &Args, partitions: i32) -> anyhow::Result
             unique("bench-worker"),
         ),
     )?;
+    if let Some(bytes) = args.fetch_bytes {
+        let mut text = std::fs::read_to_string(&config)?;
+        text = text.replace(
+            "\n[topics]",
+            &format!("\n[kafka.options]\n\"max.partition.fetch.bytes\" = \"{bytes}\"\n\n[topics]"),
+        );
+        std::fs::write(&config, text)?;
+    }
     let log = dir.path().join("worker.log");
     let child = Command::new("taskset")
         .args(["-c", &args.cpus])
