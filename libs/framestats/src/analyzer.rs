@@ -12,7 +12,7 @@
 use crate::detect::{black_and_scene, flags, is_frozen};
 use crate::simd::{Kernel, dispatch};
 use crate::stats::{
-    Banks, ChromaSums, finish, laplacian_of_sums, laplacian_row, sad_row, sat_table,
+    Banks, ChromaSums, RowSums, finish, laplacian_of_sums, luma_row, sad_row, sat_table,
 };
 use crate::{DetectorConfig, Flags, FrameStats, Picture};
 
@@ -111,28 +111,19 @@ impl Analyzer {
         // reference during a freeze), the copy for the next picture.
         let (w, h) = dims[0];
         let mut banks = Banks::new();
-        let (mut sad_last, mut sad_ref, mut lap_sum, mut lap_sq) = (0u64, 0u64, 0i64, 0u64);
+        let mut sums = RowSums::default();
         let mut last_rows = last.map(|l| l.rows(0));
         let mut ref_rows = own_ref.map(|r| r.rows(0));
         let (mut up, mut mid): (Option<&[u8]>, Option<&[u8]>) = (None, None);
         for row in pic.y.rows() {
-            banks.add_row(row);
-            if let Some(l) = last_rows.as_mut().and_then(Iterator::next) {
-                sad_last += sad_row(row, l);
-            }
-            if let Some(r) = ref_rows.as_mut().and_then(Iterator::next) {
-                sad_ref += sad_row(row, r);
-            }
-            if let (Some(u), Some(m)) = (up, mid)
-                && w >= 3
-            {
-                let (s, sq) = laplacian_row(u, m, row);
-                lap_sum += s;
-                lap_sq += sq;
-            }
+            let l = last_rows.as_mut().and_then(Iterator::next);
+            let r = ref_rows.as_mut().and_then(Iterator::next);
+            sums.add(luma_row(&mut banks, row, up.zip(mid), l, r));
             spare_y.extend_from_slice(row);
             (up, mid) = (mid, Some(row));
         }
+        let (sad_last, sad_ref) = (sums.sad_a, sums.sad_b);
+        let (lap_sum, lap_sq) = (sums.lap_sum, sums.lap_sq);
         let mut freeze_sad = if own_ref.is_some() { sad_ref } else { sad_last };
 
         // Chroma: means and saturation over pairs of rows, SAD against the reference, copies.

@@ -143,7 +143,7 @@ mod exactness {
         }
     }
 
-    const SIZES: [(usize, usize); 12] = [
+    const SIZES: [(usize, usize); 13] = [
         (1, 1),
         (2, 7),
         (3, 3),
@@ -156,6 +156,7 @@ mod exactness {
         (630, 354),
         (4099, 3),
         (8200, 4),
+        (262_150, 3),
     ];
 
     #[test]
