@@ -109,6 +109,85 @@ pub fn split_at_delimiters(stream: &[u8]) -> Vec<(usize, &[u8])> {
         .collect()
 }
 
+/// Whether the stream that this keyframe starts may output pictures out of decode order
+/// (B-frames), read from its SPS: `Some(false)` when `pic_order_cnt_type` is 2 (display
+/// order is decode order by definition), `Some(true)` for the other types, `None` when the
+/// access unit has no SPS or it cannot be read (e.g. it carries scaling matrices).
+pub fn may_reorder(au: &[u8]) -> Option<bool> {
+    let sps = nal_units(au).find(|u| nal_type(u) == Some(nal::SPS))?;
+    let rbsp = unescape(sps.get(1..)?);
+    let mut r = BitReader::new(&rbsp);
+    let profile_idc = r.bits(8)?;
+    r.bits(16)?; // constraint flags, level_idc
+    r.ue()?; // seq_parameter_set_id
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        if r.ue()? == 3 {
+            r.bits(1)?; // separate_colour_plane_flag
+        }
+        r.ue()?; // bit_depth_luma_minus8
+        r.ue()?; // bit_depth_chroma_minus8
+        r.bits(1)?; // qpprime_y_zero_transform_bypass_flag
+        if r.bits(1)? == 1 {
+            return None; // scaling matrices: not worth parsing for one flag
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    Some(r.ue()? != 2)
+}
+
+/// A NAL unit payload without its emulation prevention bytes (`00 00 03` → `00 00`).
+fn unescape(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len());
+    let mut zeros = 0;
+    for &b in payload {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// Reads bits and Exp-Golomb codes, most significant bit first.
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0 }
+    }
+
+    fn bit(&mut self) -> Option<u32> {
+        let byte = *self.data.get(self.pos / 8)?;
+        let bit = (byte >> (7 - self.pos % 8)) & 1;
+        self.pos += 1;
+        Some(u32::from(bit))
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        (0..n).try_fold(0, |acc, _| Some((acc << 1) | self.bit()?))
+    }
+
+    /// An unsigned Exp-Golomb code, `ue(v)`.
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some((1u32 << zeros) - 1 + self.bits(zeros)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +241,27 @@ mod tests {
         let aus = split_at_delimiters(&stream);
         assert_eq!(aus, [(0, &first[..]), (first.len(), &second[..])]);
         assert!(split_at_delimiters(&annexb(&[SPS, IDR], true)).is_empty());
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_sps_tells_whether_pictures_may_be_reordered() {
+        // x264 SPSs (High without B-frames, High with 2 B-frames, Main without B-frames).
+        let high = hex("6764000dacb40a0fd808800000030080000019078a1550");
+        let high_b = hex("6764000dacd94141fb011000000300100000030320f1429960");
+        let main = hex("674d400dd90141fb011000000300100000030320f142a480");
+        let au = |sps: &[u8]| annexb(&[sps, PPS, IDR], true);
+        assert_eq!(may_reorder(&au(&high)), Some(false));
+        assert_eq!(may_reorder(&au(&high_b)), Some(true));
+        assert_eq!(may_reorder(&au(&main)), Some(false));
+        assert_eq!(may_reorder(&annexb(&[IDR], true)), None, "no SPS");
+        assert_eq!(may_reorder(&annexb(&[&high[..3]], true)), None, "cut short");
+        assert_eq!(unescape(&[0, 0, 3, 1, 0, 0, 3]), [0, 0, 1, 0, 0]);
     }
 }

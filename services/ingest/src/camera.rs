@@ -3,9 +3,9 @@
 //!
 //! A session is DESCRIBE/SETUP/PLAY under one timeout, then frames until an error, a
 //! stall (no frame for `stall_timeout_ms`) or stop. Every session gets a new
-//! `fw-session` id and numbers its frames from 0 (`fw-seq` counts every frame received,
-//! so sampling shows as jumps). Frames before the session's first keyframe are not
-//! published, and a keyframe is published only with SPS and PPS in front of it, so every
+//! `fw-session` id and numbers its frames from 0 at its first keyframe (`fw-seq` counts
+//! every frame received from there, so sampling shows as jumps). Frames before the
+//! session's first keyframe are neither published nor numbered, and a keyframe is published only with SPS and PPS in front of it, so every
 //! session on Kafka is decodable from its first record.
 
 use std::sync::{Arc, Mutex};
@@ -470,8 +470,6 @@ async fn session(
         let CodecItem::VideoFrame(frame) = item else {
             continue;
         };
-        let this_seq = seq;
-        seq += 1;
         let capture_ms = now_ms();
         let pts = frame.timestamp().timestamp();
         rate.add(frame.data().len(), metrics);
@@ -496,7 +494,7 @@ async fn session(
                 metrics.skipped("no_parameters");
                 return (
                     Err(SessionError::Parameters(format!(
-                        "IDR at seq {this_seq} has no SPS/PPS in front"
+                        "IDR at seq {seq} has no SPS/PPS in front"
                     ))),
                     streamed,
                 );
@@ -507,6 +505,9 @@ async fn session(
             metrics.skipped("before_keyframe");
             continue;
         }
+        // Numbered from the session's first keyframe: `fw-seq` 0 is always a keyframe.
+        let this_seq = seq;
+        seq += 1;
         let sampled_out = !gop_index.is_multiple_of(u64::from(spec.every_nth_gop))
             || (spec.sampling == Sampling::Keyframes && !keyframe);
         if sampled_out {

@@ -196,6 +196,9 @@ struct Pending {
 
 struct CameraDecoder {
     decoder: Decoder,
+    /// The decoder returns every picture at once: the stream cannot reorder pictures
+    /// (SPS `pic_order_cnt_type` 2), so nothing waits for the next access unit.
+    flush_each: bool,
     /// When its last access unit arrived.
     last_input: Instant,
     session: String,
@@ -241,11 +244,18 @@ impl Measuring {
     }
 }
 
-fn new_decoder() -> Result<Decoder, openh264::Error> {
-    // Flush::NoFlush: flushing after every call breaks streams with B-frames (FIELD-NOTES).
+/// A decoder that returns each picture from its own `decode` call (`flush_each`: only for
+/// streams whose SPS rules out reordering) or holds pictures for display order (any stream;
+/// flushing after every call breaks B-frame streams, FIELD-NOTES).
+fn new_decoder(flush_each: bool) -> Result<Decoder, openh264::Error> {
+    let flush = if flush_each {
+        Flush::Flush
+    } else {
+        Flush::NoFlush
+    };
     Decoder::with_api_config(
         OpenH264API::from_source(),
-        DecoderConfig::new().flush_after_decode(Flush::NoFlush),
+        DecoderConfig::new().flush_after_decode(flush),
     )
 }
 
@@ -394,11 +404,12 @@ impl Thread {
             self.cameras.remove(camera);
         }
         if !self.cameras.contains_key(camera) {
-            let decoder = new_decoder().map_err(|e| e.to_string())?;
+            let decoder = new_decoder(false).map_err(|e| e.to_string())?;
             self.cameras.insert(
                 camera.to_owned(),
                 CameraDecoder {
                     decoder,
+                    flush_each: false,
                     last_input: Instant::now(),
                     session: meta.session.clone(),
                     synced: false,
@@ -453,6 +464,19 @@ impl Thread {
                     .with_label_values(&[&camera, "await_keyframe"])
                     .inc();
                 return self.done(&p);
+            }
+            // The keyframe's SPS says whether pictures may come out of order; without
+            // reordering the decoder needs not hold each picture until the next access unit
+            // (one frame interval of latency).
+            let flush_each = framewire_wire::annexb::may_reorder(&data) == Some(false);
+            if flush_each != cam.flush_each && cam.m.pending.is_empty() {
+                match new_decoder(flush_each) {
+                    Ok(decoder) => {
+                        cam.decoder = decoder;
+                        cam.flush_each = flush_each;
+                    }
+                    Err(e) => tracing::warn!(%camera, error = %e, "cannot re-create the decoder"),
+                }
             }
             cam.synced = true;
         }
@@ -719,6 +743,33 @@ mod tests {
                 assert_eq!(data, garbage, "the DLQ gets the original bytes");
             }
             _ => panic!("garbage is poison"),
+        }
+        pool.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_stream_that_cannot_reorder_gets_each_picture_without_waiting() {
+        let aus = clip(&[50, 60]);
+        assert_eq!(
+            framewire_wire::annexb::may_reorder(&aus[0]),
+            Some(false),
+            "openh264's encoder writes pic_order_cnt_type 2"
+        );
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut config = test_pool();
+        config.idle_flush = Duration::from_secs(30); // no idle flush within the test
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let pool = DecodePool::start(config, tx, metrics).unwrap();
+        for (i, au) in aus.into_iter().enumerate() {
+            pool.submit(job("s", i as u64, i == 0, au))
+                .await
+                .ok()
+                .unwrap();
+            // Each picture comes out of its own decode call, not one access unit late.
+            assert!(matches!(
+                next(&mut rx).await,
+                Outcome::Stats { offset, .. } if offset == i as i64
+            ));
         }
         pool.finish();
     }
