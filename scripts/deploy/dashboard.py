@@ -20,7 +20,7 @@ import time
 import urllib.parse
 import urllib.request
 
-VARS = {"$__rate_interval": "1m", "$__interval": "15s"}
+VARS = {"$__rate_interval": "5m", "$__interval": "15s"}  # as Grafana on a ~6 h range
 METRIC = re.compile(r"\b(framewire_[a-z0-9_]+|up)\b(?!\s*[=~!(])")
 
 

@@ -68,8 +68,13 @@ wait_ready() {  # PORT...
   for p in "$@"; do
     until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/readyz")" == 200 ]]; do
       if (( SECONDS > deadline )); then
-        podman ps -a --format '{{.Names}} {{.Status}}'
-        for c in $(podman ps -a --format '{{.Names}}' | grep "^$RELEASE-" | grep -v infra); do echo "== $c"; podman logs --tail 20 "$c" 2>&1; done
+        {
+          podman ps -a --format '{{.Names}} {{.Status}}'
+          for c in $(podman ps -a --format '{{.Names}}' | grep "^$RELEASE-" | grep -v infra); do
+            echo "== $c"; podman logs --tail 20 "$c" 2>&1
+          done
+          curl -s "http://127.0.0.1:$p/readyz"; echo
+        } >&2
         fw_die "admin port $p not ready after 120 s"
       fi
       sleep 0.5
@@ -140,7 +145,26 @@ ok "sink web page, /api/cameras and /api/openapi.json answer 200 on :28080"
 user="$(podman inspect --format '{{.Config.User}} ro={{.HostConfig.ReadonlyRootfs}}' "$RELEASE-framewire-worker-pod-0-worker")"
 ok "worker container runs as $user"
 
-# 5. Poison: records without fw-* headers → decode error + DLQ.
+# The worker dies without a goodbye and comes back (rebalance, re-processing, duplicates).
+at_least 29092 framewire_worker_frames_decoded_total 150
+# ... once Prometheus has its skip counter twice (it joined mid-GOP), so that rate() over the
+# first process's samples has two points after the restart resets the counters.
+deadline=$((SECONDS + 60))
+until [[ "$(curl -s "$PROM_URL/api/v1/query" --data-urlencode 'query=max(count_over_time(framewire_worker_frames_skipped_total[1m])) >= 2' \
+           | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["result"]))')" == 1 ]]; do
+  (( SECONDS < deadline )) || fw_die "the first worker never counted frames skipped until a keyframe"
+  sleep 1
+done
+podman pod kill --signal KILL "$RELEASE-framewire-worker-pod-0" >/dev/null
+# Start again only once podman has finished with the killed container (its cleanup would
+# otherwise stop the new one).
+podman wait "$RELEASE-framewire-worker-pod-0-worker" >/dev/null 2>&1 || true
+sleep 2
+podman pod start "$RELEASE-framewire-worker-pod-0" >/dev/null 2>&1
+t="$(wait_ready 29092)"
+ok "worker killed (SIGKILL) and restarted: ready again after ${t} s"
+
+# Poison, sent to the restarted worker: records without fw-* headers → decode error + DLQ.
 java="$(fw_find_java)"
 [[ -n "$java" ]] || fw_die "no JDK for Kafka's console producer"
 frames_topic="$(sed -n 's/^  frames: //p' deploy/test/local-values.yaml)"
@@ -150,13 +174,9 @@ for i in 1 2 3; do echo "deploy-check-poison:not-an-access-unit-$i"; done \
       --property parse.key=true --property key.separator=: >"$OUT/producer.log" 2>&1 \
   || { cat "$OUT/producer.log"; fw_die "could not produce the poison records"; }
 ok "3 records without fw-* headers produced to $frames_topic"
+at_least 29092 framewire_worker_dlq_records_total 2
+ok "the worker counted them as decode errors and copied them to the DLQ"
 
-# The worker dies without a goodbye and comes back (rebalance, re-processing, duplicates).
-at_least 29092 framewire_worker_frames_decoded_total 150
-podman pod kill --signal KILL "$RELEASE-framewire-worker-pod-0" >/dev/null
-podman pod start "$RELEASE-framewire-worker-pod-0" >/dev/null 2>&1
-t="$(wait_ready 29092)"
-ok "worker killed (SIGKILL) and restarted: ready again after ${t} s"
 
 sleep 6  # a few scrapes after the restart
 $PY "$HERE/dashboard.py" query deploy/helm/framewire/dashboards/framewire.json "$PROM_URL" "$NS" --wait 150 \
