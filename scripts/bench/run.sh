@@ -28,8 +28,10 @@ wants() { [[ " $only " == *" $1 "* ]]; }
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 scripts/stack.sh up
 echo "==> release builds (framewire-ingest, framewire-worker, the bench binaries)"
-cargo build --release --locked -p framewire-ingest -p framewire-worker \
-  -p framewire-e2e --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency
+# Two commands: `--bin` would otherwise restrict the first two packages to those binaries too.
+cargo build --release --locked -p framewire-ingest -p framewire-worker
+cargo build --release --locked -p framewire-e2e \
+  --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency
 
 # The clips: cached by make-clip.sh under .stack/bench (each ~1-2 min to encode the first time).
 clip() { CLIP_SIZE="$1" CLIP_PROFILE="$2" CLIP_GOP="$3" CLIP_BITRATE="$4" CLIP_SECONDS="$5" \
