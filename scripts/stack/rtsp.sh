@@ -45,10 +45,20 @@ cmd_up() {
     fw_log "starting RTSP server on $BASE, log $LOG"
     rm -f "$MOUNTS_FILE"
     echo "=== $(date -Is) start rtsp_server.py ===" >>"$LOG"
-    # shellcheck disable=SC2086
+    # GStreamer's RTSP server can abort on a g_assert under concurrent clients
+    # (rtsp-media.c gst_rtsp_media_get_rates): a supervisor restarts it, so one crash does
+    # not fail every test after it. Stopping the supervisor (SIGTERM) stops the server.
+    # shellcheck disable=SC2086,SC2016
     (
       cd "$FW_STACK_DIR"
-      exec setsid nohup "$PY" -u "$SERVER" --address 127.0.0.1 --port "$RTSP_PORT" \
+      exec setsid nohup bash -c '
+        trap "kill \$child 2>/dev/null; wait \$child 2>/dev/null; exit 0" TERM INT
+        while true; do
+          "$@" & child=$!
+          wait $child; rc=$?
+          echo "=== $(date -Is) rtsp_server.py exited ($rc); restarting ===" >&2
+          sleep 0.5
+        done' rtsp_server.py "$PY" -u "$SERVER" --address 127.0.0.1 --port "$RTSP_PORT" \
         --mounts-file "$MOUNTS_FILE" ${RTSP_SERVER_ARGS:-} </dev/null >>"$LOG" 2>&1
     ) &
     echo "$!" >"$PIDFILE"
