@@ -65,13 +65,20 @@ full() {
   local build_base image=localhost/framewire:full
   bases
   build_base="$("$HERE/bases.sh" build)"
-  log "podman build (default target, RUST_IMAGE=$build_base) → $image; the dependency layer is cached"
-  podman build --pull=never -f "$ROOT/Dockerfile" \
-    --build-arg RUST_IMAGE="$build_base" --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
-    --build-arg DEBIAN_IMAGE="$DEBIAN_BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
-    -t "$image" "$ROOT" >"$FW_CACHE/image-full.log" 2>&1 \
+  local args=(--pull=never -f "$ROOT/Dockerfile"
+    --build-arg RUST_IMAGE="$build_base" --build-arg RUNTIME_IMAGE="$RUNTIME_BASE"
+    --build-arg DEBIAN_IMAGE="$DEBIAN_BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION")
+  # The build stage is tagged so that its layers (the cargo-chef dependency layer: several GB of
+  # target/) stay as the cache of the next build while older, untagged ones are pruned.
+  log "podman build --target build (RUST_IMAGE=$build_base) → localhost/framewire:build-cache"
+  podman build "${args[@]}" --target build -t localhost/framewire:build-cache "$ROOT" >"$FW_CACHE/image-full.log" 2>&1 \
+    || { tail -40 "$FW_CACHE/image-full.log" >&2; buildah rm --all >/dev/null 2>&1 || true
+         fw_die "podman build (full) failed; log: $FW_CACHE/image-full.log"; }
+  log "podman build (default target) → $image"
+  podman build "${args[@]}" -t "$image" "$ROOT" >>"$FW_CACHE/image-full.log" 2>&1 \
     || { tail -40 "$FW_CACHE/image-full.log" >&2; fw_die "podman build (full) failed; log: $FW_CACHE/image-full.log"; }
-  grep -E '^(STEP|COMMIT)|Using cache' "$FW_CACHE/image-full.log" | sed 's/^/    /' | tail -40 >&2
+  grep -E 'STEP .*cargo (chef|build)|Using cache' "$FW_CACHE/image-full.log" | cut -c1-120 | sed 's/^/    /' | tail -12 >&2
+  podman image prune -f >/dev/null 2>&1 || true
   echo "$image"
 }
 
