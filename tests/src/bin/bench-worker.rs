@@ -3,7 +3,8 @@
 //! cameras; then a release `framewire-worker` starts under `taskset -c CPUS` with
 //! `FRAMEWIRE_WORKER__DECODE_THREADS` and `FRAMEWIRE_WORKER__DECODE_MODE` set, and the
 //! rate is measured from the first to the last stats record consumed (Kafka in, decode,
-//! every statistic, JSON, Kafka out). The very last picture of each camera comes out
+//! every statistic, JSON, Kafka out; or, when the reader fell behind, the span of the records'
+//! `decoded_ms`). The very last picture of each camera comes out
 //! through the worker's idle flush (`worker.idle_flush_ms` after the input stops), so the
 //! rate is taken over the records before the last one per camera.
 //!
@@ -31,7 +32,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -291,8 +292,14 @@ fn start_worker(topics: &Topics, args: &Args, partitions: i32) -> anyhow::Result
     })
 }
 
-/// Arrival times of `expected` stats records (or what came before `timeout`).
-fn consume(topic: &str, partitions: i32, expected: usize, timeout: Duration) -> Vec<Instant> {
+/// Arrival times and `decoded_ms` of `expected` stats records (or what came before
+/// `timeout`).
+fn consume(
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<(Instant, i64)> {
     let consumer: BaseConsumer = match ClientConfig::new()
         .set("bootstrap.servers", KAFKA)
         .set("group.id", unique("bench-worker-reader"))
@@ -317,7 +324,14 @@ fn consume(topic: &str, partitions: i32, expected: usize, timeout: Duration) -> 
     let deadline = Instant::now() + timeout;
     while arrivals.len() < expected && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => arrivals.push(Instant::now()),
+            Some(Ok(m)) => {
+                let decoded =
+                    serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or(b"{}"))
+                        .ok()
+                        .and_then(|v| v["decoded_ms"].as_i64())
+                        .unwrap_or(0);
+                arrivals.push((Instant::now(), decoded));
+            }
             Some(Err(e)) => eprintln!("stats consumer: {e}"),
             None => {}
         }
@@ -399,7 +413,19 @@ async fn main() -> anyhow::Result<()> {
     }
     // Rate over the records before each camera's last one (which waits for the idle flush).
     let used = arrivals.len() - args.cameras;
-    let span = arrivals[used - 1].duration_since(arrivals[0]).as_secs_f64();
+    // First to last record read; when the reader fell behind the worker (a short run, e.g.
+    // keyframes mode) the records arrive in a burst, so the span of their `decoded_ms`
+    // (the worker's own clock) is used when it is longer.
+    let read_span = arrivals[used - 1]
+        .0
+        .duration_since(arrivals[0].0)
+        .as_secs_f64();
+    let (first_ms, last_ms) = arrivals[..used]
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, d)| {
+            (lo.min(d), hi.max(d))
+        });
+    let span = read_span.max((last_ms - first_ms) as f64 / 1000.0);
     let rate = (used - 1) as f64 / span;
     // Frames covered: in keyframes mode every IDR stands for its whole GOP.
     let covered = if args.mode == "keyframes" {
