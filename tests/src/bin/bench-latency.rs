@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
     .await??;
     drop(worker);
     drop(ingest);
+    let _ = rdkafka_cleanup(&topics).await;
     let (mut total, mut worker_part) = measured;
     if total.len() < 25 * cameras * seconds as usize * 8 / 10 {
         bail!(
@@ -155,7 +156,6 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_context(|| format!("failed to write {}", path.display()))?;
     }
-    let _ = rdkafka_cleanup(&topics).await;
     Ok(())
 }
 
