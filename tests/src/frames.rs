@@ -65,6 +65,33 @@ pub fn meta(camera: &str, session: &str, seq: u64, keyframe: bool, capture_ms: i
     }
 }
 
+/// CRC-32 (IEEE), the hash of librdkafka's default `consistent_random` partitioner.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A fresh camera id (`prefix` + a unique suffix) whose records the default partitioner
+/// puts on `partition` of `partitions`: lets a test give every partition its own camera.
+pub fn camera_on_partition(prefix: &str, partition: u32, partitions: u32) -> String {
+    loop {
+        let id = crate::unique(&format!("{prefix}{partition}"));
+        if crc32(id.as_bytes()) % partitions == partition {
+            return id;
+        }
+    }
+}
+
 /// Produces frames records, key = camera.
 pub struct FrameProducer {
     producer: FutureProducer,

@@ -1,12 +1,13 @@
 //! The worker on real Kafka, fed records made like ingest's: poison goes to the DLQ and
 //! the camera recovers, `keyframes` mode decodes one picture per GOP, the `realtime` lag
-//! policy skips an old backlog, and the debug views show the assignment and pictures.
+//! policy skips an old backlog, the debug views show the assignment and pictures, and a
+//! full decoder queue pauses only its partitions while every frame is measured once, in order.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use framewire_e2e::frames::{Clip, FrameProducer, encode_clip, meta};
+use framewire_e2e::frames::{Clip, FrameProducer, camera_on_partition, encode_clip, meta};
 use framewire_e2e::{
     Service, Topics, eventually, headers_of, http_get, metric, read_topic, require_stack, unique,
 };
@@ -389,4 +390,65 @@ fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
         u16::from_be_bytes([b[2], b[3]]),
         u16::from_be_bytes([b[0], b[1]]),
     ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_decoder_queues_pause_their_partitions_and_every_frame_is_measured_once_in_order() {
+    require_stack();
+    let topics = Topics::unique("backpressure");
+    // Two decoder threads with room for two access units each, over a backlog of 4 cameras
+    // (one per partition) x 100 frames: queues fill all the time.
+    let config = worker_config(&topics, "queue_frames = 2")
+        .replace("decode_threads = 1", "decode_threads = 2");
+    // A first worker creates the topics with 4 partitions; the backlog is produced while no
+    // worker runs, so the second one starts with all of it waiting.
+    let mut first = Service::start("framewire-worker", &config, &[]);
+    first.wait_ready(Duration::from_secs(60)).await;
+    assert_eq!(first.terminate(Duration::from_secs(30)).code(), Some(0));
+    let cameras: Vec<String> = (0..4).map(|p| camera_on_partition("bp", p, 4)).collect();
+    let p = FrameProducer::new(&topics.frames);
+    let t0 = now_ms();
+    for camera in &cameras {
+        send_gops(&p, camera, 0..100, 0, t0).await;
+    }
+    let mut worker = Service::start("framewire-worker", &config, &[]);
+    worker.wait_ready(Duration::from_secs(60)).await;
+    for camera in &cameras {
+        wait_decoded(&worker, camera, 100.0).await;
+    }
+    let (_, metrics) = worker.get("/metrics").await;
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+
+    let pauses = metric(&metrics, "framewire_worker_partition_pauses_total");
+    assert!(
+        pauses >= Some(1.0),
+        "queues of 2 never filled? pauses {pauses:?}"
+    );
+    assert_eq!(
+        metric(&metrics, "framewire_worker_paused_partitions"),
+        Some(0.0),
+        "every partition resumed"
+    );
+    assert!(
+        !metrics.contains("framewire_worker_decode_errors_total{"),
+        "no decode errors"
+    );
+    assert!(
+        !metrics.contains("framewire_worker_frames_skipped_total{"),
+        "nothing skipped"
+    );
+    let stats = stats_of(&topics.stats).await;
+    let mut by_camera: HashMap<&str, Vec<u64>> = HashMap::new();
+    for r in &stats {
+        by_camera.entry(r.camera.as_str()).or_default().push(r.seq);
+    }
+    for camera in &cameras {
+        // Stats are keyed by camera: topic order is the order the worker produced them.
+        assert_eq!(
+            by_camera.get(camera.as_str()),
+            Some(&(0..100).collect::<Vec<u64>>()),
+            "camera {camera}: each frame once, in order"
+        );
+    }
+    assert_eq!(stats.len(), 400);
 }

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use framewire_e2e::frames::camera_on_partition;
 use framewire_e2e::{RTSP, Service, Topics, headers_of, read_topic, require_stack, unique};
 use framewire_wire::StatsRecord;
 use rdkafka::message::Message;
@@ -21,33 +22,6 @@ fn sum(metrics: &str, prefix: &str, must_contain: &str) -> f64 {
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum::<f64>()
         + 0.0 // an empty sum is -0.0
-}
-
-/// CRC-32 (IEEE), the hash of librdkafka's default `consistent_random` partitioner.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 == 1 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-/// A fresh camera id whose records land on `partition` of 4: one camera per partition, so
-/// every worker that owns a partition has a camera to decode and every takeover is exercised.
-fn camera_on_partition(partition: u32) -> String {
-    loop {
-        let id = unique(&format!("scale{partition}"));
-        if crc32(id.as_bytes()) % 4 == partition {
-            return id;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,7 +36,7 @@ async fn a_worker_that_takes_over_starts_at_keyframes() {
         .map(|(i, m)| {
             format!(
                 "[[cameras]]\nid = \"{}\"\nurl = \"{RTSP}/{m}\"\n\n",
-                camera_on_partition(i as u32)
+                camera_on_partition("scale", i as u32, 4)
             )
         })
         .collect();

@@ -2,8 +2,9 @@
 //!
 //! A fixed pool of threads, each owning the openh264 decoders of the cameras hashed to
 //! it (so one camera's access units decode in order on one thread). The consumer feeds
-//! the threads through bounded channels (backpressure pauses consumption) and the
-//! threads hand measured frames back through another bounded channel.
+//! the threads through bounded channels (a full one pauses the partitions feeding it, see
+//! [`crate::parking`]) and the threads hand measured frames back through another bounded
+//! channel.
 //!
 //! Per camera: a new `fw-session` resets the decoder; after a session change or a
 //! decode error nothing is decoded until the next keyframe (which carries SPS/PPS
@@ -95,6 +96,14 @@ pub struct DecodePool {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// Why [`DecodePool::try_submit`] handed a job back.
+pub enum Refused {
+    /// The camera's thread queue is full.
+    Full(Job),
+    /// The camera's thread is gone.
+    Gone(Job),
+}
+
 /// What a decoder thread receives.
 enum Input {
     /// An access unit.
@@ -153,20 +162,60 @@ impl DecodePool {
         })
     }
 
-    /// The thread that owns `camera`.
-    fn thread_of(&self, camera: &str) -> &mpsc::Sender<Input> {
+    /// Decoder threads.
+    pub fn threads(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Index of the thread that owns `camera`.
+    pub fn thread_index(&self, camera: &str) -> usize {
         let mut h = DefaultHasher::new();
         camera.hash(&mut h);
-        &self.inputs[(h.finish() % self.inputs.len() as u64) as usize]
+        (h.finish() % self.inputs.len() as u64) as usize
+    }
+
+    /// The thread that owns `camera`.
+    fn thread_of(&self, camera: &str) -> &mpsc::Sender<Input> {
+        &self.inputs[self.thread_index(camera)]
+    }
+
+    /// Queues a job on its camera's thread if that queue has room; never waits.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the job comes back by value; boxing would allocate on every full queue"
+    )]
+    pub fn try_submit(&self, job: Job) -> Result<(), Refused> {
+        let thread = self.thread_of(&job.meta.camera);
+        thread.try_send(Input::Job(job)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(Input::Job(job)) => Refused::Full(job),
+            mpsc::error::TrySendError::Closed(Input::Job(job)) => Refused::Gone(job),
+            _ => unreachable!("a job was sent"),
+        })
     }
 
     /// Queues a job on its camera's thread; waits while that queue is full.
+    #[cfg(test)]
     pub async fn submit(&self, job: Job) -> Result<(), Job> {
         let thread = self.thread_of(&job.meta.camera);
         thread.send(Input::Job(job)).await.map_err(|e| match e.0 {
             Input::Job(job) => job,
             Input::Forget(_) => unreachable!("a job was sent"),
         })
+    }
+
+    /// Waits until one of `threads` (indices) has room in its queue; `None` when a
+    /// thread is gone.
+    pub async fn room(&self, threads: &[usize]) -> Option<usize> {
+        if threads.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = threads.iter().map(|&t| {
+            let input = &self.inputs[t];
+            Box::pin(async move { input.reserve().await.map(|_permit| t) })
+        });
+        // The permit is released at once: the caller's try_submit takes the slot, and
+        // only the consumer loop sends jobs, so nobody else can take it in between.
+        futures::future::select_all(waits).await.0.ok()
     }
 
     /// Drops a camera's decoder and state (its partition was revoked): what it still

@@ -12,6 +12,7 @@ mod metrics;
 mod offsets;
 #[cfg(test)]
 mod oracle_tests;
+mod parking;
 mod pipeline;
 mod poison;
 mod snapshot;

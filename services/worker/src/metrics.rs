@@ -1,7 +1,9 @@
 //! Worker metrics. Label `camera` is the camera id.
 
 use framewire_kit::metrics::Builder;
-use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use prometheus::{
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+};
 
 /// Every metric the worker exports.
 #[derive(Clone)]
@@ -36,6 +38,11 @@ pub struct Metrics {
     pub latency_seconds: HistogramVec,
     /// `framewire_worker_assigned_partitions`: partitions this replica owns.
     pub assigned_partitions: IntGauge,
+    /// `framewire_worker_paused_partitions`: partitions paused because a decoder thread
+    /// they feed has a full queue.
+    pub paused_partitions: IntGauge,
+    /// `framewire_worker_partition_pauses_total`: times a partition was paused for that.
+    pub partition_pauses: IntCounter,
 }
 
 impl Metrics {
@@ -110,6 +117,14 @@ impl Metrics {
             assigned_partitions: b.gauge(
                 "framewire_worker_assigned_partitions",
                 "Partitions assigned to this replica",
+            ),
+            paused_partitions: b.gauge(
+                "framewire_worker_paused_partitions",
+                "Partitions paused because a decoder thread they feed has a full queue",
+            ),
+            partition_pauses: b.counter(
+                "framewire_worker_partition_pauses_total",
+                "Partitions paused because a decoder thread they feed had a full queue",
             ),
         }
     }

@@ -25,10 +25,11 @@ use tokio::task::JoinSet;
 
 use crate::assignment::{Assignment, Seen};
 use crate::config::{Config, DecodeMode, LagPolicy};
-use crate::decode::{DecodePool, Job, Outcome, PoolConfig};
+use crate::decode::{DecodePool, Job, Outcome, PoolConfig, Refused};
 use crate::lag::{LagGate, Verdict};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
+use crate::parking::Parking;
 use crate::poison::Reason;
 use crate::snapshot::Watchers;
 
@@ -42,8 +43,17 @@ pub struct WorkerContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     assignment: Arc<Assignment>,
     topic: String,
-    /// Cameras of revoked partitions, whose decoders the consumer loop drops.
-    revoked_cameras: Arc<Mutex<Vec<String>>>,
+    /// What revocations took away, for the consumer loop to drop.
+    revoked: Arc<Mutex<Revoked>>,
+}
+
+/// Partitions revoked since the consumer loop last looked, and their cameras.
+#[derive(Debug, Default)]
+struct Revoked {
+    /// Partitions whose parked records are dropped (and which are resumed if paused).
+    partitions: Vec<i32>,
+    /// Cameras whose decoders are flushed and dropped.
+    cameras: Vec<String>,
 }
 
 impl ClientContext for WorkerContext {
@@ -92,10 +102,9 @@ impl ConsumerContext for WorkerContext {
                         .remove_label_values(&[&p.to_string()]);
                 }
                 let cameras = self.assignment.revoke(&revoked);
-                self.revoked_cameras
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(cameras);
+                let mut gone = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+                gone.cameras.extend(cameras);
+                gone.partitions.extend(revoked);
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
             }
             Rebalance::Error(e) => {
@@ -182,7 +191,7 @@ pub async fn run(
     let tracker = Arc::new(Mutex::new(OffsetTracker::new(Duration::from_millis(
         w.idle_release_ms,
     ))));
-    let revoked_cameras: Arc<Mutex<Vec<String>>> = Arc::default();
+    let revoked: Arc<Mutex<Revoked>> = Arc::default();
     let max_bytes = config.topics.max_message_bytes.to_string();
     let consumer: WorkerConsumer = config
         .kafka
@@ -205,7 +214,7 @@ pub async fn run(
             tracker: tracker.clone(),
             assignment: shared.assignment.clone(),
             topic: config.topics.frames.clone(),
-            revoked_cameras: revoked_cameras.clone(),
+            revoked: revoked.clone(),
         })
         .map_err(|source| KafkaSetupError::Client {
             what: "consumer",
@@ -267,7 +276,14 @@ pub async fn run(
     });
 
     let mut release = tokio::time::interval(Duration::from_secs(1));
+    let mut parking: Parking<Job> = Parking::new(pool.threads());
+    let pauser = Pauser {
+        consumer: &consumer,
+        topic: &config.topics.frames,
+        metrics: &metrics,
+    };
     loop {
+        let waiting = parking.threads_waiting();
         let msg = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -275,12 +291,23 @@ pub async fn run(
                 committer.release_idle();
                 continue;
             }
+            room = pool.room(&waiting), if !waiting.is_empty() => {
+                let Some(thread) = room else {
+                    anyhow::bail!("a decoder thread is gone");
+                };
+                feed_parked(&pool, &mut parking, thread)?;
+                pauser.resume(&parking.resumable(), &parking);
+                continue;
+            }
             m = consumer.recv() => m,
         };
-        // Rebalance callbacks run inside recv(): drop revoked partitions' decoders.
-        let revoked =
-            std::mem::take(&mut *revoked_cameras.lock().unwrap_or_else(|p| p.into_inner()));
-        for camera in revoked {
+        // Rebalance callbacks run inside recv(): drop revoked partitions' parked records
+        // and decoders.
+        let gone = std::mem::take(&mut *revoked.lock().unwrap_or_else(|p| p.into_inner()));
+        if !gone.partitions.is_empty() {
+            pauser.resume(&parking.revoke(&gone.partitions), &parking);
+        }
+        for camera in gone.cameras {
             pool.forget(&camera).await;
         }
         let msg = match msg {
@@ -367,15 +394,23 @@ pub async fn run(
             resync: verdict == Verdict::Resume,
         };
         drop(msg);
-        // On shutdown the job is dropped unfinished: its offset is not committed, and
-        // whoever owns the partition next decodes it.
-        let submitted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            r = pool.submit(job) => r,
+        // A full decoder queue pauses this partition only (see `crate::parking`); on
+        // shutdown parked jobs are dropped unfinished: their offsets are not committed,
+        // and whoever owns the partition next decodes them.
+        let thread = pool.thread_index(&job.meta.camera);
+        let job = if parking.must_wait(thread, partition) {
+            job
+        } else {
+            match pool.try_submit(job) {
+                Ok(()) => continue,
+                Err(Refused::Full(job)) => job,
+                Err(Refused::Gone(job)) => {
+                    anyhow::bail!("decoder thread for camera {} is gone", job.meta.camera)
+                }
+            }
         };
-        if let Err(job) = submitted {
-            anyhow::bail!("decoder thread for camera {} is gone", job.meta.camera);
+        if let Some(p) = parking.park(thread, partition, job) {
+            pauser.pause(p, &parking);
         }
     }
 
@@ -404,6 +439,64 @@ pub async fn run(
     }
     consumer.unsubscribe();
     Ok(())
+}
+
+/// Hands `thread` its parked jobs, oldest first, while its queue has room.
+fn feed_parked(pool: &DecodePool, parking: &mut Parking<Job>, thread: usize) -> anyhow::Result<()> {
+    while let Some(job) = parking.take(thread) {
+        let partition = job.partition;
+        match pool.try_submit(job) {
+            Ok(()) => {}
+            Err(Refused::Full(job)) => {
+                parking.put_back(thread, partition, job);
+                break;
+            }
+            Err(Refused::Gone(job)) => {
+                anyhow::bail!("decoder thread for camera {} is gone", job.meta.camera)
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pauses and resumes partitions of the frames topic for [`Parking`].
+struct Pauser<'a> {
+    consumer: &'a WorkerConsumer,
+    topic: &'a str,
+    metrics: &'a Metrics,
+}
+
+impl Pauser<'_> {
+    fn pause(&self, partition: i32, parking: &Parking<Job>) {
+        self.metrics.partition_pauses.inc();
+        self.apply(&[partition], true);
+        self.metrics.paused_partitions.set(parking.paused() as i64);
+    }
+
+    fn resume(&self, partitions: &[i32], parking: &Parking<Job>) {
+        self.apply(partitions, false);
+        self.metrics.paused_partitions.set(parking.paused() as i64);
+    }
+
+    fn apply(&self, partitions: &[i32], pause: bool) {
+        if partitions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition(self.topic, p);
+        }
+        let done = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = done {
+            tracing::warn!(?partitions, pause, error = %e, "cannot pause or resume partitions");
+        } else {
+            tracing::debug!(?partitions, pause, "decoder queue backpressure");
+        }
+    }
 }
 
 /// Copies poison records to the DLQ topic; their offsets finish once the DLQ has them.
