@@ -396,9 +396,10 @@ fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
 async fn full_decoder_queues_pause_their_partitions_and_every_frame_is_measured_once_in_order() {
     require_stack();
     let topics = Topics::unique("backpressure");
-    // Two decoder threads with room for two access units each, over a backlog of 4 cameras
-    // (one per partition) x 100 frames: queues fill all the time.
-    let config = worker_config(&topics, "queue_frames = 2")
+    // Two decoder threads with room for two access units each and 64 KiB parked at most,
+    // over a backlog of 4 cameras (one per partition) x 100 frames: queues fill all the time
+    // and partitions pause and resume.
+    let config = worker_config(&topics, "queue_frames = 2\nqueue_max_bytes = 65536")
         .replace("decode_threads = 1", "decode_threads = 2");
     // A first worker creates the topics with 4 partitions; the backlog is produced while no
     // worker runs, so the second one starts with all of it waiting.
@@ -422,12 +423,17 @@ async fn full_decoder_queues_pause_their_partitions_and_every_frame_is_measured_
     let pauses = metric(&metrics, "framewire_worker_partition_pauses_total");
     assert!(
         pauses >= Some(1.0),
-        "queues of 2 never filled? pauses {pauses:?}"
+        "64 KiB never exceeded? pauses {pauses:?}"
     );
     assert_eq!(
         metric(&metrics, "framewire_worker_paused_partitions"),
         Some(0.0),
         "every partition resumed"
+    );
+    assert_eq!(
+        metric(&metrics, "framewire_worker_parked_records"),
+        Some(0.0),
+        "nothing left parked"
     );
     assert!(
         !metrics.contains("framewire_worker_decode_errors_total{"),

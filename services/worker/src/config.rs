@@ -35,9 +35,13 @@ pub struct WorkerConfig {
     /// Decoder threads; 0 = one per CPU. A camera always decodes on the same thread.
     #[serde(default)]
     pub decode_threads: usize,
-    /// Access units queued per decoder thread before consumption pauses (backpressure).
+    /// Access units queued per decoder thread; records that find it full are parked.
     #[serde(default = "default_queue_frames")]
     pub queue_frames: usize,
+    /// Bytes of access units parked per decoder thread above which the partitions feeding
+    /// it pause (they resume at half).
+    #[serde(default = "default_queue_max_bytes")]
+    pub queue_max_bytes: usize,
     /// A decoder thread that receives nothing for this long flushes the pictures its
     /// decoders hold back (so a camera that stops still gets its last frame measured).
     #[serde(default = "default_idle_flush_ms")]
@@ -106,6 +110,9 @@ fn default_group_id() -> String {
 fn default_queue_frames() -> usize {
     64
 }
+fn default_queue_max_bytes() -> usize {
+    32 * 1024 * 1024
+}
 fn default_idle_flush_ms() -> u64 {
     250
 }
@@ -137,6 +144,7 @@ impl Default for WorkerConfig {
             group_id: default_group_id(),
             decode_threads: 0,
             queue_frames: default_queue_frames(),
+            queue_max_bytes: default_queue_max_bytes(),
             idle_flush_ms: default_idle_flush_ms(),
             idle_release_ms: default_idle_release_ms(),
             linger_ms: default_linger_ms(),
@@ -179,6 +187,7 @@ impl Validate for Config {
         }
         check_range("worker.decode_threads", w.decode_threads, 0, 256)?;
         check_range("worker.queue_frames", w.queue_frames, 1, 100_000)?;
+        check_range("worker.queue_max_bytes", w.queue_max_bytes, 0, 1 << 34)?;
         check_range("worker.idle_flush_ms", w.idle_flush_ms, 10, 60_000)?;
         check_range("worker.idle_release_ms", w.idle_release_ms, 100, 3_600_000)?;
         check_range("worker.linger_ms", w.linger_ms, 0, 1_000)?;

@@ -203,8 +203,8 @@ impl DecodePool {
         })
     }
 
-    /// Waits until one of `threads` (indices) has room in its queue; `None` when a
-    /// thread is gone.
+    /// Waits until one of `threads` (indices) has a free slot in its queue; `None` when
+    /// a thread is gone.
     pub async fn room(&self, threads: &[usize]) -> Option<usize> {
         if threads.is_empty() {
             return std::future::pending().await;
@@ -213,8 +213,8 @@ impl DecodePool {
             let input = &self.inputs[t];
             Box::pin(async move { input.reserve().await.map(|_permit| t) })
         });
-        // The permit is released at once: the caller's try_submit takes the slot, and
-        // only the consumer loop sends jobs, so nobody else can take it in between.
+        // The permit is released at once: only the consumer loop sends to the queues, so
+        // the slot is still free when it acts on the answer.
         futures::future::select_all(waits).await.0.ok()
     }
 

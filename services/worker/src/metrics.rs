@@ -38,8 +38,11 @@ pub struct Metrics {
     pub latency_seconds: HistogramVec,
     /// `framewire_worker_assigned_partitions`: partitions this replica owns.
     pub assigned_partitions: IntGauge,
+    /// `framewire_worker_parked_records`: records waiting for room in their decoder
+    /// thread's queue.
+    pub parked_records: IntGauge,
     /// `framewire_worker_paused_partitions`: partitions paused because a decoder thread
-    /// they feed has a full queue.
+    /// they feed has more than `queue_max_bytes` parked.
     pub paused_partitions: IntGauge,
     /// `framewire_worker_partition_pauses_total`: times a partition was paused for that.
     pub partition_pauses: IntCounter,
@@ -118,13 +121,17 @@ impl Metrics {
                 "framewire_worker_assigned_partitions",
                 "Partitions assigned to this replica",
             ),
+            parked_records: b.gauge(
+                "framewire_worker_parked_records",
+                "Records waiting for room in their decoder thread's queue",
+            ),
             paused_partitions: b.gauge(
                 "framewire_worker_paused_partitions",
-                "Partitions paused because a decoder thread they feed has a full queue",
+                "Partitions paused because a decoder thread they feed has too much parked",
             ),
             partition_pauses: b.counter(
                 "framewire_worker_partition_pauses_total",
-                "Partitions paused because a decoder thread they feed had a full queue",
+                "Partitions paused because a decoder thread they feed had too much parked",
             ),
         }
     }

@@ -1,34 +1,44 @@
 //! Backpressure per partition instead of for the whole consumer.
 //!
-//! Each decoder thread has a bounded queue. When a record's thread queue is full, waiting
-//! for room would stop consumption for every other thread too (head-of-line blocking:
-//! on a backlog, Kafka hands over long runs of one partition, so one busy thread would
-//! leave the others idle). Instead the record is parked here and its partition paused;
-//! the consumer keeps feeding the other threads, and the partition resumes once all its
-//! parked records have reached their threads. librdkafka drops what it had prefetched
-//! for a paused partition and fetches again from the last record it delivered, so
-//! nothing is lost or read twice, and one camera's records (one partition) stay in order.
+//! Each decoder thread has a short bounded queue. When a record's thread queue is full,
+//! waiting for room would stop consumption for every other thread too (head-of-line
+//! blocking: on a backlog librdkafka hands over long runs of one partition, so one busy
+//! thread would leave the others idle). Instead the record is parked here, in order, and
+//! the consumer goes on feeding the other threads. Parked bytes are bounded per thread:
+//! above the limit the partitions feeding that thread are paused, and they resume once
+//! the thread's parked bytes are down to half the limit. The limit is set to hold well
+//! over a second of decoding, because librdkafka looks at paused partitions again only
+//! about once a second (measured: a resumed partition's next fetch starts up to 1 s
+//! later). On a pause librdkafka drops what it had prefetched for the partition and, on
+//! resume, fetches again from the next record it had not delivered, so nothing is lost
+//! or read twice, and one camera's records (one partition) stay in order.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// Records waiting for room in their decoder thread's queue, per thread.
 #[derive(Debug)]
 pub struct Parking<J> {
-    /// Per thread, in arrival order: (partition, record).
-    waiting: Vec<VecDeque<(i32, J)>>,
+    /// Per thread, in arrival order: (partition, bytes, record).
+    waiting: Vec<VecDeque<(i32, usize, J)>>,
+    /// Parked bytes per thread.
+    bytes: Vec<usize>,
+    /// Parked bytes per thread above which the partitions feeding it pause.
+    limit: usize,
     /// Parked records per partition.
     per_partition: HashMap<i32, usize>,
-    /// Partitions paused because of parked records.
-    paused: BTreeSet<i32>,
+    /// Paused partitions, each with the threads it waits for.
+    paused: BTreeMap<i32, BTreeSet<usize>>,
 }
 
 impl<J> Parking<J> {
-    /// Empty parking for `threads` decoder threads.
-    pub fn new(threads: usize) -> Self {
+    /// Empty parking for `threads` decoder threads, pausing above `limit` bytes per thread.
+    pub fn new(threads: usize, limit: usize) -> Self {
         Parking {
             waiting: (0..threads).map(|_| VecDeque::new()).collect(),
+            bytes: vec![0; threads],
+            limit,
             per_partition: HashMap::new(),
-            paused: BTreeSet::new(),
+            paused: BTreeMap::new(),
         }
     }
 
@@ -36,18 +46,33 @@ impl<J> Parking<J> {
     /// partition is paused (records of a camera keep their order) or its thread already
     /// has records waiting (those go first).
     pub fn must_wait(&self, thread: usize, partition: i32) -> bool {
-        self.paused.contains(&partition) || !self.waiting[thread].is_empty()
+        self.paused.contains_key(&partition) || !self.waiting[thread].is_empty()
     }
 
-    /// Parks a record for `thread`. Returns the partition when it must be paused now.
-    pub fn park(&mut self, thread: usize, partition: i32, job: J) -> Option<i32> {
-        self.waiting[thread].push_back((partition, job));
+    /// Parks a record of `bytes` for `thread`. Returns the partition when it must be
+    /// paused now (the thread is over its limit, or the partition is paused for another
+    /// thread and now waits for this one too).
+    pub fn park(&mut self, thread: usize, partition: i32, bytes: usize, job: J) -> Option<i32> {
+        self.waiting[thread].push_back((partition, bytes, job));
+        self.bytes[thread] += bytes;
         *self.per_partition.entry(partition).or_default() += 1;
-        self.paused.insert(partition).then_some(partition)
+        let over = self.bytes[thread] > self.limit;
+        match self.paused.get_mut(&partition) {
+            Some(threads) => {
+                // Delivered before the pause took effect: it waits for this thread too.
+                threads.insert(thread);
+                None
+            }
+            None if over => {
+                self.paused.insert(partition, BTreeSet::from([thread]));
+                Some(partition)
+            }
+            None => None,
+        }
     }
 
-    /// Threads with parked records.
-    pub fn threads_waiting(&self) -> Vec<usize> {
+    /// Threads with parked records (to wait for a free slot on).
+    pub fn waiting_threads(&self) -> Vec<usize> {
         (0..self.waiting.len())
             .filter(|&t| !self.waiting[t].is_empty())
             .collect()
@@ -55,7 +80,8 @@ impl<J> Parking<J> {
 
     /// Takes `thread`'s oldest parked record.
     pub fn take(&mut self, thread: usize) -> Option<J> {
-        let (partition, job) = self.waiting[thread].pop_front()?;
+        let (partition, bytes, job) = self.waiting[thread].pop_front()?;
+        self.bytes[thread] -= bytes;
         if let Some(n) = self.per_partition.get_mut(&partition) {
             *n -= 1;
             if *n == 0 {
@@ -66,35 +92,47 @@ impl<J> Parking<J> {
     }
 
     /// Puts back a record [`take`](Self::take) returned (its thread had no room after all).
-    pub fn put_back(&mut self, thread: usize, partition: i32, job: J) {
-        self.waiting[thread].push_front((partition, job));
+    pub fn put_back(&mut self, thread: usize, partition: i32, bytes: usize, job: J) {
+        self.waiting[thread].push_front((partition, bytes, job));
+        self.bytes[thread] += bytes;
         *self.per_partition.entry(partition).or_default() += 1;
     }
 
-    /// Paused partitions with no parked record left: resume them.
-    pub fn resumable(&mut self) -> Vec<i32> {
-        let done: Vec<i32> = self
-            .paused
-            .iter()
-            .copied()
-            .filter(|p| !self.per_partition.contains_key(p))
-            .collect();
-        for p in &done {
-            self.paused.remove(p);
+    /// Partitions that may resume now that `thread` handed records over: once its parked
+    /// bytes are down to half the limit it no longer holds any partition back, and a
+    /// partition resumes when no thread does.
+    pub fn resumable(&mut self, thread: usize) -> Vec<i32> {
+        if self.bytes[thread] > self.limit / 2 {
+            return Vec::new();
         }
-        done
+        let mut resume = Vec::new();
+        self.paused.retain(|&p, threads| {
+            threads.remove(&thread);
+            let done = threads.is_empty();
+            if done {
+                resume.push(p);
+            }
+            !done
+        });
+        resume
     }
 
     /// Partitions taken away: their parked records are dropped (the next owner reads them
     /// from the committed offset). Returns the revoked partitions that were paused.
     pub fn revoke(&mut self, partitions: &[i32]) -> Vec<i32> {
-        for queue in &mut self.waiting {
-            queue.retain(|(p, _)| !partitions.contains(p));
+        for (queue, bytes) in self.waiting.iter_mut().zip(&mut self.bytes) {
+            queue.retain(|(p, b, _)| {
+                let keep = !partitions.contains(p);
+                if !keep {
+                    *bytes -= b;
+                }
+                keep
+            });
         }
         let mut was_paused = Vec::new();
         for p in partitions {
             self.per_partition.remove(p);
-            if self.paused.remove(p) {
+            if self.paused.remove(p).is_some() {
                 was_paused.push(*p);
             }
         }
@@ -107,7 +145,6 @@ impl<J> Parking<J> {
     }
 
     /// Records parked now.
-    #[cfg(test)]
     pub fn parked(&self) -> usize {
         self.waiting.iter().map(VecDeque::len).sum()
     }
@@ -118,54 +155,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_thread_pauses_only_the_partitions_that_feed_it() {
-        let mut p: Parking<&str> = Parking::new(2);
+    fn records_wait_behind_their_thread_and_only_an_overfull_thread_pauses() {
+        let mut p: Parking<&str> = Parking::new(2, 100);
         assert!(!p.must_wait(0, 1));
-        assert_eq!(p.park(0, 1, "a1"), Some(1), "first park pauses");
-        assert_eq!(p.park(0, 1, "a2"), None, "already paused");
+        assert_eq!(
+            p.park(0, 1, 40, "a1"),
+            None,
+            "under the limit: parked, not paused"
+        );
         // Thread 1 is free: partition 2 feeding it goes on.
         assert!(!p.must_wait(1, 2));
         // Another partition for the busy thread waits behind what is parked there.
         assert!(p.must_wait(0, 3));
-        assert_eq!(p.park(0, 3, "c1"), Some(3));
-        assert_eq!((p.paused(), p.parked()), (2, 3));
-        assert_eq!(p.threads_waiting(), [0]);
+        assert_eq!(p.park(0, 3, 40, "c1"), None);
+        assert_eq!(p.park(0, 1, 40, "a2"), Some(1), "over 100 bytes: pause");
+        assert_eq!(p.park(0, 3, 40, "c2"), Some(3));
+        assert_eq!((p.paused(), p.parked()), (2, 4));
+        assert_eq!(p.waiting_threads(), [0]);
 
         assert_eq!(p.take(0), Some("a1"));
-        assert!(p.resumable().is_empty(), "a2 still parked");
-        assert_eq!(p.take(0), Some("a2"));
-        assert_eq!(p.resumable(), [1]);
-        assert!(p.must_wait(0, 1), "thread 0 still has c1 first");
+        assert!(
+            p.resumable(0).is_empty(),
+            "120 bytes parked, above half the limit"
+        );
         assert_eq!(p.take(0), Some("c1"));
-        assert_eq!(p.resumable(), [3]);
-        assert!(!p.must_wait(0, 1) && !p.must_wait(0, 3));
-        assert!(p.threads_waiting().is_empty());
-        assert_eq!(p.take(0), None);
+        assert!(p.resumable(0).is_empty(), "80 bytes, still above half");
+        assert_eq!(p.take(0), Some("a2"));
+        assert_eq!(p.resumable(0), [1, 3], "40 bytes: both resume");
+        assert!(p.must_wait(0, 1), "still behind thread 0's parked record");
+        assert_eq!((p.take(0), p.take(0)), (Some("c2"), None));
+        assert!(!p.must_wait(0, 1) && !p.must_wait(1, 3));
+        assert!(p.waiting_threads().is_empty());
+    }
+
+    #[test]
+    fn a_partition_paused_for_one_thread_waits_for_every_thread_it_parked_on() {
+        let mut p: Parking<u32> = Parking::new(2, 10);
+        assert_eq!(p.park(0, 4, 20, 1), Some(4));
+        // A record of the paused partition that was delivered before the pause took effect.
+        assert!(p.must_wait(1, 4));
+        assert_eq!(p.park(1, 4, 3, 2), None, "already paused");
+        assert_eq!(p.take(0), Some(1));
+        assert!(
+            p.resumable(0).is_empty(),
+            "thread 1 still holds one of its records"
+        );
+        assert_eq!(p.take(1), Some(2));
+        assert_eq!(p.resumable(1), [4]);
+        assert_eq!(p.paused(), 0);
     }
 
     #[test]
     fn a_record_put_back_keeps_its_place_and_its_partition_paused() {
-        let mut p: Parking<u32> = Parking::new(1);
-        p.park(0, 5, 1);
-        p.park(0, 5, 2);
+        let mut p: Parking<u32> = Parking::new(1, 10);
+        p.park(0, 5, 8, 1);
+        assert_eq!(p.park(0, 5, 8, 2), Some(5));
         let first = p.take(0).expect("parked");
-        p.put_back(0, 5, first);
-        assert!(p.resumable().is_empty());
+        p.put_back(0, 5, 8, first);
+        assert!(p.resumable(0).is_empty());
         assert_eq!((p.take(0), p.take(0)), (Some(1), Some(2)));
-        assert_eq!(p.resumable(), [5]);
+        assert_eq!(p.resumable(0), [5]);
     }
 
     #[test]
     fn revoked_partitions_lose_their_parked_records() {
-        let mut p: Parking<u32> = Parking::new(2);
-        p.park(0, 1, 10);
-        p.park(0, 2, 20);
-        p.park(1, 1, 11);
-        assert_eq!(p.revoke(&[1, 7]), [1], "only partition 1 was paused");
-        assert_eq!(p.parked(), 1);
-        assert_eq!(p.take(1), None);
-        assert_eq!(p.take(0), Some(20));
-        assert_eq!(p.resumable(), [2]);
-        assert_eq!(p.paused(), 0);
+        let mut p: Parking<u32> = Parking::new(2, 10);
+        p.park(0, 1, 6, 10);
+        assert_eq!(p.park(0, 2, 6, 20), Some(2));
+        p.park(1, 1, 6, 11);
+        assert_eq!(p.revoke(&[1, 2, 7]), [2], "only partition 2 was paused");
+        assert_eq!(p.parked(), 0);
+        assert!(p.waiting_threads().is_empty());
+        assert!(!p.must_wait(0, 2), "its bytes are gone with it");
+        assert_eq!(p.park(0, 3, 10, 30), None, "10 bytes are within the limit");
     }
 }

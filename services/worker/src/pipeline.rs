@@ -276,14 +276,14 @@ pub async fn run(
     });
 
     let mut release = tokio::time::interval(Duration::from_secs(1));
-    let mut parking: Parking<Job> = Parking::new(pool.threads());
+    let mut parking: Parking<Job> = Parking::new(pool.threads(), w.queue_max_bytes);
     let pauser = Pauser {
         consumer: &consumer,
         topic: &config.topics.frames,
         metrics: &metrics,
     };
     loop {
-        let waiting = parking.threads_waiting();
+        let waiting = parking.waiting_threads();
         let msg = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -296,7 +296,8 @@ pub async fn run(
                     anyhow::bail!("a decoder thread is gone");
                 };
                 feed_parked(&pool, &mut parking, thread)?;
-                pauser.resume(&parking.resumable(), &parking);
+                let resume = parking.resumable(thread);
+                pauser.resume(&resume, &parking);
                 continue;
             }
             m = consumer.recv() => m,
@@ -409,9 +410,11 @@ pub async fn run(
                 }
             }
         };
-        if let Some(p) = parking.park(thread, partition, job) {
+        let bytes = job.data.len();
+        if let Some(p) = parking.park(thread, partition, bytes, job) {
             pauser.pause(p, &parking);
         }
+        metrics.parked_records.set(parking.parked() as i64);
     }
 
     tracing::info!("draining: finishing queued frames, delivering stats, committing");
@@ -444,11 +447,11 @@ pub async fn run(
 /// Hands `thread` its parked jobs, oldest first, while its queue has room.
 fn feed_parked(pool: &DecodePool, parking: &mut Parking<Job>, thread: usize) -> anyhow::Result<()> {
     while let Some(job) = parking.take(thread) {
-        let partition = job.partition;
+        let (partition, bytes) = (job.partition, job.data.len());
         match pool.try_submit(job) {
             Ok(()) => {}
             Err(Refused::Full(job)) => {
-                parking.put_back(thread, partition, job);
+                parking.put_back(thread, partition, bytes, job);
                 break;
             }
             Err(Refused::Gone(job)) => {
@@ -476,6 +479,7 @@ impl Pauser<'_> {
     fn resume(&self, partitions: &[i32], parking: &Parking<Job>) {
         self.apply(partitions, false);
         self.metrics.paused_partitions.set(parking.paused() as i64);
+        self.metrics.parked_records.set(parking.parked() as i64);
     }
 
     fn apply(&self, partitions: &[i32], pause: bool) {

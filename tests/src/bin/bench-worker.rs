@@ -8,12 +8,15 @@
 //! through the worker's idle flush (`worker.idle_flush_ms` after the input stops), so the
 //! rate is taken over the records before the last one per camera.
 //!
+//! `BENCH_WORKER_LOG=FILE` keeps the worker's log, `BENCH_WORKER_FILTER` sets its filter
+//! (default `warn`; e.g. `debug` with `--option debug=fetch` for librdkafka's fetcher).
+//!
 //! Prints one Markdown table row and appends the numbers as one JSON line to `--json FILE`
 //! for `scripts/bench/summary.py`. Topics are deleted afterwards.
 //!
 //! ```text
 //! bench-worker --clip FILE.h264 [--cameras 1] [--threads 1] [--cpus 1] [--mode all|keyframes]
-//!              [--label TEXT] [--json FILE] [--fetch-bytes N]
+//!              [--label TEXT] [--json FILE] [--fetch-bytes N] [--option KEY=VALUE]...
 //! ```
 
 #[path = "bench-common/mod.rs"]
@@ -46,8 +49,9 @@ struct Args {
     mode: String,
     label: String,
     json: Option<PathBuf>,
-    /// `max.partition.fetch.bytes` for the worker's consumer (default: the worker's own).
-    fetch_bytes: Option<u64>,
+    /// librdkafka options for the worker (`[kafka.options]`), e.g.
+    /// `max.partition.fetch.bytes=65536`.
+    options: Vec<(String, String)>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -59,7 +63,7 @@ fn args() -> anyhow::Result<Args> {
         mode: "all".into(),
         label: String::new(),
         json: None,
-        fetch_bytes: None,
+        options: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,7 +76,14 @@ fn args() -> anyhow::Result<Args> {
             "--mode" => a.mode = value()?,
             "--label" => a.label = value()?,
             "--json" => a.json = Some(value()?.into()),
-            "--fetch-bytes" => a.fetch_bytes = Some(value()?.parse().context("--fetch-bytes")?),
+            "--fetch-bytes" => a
+                .options
+                .push(("max.partition.fetch.bytes".into(), value()?)),
+            "--option" => {
+                let v = value()?;
+                let (k, v) = v.split_once('=').context("--option takes KEY=VALUE")?;
+                a.options.push((k.into(), v.into()));
+            }
             other => bail!("unknown argument {other} (see the module doc for usage)"),
         }
     }
@@ -264,11 +275,15 @@ fn start_worker(topics: &Topics, args: &Args, partitions: i32) -> anyhow::Result
             unique("bench-worker"),
         ),
     )?;
-    if let Some(bytes) = args.fetch_bytes {
-        let mut text = std::fs::read_to_string(&config)?;
-        text = text.replace(
+    if !args.options.is_empty() {
+        let options: String = args
+            .options
+            .iter()
+            .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
+            .collect();
+        let text = std::fs::read_to_string(&config)?.replace(
             "\n[topics]",
-            &format!("\n[kafka.options]\n\"max.partition.fetch.bytes\" = \"{bytes}\"\n\n[topics]"),
+            &format!("\n[kafka.options]\n{options}\n[topics]"),
         );
         std::fs::write(&config, text)?;
     }
@@ -280,7 +295,10 @@ fn start_worker(topics: &Topics, args: &Args, partitions: i32) -> anyhow::Result
         .arg(&config)
         .env("FRAMEWIRE_WORKER__DECODE_THREADS", args.threads.to_string())
         .env("FRAMEWIRE_WORKER__DECODE_MODE", &args.mode)
-        .env("FRAMEWIRE_LOG", "warn")
+        .env(
+            "FRAMEWIRE_LOG",
+            std::env::var("BENCH_WORKER_FILTER").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()
@@ -403,6 +421,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let cpu = cpu_seconds(pid);
     let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
+    if let Ok(path) = std::env::var("BENCH_WORKER_LOG") {
+        std::fs::write(&path, &log).with_context(|| format!("cannot write {path}"))?;
+    }
     drop(worker);
     delete_topics(&topics).await;
     if arrivals.len() < expected || expected < args.cameras + 2 {
