@@ -28,7 +28,12 @@ def main():
     worker = load(os.path.join(d, "worker.jsonl"), lines=True) or []
     latency = load(os.path.join(d, "latency.json"))
     by_clip = {os.path.basename(c["clip"]): c for c in decode}
-    runs = {w["label"]: w for w in worker}
+    # Runs repeated under one label (best of N, as bench-decode does): the fastest.
+    runs = {}
+    for w in worker:
+        best = runs.get(w["label"])
+        if best is None or w["records_per_s"] > best["records_per_s"]:
+            runs[w["label"]] = w
 
     def worker_run(prefix, clip):
         return runs.get(f"{prefix} {os.path.basename(clip).removesuffix('.h264')}")
@@ -81,11 +86,28 @@ def main():
                 r = k["covered_fps"] / a["records_per_s"]
                 targets.append((f"keyframes-only ≥ 15× through the worker ({c['label']})", f"{r:.1f}×", r >= 15))
 
-    s1, s2 = runs.get("scaling 1"), runs.get("scaling 2")
+    # Rounds of (1 thread, 2 threads), interleaved: the ratio of the medians.
+    s1 = [w for w in worker if w["label"] == "scaling 1"]
+    s2 = [w for w in worker if w["label"] == "scaling 2"]
     if s1 and s2:
-        r = s2["records_per_s"] / s1["records_per_s"]
-        print(f"\n## Scaling: 4 cameras, 1 decoder thread on one core {s1['records_per_s']:.0f} frames/s, 2 threads on two cores {s2['records_per_s']:.0f} frames/s: **{r:.2f}×**")
-        targets.append(("2 cores ≥ 1.8× one (4 cameras)", f"{r:.2f}×", r >= 1.8))
+        def median(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+        def rates(runs):
+            return ", ".join(f"{w['records_per_s']:.0f}" for w in runs)
+
+        def busy(runs):
+            return ", ".join(f"{w.get('decoder_busy_pct', 0):.0f} %" for w in runs)
+
+        m1 = median([w["records_per_s"] for w in s1])
+        m2 = median([w["records_per_s"] for w in s2])
+        r = m2 / m1
+        print("\n## Scaling: 4 cameras (720p Main), frames/s per round\n")
+        print("| decoder threads | CPUs | rounds | median | decoder threads busy |\n|---|---|---|---:|---|")
+        print(f"| 1 | {s1[0]['cpus']} | {rates(s1)} | {m1:.0f} | {busy(s1)} |")
+        print(f"| 2 | {s2[0]['cpus']} | {rates(s2)} | {m2:.0f} ({r:.2f}×) | {busy(s2)} |")
+        targets.append(("2 cores ≥ 1.8× one (4 cameras, medians)", f"{r:.2f}×", r >= 1.8))
     if latency:
         ok = latency["p99_ms"] <= 100
         print(f"\n## Latency capture → stats record: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, max {latency['max_ms']} ms ({latency['records']} records)")

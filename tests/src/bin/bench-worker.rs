@@ -247,6 +247,28 @@ fn cpu_seconds(pid: u32) -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
+/// CPU seconds of the worker's decoder threads (`decode-N`) so far.
+fn decoder_cpu_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("decode-"))
+        })
+        .map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<f64> = rest
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0.0))
+                .collect();
+            (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+        })
+        .sum()
+}
+
 struct Worker {
     child: Child,
     _dir: tempfile::TempDir,
@@ -420,6 +442,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let cpu = cpu_seconds(pid);
+    let decoder_cpu = decoder_cpu_seconds(pid);
     let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
     if let Ok(path) = std::env::var("BENCH_WORKER_LOG") {
         std::fs::write(&path, &log).with_context(|| format!("cannot write {path}"))?;
@@ -448,6 +471,8 @@ async fn main() -> anyhow::Result<()> {
         });
     let span = read_span.max((last_ms - first_ms) as f64 / 1000.0);
     let rate = (used - 1) as f64 / span;
+    // How busy the decoder threads were while the records came out (all of them: ~100 %).
+    let busy = 100.0 * decoder_cpu / (args.threads as f64 * span);
     // Frames covered: in keyframes mode every IDR stands for its whole GOP.
     let covered = if args.mode == "keyframes" {
         rate * units.len() as f64 / idr as f64
@@ -455,7 +480,7 @@ async fn main() -> anyhow::Result<()> {
         rate
     };
     println!(
-        "| {} | {}p | {} cameras | {} threads on CPU {} | {} stats records | {rate:.1} records/s | {covered:.0} frames covered/s | worker CPU {cpu:.1} s |",
+        "| {} | {}p | {} cameras | {} threads on CPU {} | {} stats records | {rate:.1} records/s | {covered:.0} frames covered/s | worker CPU {cpu:.1} s | decoder threads busy {busy:.0} % |",
         args.label,
         dims.1,
         args.cameras,
@@ -470,7 +495,7 @@ async fn main() -> anyhow::Result<()> {
             "width": dims.0, "height": dims.1, "gop": meta["gop"], "profile": meta["profile"],
             "cameras": args.cameras, "threads": args.threads, "cpus": args.cpus,
             "records": arrivals.len(), "records_per_s": rate, "covered_fps": covered,
-            "worker_cpu_s": cpu,
+            "worker_cpu_s": cpu, "decoder_cpu_s": decoder_cpu, "decoder_busy_pct": busy,
         });
         let mut f = std::fs::OpenOptions::new()
             .create(true)
