@@ -118,7 +118,9 @@ impl<J> Parking<J> {
     }
 
     /// Partitions taken away: their parked records are dropped (the next owner reads them
-    /// from the committed offset). Returns the revoked partitions that were paused.
+    /// from the committed offset). Returns the partitions to resume: the revoked ones that
+    /// were paused, and those that waited only for threads the dropped records relieved
+    /// (a thread left with nothing parked is never woken again to release them).
     pub fn revoke(&mut self, partitions: &[i32]) -> Vec<i32> {
         for (queue, bytes) in self.waiting.iter_mut().zip(&mut self.bytes) {
             queue.retain(|(p, b, _)| {
@@ -129,14 +131,17 @@ impl<J> Parking<J> {
                 keep
             });
         }
-        let mut was_paused = Vec::new();
+        let mut resume = Vec::new();
         for p in partitions {
             self.per_partition.remove(p);
             if self.paused.remove(p).is_some() {
-                was_paused.push(*p);
+                resume.push(*p);
             }
         }
-        was_paused
+        for thread in 0..self.waiting.len() {
+            resume.extend(self.resumable(thread));
+        }
+        resume
     }
 
     /// Partitions paused now.
@@ -228,5 +233,21 @@ mod tests {
         assert!(p.waiting_threads().is_empty());
         assert!(!p.must_wait(0, 2), "its bytes are gone with it");
         assert_eq!(p.park(0, 3, 10, 30), None, "10 bytes are within the limit");
+    }
+
+    #[test]
+    fn a_partition_held_back_by_revoked_records_resumes_with_the_revocation() {
+        let mut p: Parking<u32> = Parking::new(1, 10);
+        assert_eq!(p.park(0, 1, 8, 10), None);
+        assert_eq!(p.park(0, 1, 8, 11), Some(1), "16 bytes: pause 1");
+        assert_eq!(p.park(0, 2, 8, 20), Some(2), "24 bytes: pause 2");
+        assert_eq!((p.take(0), p.take(0)), (Some(10), Some(11)));
+        // Partition 1's records are all handed over, but partition 2's 8 bytes keep the
+        // thread above half the limit, so 1 stays paused…
+        assert!(p.resumable(0).is_empty());
+        // …until 2 is revoked: nothing is parked any more, so no slot wake-up would come.
+        assert_eq!(p.revoke(&[2]), [2, 1]);
+        assert_eq!(p.paused(), 0);
+        assert!(!p.must_wait(0, 1));
     }
 }
