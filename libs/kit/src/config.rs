@@ -3,6 +3,9 @@
 //! Environment variables are `FRAMEWIRE_<SECTION>__<KEY>` (double underscore between
 //! levels, e.g. `FRAMEWIRE_KAFKA__BROKERS`); only variables with at least one `__`
 //! are configuration, so `FRAMEWIRE_LOG_FORMAT` and friends never collide with it.
+//! Any such variable can instead end in `_FILE` and name a file holding the value
+//! (`FRAMEWIRE_SINK__DATABASE_URL_FILE=/etc/framewire/secrets/db/url`), the way secrets
+//! are mounted on Kubernetes; one trailing newline is dropped.
 //! Every struct denies unknown fields, and every error is one line that names the
 //! setting, because a typo in a fleet's config should fail loudly at start.
 
@@ -82,14 +85,37 @@ where
                 .required(true),
         );
     }
-    let vars: HashMap<String, String> = env
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let rest = k.strip_prefix(ENV_PREFIX)?;
-            rest.contains("__")
-                .then(|| (format!("{ENV_PREFIX}{rest}"), v))
-        })
-        .collect();
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if !rest.contains("__") {
+            continue;
+        }
+        match rest.strip_suffix("_FILE") {
+            Some(key) => files.push((format!("{ENV_PREFIX}{key}"), v)),
+            None => {
+                vars.insert(k, v);
+            }
+        }
+    }
+    for (key, path) in files {
+        if vars.contains_key(&key) {
+            return Err(ConfigError::Load(format!(
+                "both {key} and {key}_FILE are set; keep one"
+            )));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::Load(format!("{key}_FILE={path}: cannot read the file: {e}"))
+        })?;
+        let value = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        vars.insert(key, value.to_owned());
+    }
     builder = builder.add_source(
         config::Environment::with_prefix(ENV_PREFIX.trim_end_matches('_'))
             .prefix_separator("_")
@@ -244,5 +270,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_value_can_come_from_a_file_named_by_a_file_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("name");
+        std::fs::write(&secret, "from a secret\n").unwrap();
+        let path = secret.to_str().unwrap();
+        let d: Demo = load_from(None, env(&[("FRAMEWIRE_SERVER__NAME_FILE", path)])).unwrap();
+        assert_eq!(
+            d.server.name, "from a secret",
+            "one trailing newline dropped"
+        );
+
+        let e = load_from::<Demo>(
+            None,
+            env(&[
+                ("FRAMEWIRE_SERVER__NAME_FILE", path),
+                ("FRAMEWIRE_SERVER__NAME", "direct"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "both FRAMEWIRE_SERVER__NAME and FRAMEWIRE_SERVER__NAME_FILE are set; keep one"
+        );
+
+        let e = load_from::<Demo>(
+            None,
+            env(&[("FRAMEWIRE_SERVER__NAME_FILE", "/nonexistent/secret")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("FRAMEWIRE_SERVER__NAME_FILE=/nonexistent/secret: cannot read the file")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        // Outside configuration variables the suffix means nothing.
+        let d: Demo = load_from(None, env(&[("FRAMEWIRE_LOG_FILE", "/x")])).unwrap();
+        assert_eq!(d.server.name, "");
     }
 }

@@ -6,7 +6,7 @@
 {{- range $i, $cam := .Values.ingest.cameras -}}
 {{- $c := omit $cam "credentials" -}}
 {{- with $cam.credentials -}}
-{{- $_ := set $c "credentials" (dict "username" .username "password_env" (printf "CAMERA_PASSWORD_%d" $i)) -}}
+{{- $_ := set $c "credentials" (dict "username" .username "password_file" (printf "/etc/framewire/secrets/camera-%d-password" $i)) -}}
 {{- end -}}
 {{- $out = append $out $c -}}
 {{- end -}}
@@ -23,8 +23,8 @@
 {{- $cams := include "framewire.ingest.cameras" . | fromJsonArray -}}
 {{- if $cams }}{{ $_ := set $cfg "cameras" $cams }}{{ end -}}
 # framewire-ingest configuration (docs/config.md), rendered by the Helm chart.
-# Secrets come from the environment: FRAMEWIRE_INGEST__ADMIN_TOKEN, FRAMEWIRE_KAFKA__OPTIONS__SASL_*,
-# CAMERA_PASSWORD_<n>.
+# Secrets are files under /etc/framewire/secrets (FRAMEWIRE_INGEST__ADMIN_TOKEN_FILE,
+# FRAMEWIRE_KAFKA__OPTIONS__SASL_*_FILE, the cameras' password_file).
 {{ include "framewire.toml" $cfg }}
 {{- end -}}
 
@@ -53,6 +53,6 @@
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.sink.adminPort))) -}}
 {{- $_ := set $cfg "sink" $sink -}}
 # framewire-sink configuration (docs/config.md), rendered by the Helm chart.
-# The PostgreSQL URL (when used) comes from FRAMEWIRE_SINK__DATABASE_URL.
+# The PostgreSQL URL (when used) is read from FRAMEWIRE_SINK__DATABASE_URL_FILE (a mounted Secret).
 {{ include "framewire.toml" $cfg }}
 {{- end -}}

@@ -155,20 +155,58 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ . | quote }}
 {{- end }}
 {{- if .Values.kafka.sasl.enabled }}
-- name: FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME
-  valueFrom:
-    secretKeyRef:
-      name: {{ required "kafka.sasl.existingSecret is required when kafka.sasl.enabled" .Values.kafka.sasl.existingSecret }}
-      key: {{ .Values.kafka.sasl.usernameKey }}
-- name: FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.kafka.sasl.existingSecret }}
-      key: {{ .Values.kafka.sasl.passwordKey }}
+{{- $_ := required "kafka.sasl.existingSecret is required when kafka.sasl.enabled" .Values.kafka.sasl.existingSecret }}
+- name: FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME_FILE
+  value: /etc/framewire/secrets/kafka-sasl-username
+- name: FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD_FILE
+  value: /etc/framewire/secrets/kafka-sasl-password
 {{- end }}
 {{- end -}}
 
-{{/* Volumes and mounts shared by the containers: config, /tmp, the Kafka CA. */}}
+{{/* The Secrets a component reads, as projected-volume sources: {root, component}. Secrets
+     reach the services as files under /etc/framewire/secrets (FRAMEWIRE_*_FILE variables
+     and password_file), never as environment variables. */}}
+{{- define "framewire.secretSources" -}}
+{{- $v := .root.Values -}}
+{{- if $v.kafka.sasl.enabled }}
+- secret:
+    name: {{ $v.kafka.sasl.existingSecret }}
+    items:
+      - key: {{ $v.kafka.sasl.usernameKey }}
+        path: kafka-sasl-username
+      - key: {{ $v.kafka.sasl.passwordKey }}
+        path: kafka-sasl-password
+{{- end }}
+{{- if eq .component "ingest" }}
+{{- with $v.ingest.adminToken.existingSecret }}
+- secret:
+    name: {{ . }}
+    items:
+      - key: {{ $v.ingest.adminToken.key }}
+        path: ingest-admin-token
+{{- end }}
+{{- range $i, $cam := $v.ingest.cameras }}
+{{- with $cam.credentials }}
+- secret:
+    name: {{ required (printf "ingest.cameras[%d].credentials.existingSecret is required" $i) .existingSecret }}
+    items:
+      - key: {{ required (printf "ingest.cameras[%d].credentials.key is required" $i) .key }}
+        path: camera-{{ $i }}-password
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq .component "sink" }}
+{{- with $v.sink.database.existingSecret }}
+- secret:
+    name: {{ . }}
+    items:
+      - key: {{ $v.sink.database.key }}
+        path: sink-database-url
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes and mounts shared by the containers: config, /tmp, the Kafka CA, the secrets. */}}
 {{- define "framewire.commonVolumes" -}}
 - name: config
   configMap:
@@ -184,17 +222,30 @@ app.kubernetes.io/component: {{ .component }}
       - key: {{ .root.Values.kafka.tls.caKey }}
         path: ca.crt
 {{- end }}
+{{- with include "framewire.secretSources" . }}
+- name: secrets
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- . | nindent 6 }}
+{{- end }}
 {{- end -}}
 
+{{/* {root, component} */}}
 {{- define "framewire.commonMounts" -}}
 - name: config
   mountPath: /etc/framewire
   readOnly: true
 - name: tmp
   mountPath: /tmp
-{{- if .Values.kafka.tls.caSecret }}
+{{- if .root.Values.kafka.tls.caSecret }}
 - name: kafka-ca
   mountPath: /etc/framewire/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if include "framewire.secretSources" . }}
+- name: secrets
+  mountPath: /etc/framewire/secrets
   readOnly: true
 {{- end }}
 {{- end -}}
