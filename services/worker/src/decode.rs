@@ -2,9 +2,9 @@
 //!
 //! A fixed pool of threads, each owning the openh264 decoders of the cameras hashed to
 //! it (so one camera's access units decode in order on one thread). The consumer feeds
-//! the threads through bounded channels (a full one pauses the partitions feeding it, see
-//! [`crate::parking`]) and the threads hand measured frames back through another bounded
-//! channel.
+//! the threads through bounded channels (a job that finds its queue full waits in
+//! [`crate::parking`] while the other threads are fed) and the threads hand measured
+//! frames back through another bounded channel.
 //!
 //! Per camera: a new `fw-session` resets the decoder; after a session change or a
 //! decode error nothing is decoded until the next keyframe (which carries SPS/PPS

@@ -395,9 +395,10 @@ pub async fn run(
             resync: verdict == Verdict::Resume,
         };
         drop(msg);
-        // A full decoder queue pauses this partition only (see `crate::parking`); on
-        // shutdown parked jobs are dropped unfinished: their offsets are not committed,
-        // and whoever owns the partition next decodes them.
+        // A job whose thread queue is full is parked and consumption goes on for the other
+        // threads; partitions pause only when a thread has too much parked (see
+        // `crate::parking`). On shutdown parked jobs are dropped unfinished: their offsets
+        // are not committed, and whoever owns the partition next decodes them.
         let thread = pool.thread_index(&job.meta.camera);
         let job = if parking.must_wait(thread, partition) {
             job
