@@ -82,6 +82,9 @@ fn text_of<'a>(html: &'a str, class: &str) -> &'a str {
     &rest[..rest.find('<').unwrap_or(rest.len())]
 }
 
+/// What the API and the page may report as fps for the 25 fps test cameras.
+const FPS: std::ops::RangeInclusive<f64> = 15.0..=35.0;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn api_and_web_page_on_a_real_run() {
     require_stack();
@@ -163,7 +166,10 @@ async fn api_and_web_page_on_a_real_run() {
         let c = &listed[&ids[m]];
         assert_eq!(c["status"], "online", "{m}: {c}");
         let fps = c["fps"].as_f64().unwrap_or_default();
-        assert!((20.0..=30.0).contains(&fps), "{m}: fps {fps}");
+        // 25 fps cameras; windows are on capture time (ingest's receipt), so a stall of the
+        // loaded machine followed by a burst puts more than 2 s of stream into a 2 s window
+        // (30.5 seen in CI). Wrong units or double counting (50) still fail.
+        assert!(FPS.contains(&fps), "{m}: fps {fps}");
         assert_eq!(
             (c["width"].as_i64(), c["height"].as_i64()),
             (Some(640), Some(360)),
@@ -298,7 +304,7 @@ async fn api_and_web_page_on_a_real_run() {
         let fps: f64 = text_of(t, "fps")
             .parse()
             .unwrap_or_else(|_| panic!("{m}: fps in {t}"));
-        assert!((20.0..=30.0).contains(&fps), "{m}: fps {fps}");
+        assert!(FPS.contains(&fps), "{m}: fps {fps}");
         let brightness: f64 = text_of(t, "brightness")
             .parse()
             .unwrap_or_else(|_| panic!("{m}: brightness in {t}"));
