@@ -1,4 +1,4 @@
-//! Backpressure per partition instead of for the whole consumer.
+//! Backpressure per decoder thread instead of for the whole consumer.
 //!
 //! Each decoder thread has a short bounded queue. When a record's thread queue is full,
 //! waiting for room would stop consumption for every other thread too (head-of-line
@@ -13,7 +13,7 @@
 //! resume, fetches again from the next record it had not delivered, so nothing is lost
 //! or read twice, and one camera's records (one partition) stay in order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Records waiting for room in their decoder thread's queue, per thread.
 #[derive(Debug)]
@@ -24,8 +24,6 @@ pub struct Parking<J> {
     bytes: Vec<usize>,
     /// Parked bytes per thread above which the partitions feeding it pause.
     limit: usize,
-    /// Parked records per partition.
-    per_partition: HashMap<i32, usize>,
     /// Paused partitions, each with the threads it waits for.
     paused: BTreeMap<i32, BTreeSet<usize>>,
 }
@@ -37,7 +35,6 @@ impl<J> Parking<J> {
             waiting: (0..threads).map(|_| VecDeque::new()).collect(),
             bytes: vec![0; threads],
             limit,
-            per_partition: HashMap::new(),
             paused: BTreeMap::new(),
         }
     }
@@ -50,12 +47,11 @@ impl<J> Parking<J> {
     }
 
     /// Parks a record of `bytes` for `thread`. Returns the partition when it must be
-    /// paused now (the thread is over its limit, or the partition is paused for another
-    /// thread and now waits for this one too).
+    /// paused now: the thread is over its limit and the partition was not paused yet (a
+    /// record of an already paused partition only adds this thread to what it waits for).
     pub fn park(&mut self, thread: usize, partition: i32, bytes: usize, job: J) -> Option<i32> {
         self.waiting[thread].push_back((partition, bytes, job));
         self.bytes[thread] += bytes;
-        *self.per_partition.entry(partition).or_default() += 1;
         let over = self.bytes[thread] > self.limit;
         match self.paused.get_mut(&partition) {
             Some(threads) => {
@@ -80,14 +76,8 @@ impl<J> Parking<J> {
 
     /// Takes `thread`'s oldest parked record.
     pub fn take(&mut self, thread: usize) -> Option<J> {
-        let (partition, bytes, job) = self.waiting[thread].pop_front()?;
+        let (_, bytes, job) = self.waiting[thread].pop_front()?;
         self.bytes[thread] -= bytes;
-        if let Some(n) = self.per_partition.get_mut(&partition) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_partition.remove(&partition);
-            }
-        }
         Some(job)
     }
 
@@ -95,7 +85,6 @@ impl<J> Parking<J> {
     pub fn put_back(&mut self, thread: usize, partition: i32, bytes: usize, job: J) {
         self.waiting[thread].push_front((partition, bytes, job));
         self.bytes[thread] += bytes;
-        *self.per_partition.entry(partition).or_default() += 1;
     }
 
     /// Partitions that may resume now that `thread` handed records over: once its parked
@@ -133,7 +122,6 @@ impl<J> Parking<J> {
         }
         let mut resume = Vec::new();
         for p in partitions {
-            self.per_partition.remove(p);
             if self.paused.remove(p).is_some() {
                 resume.push(*p);
             }
