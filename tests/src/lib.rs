@@ -709,8 +709,8 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
-/// Starts a worker on `topics` in a consumer group of its own.
-pub fn start_worker(topics: &Topics) -> Service {
+/// Starts a worker on `topics` in a consumer group of its own, with extra environment.
+pub fn start_worker(topics: &Topics, env: &[(&str, &str)]) -> Service {
     Service::start(
         "framewire-worker",
         &format!(
@@ -718,6 +718,11 @@ pub fn start_worker(topics: &Topics) -> Service {
             topics.toml(),
             unique("w")
         ),
-        &[],
+        env,
     )
+}
+
+/// A `[[cameras]]` table for ingest's configuration.
+pub fn camera_toml(id: &str, url: &str) -> String {
+    format!("[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\n\n")
 }

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use framewire_e2e::{
-    RTSP, Service, Topics, headers_of, pg_dsn, read_topic, require_stack, trace_id, unique,
+    RTSP, Service, Topics, camera_toml, headers_of, pg_dsn, read_topic, require_stack,
+    start_worker, trace_id, unique,
 };
 use framewire_wire::{StatsRecord, annexb};
 use rdkafka::message::Message;
@@ -51,15 +52,7 @@ async fn cameras_to_summaries() {
     let camera_of =
         |mount: &str| ids[mounts.iter().position(|m| *m == mount).expect("mount")].clone();
 
-    let worker = Service::start(
-        "framewire-worker",
-        &format!(
-            "{}\n[worker]\ngroup_id = \"{}\"\n",
-            topics.toml(),
-            unique("w")
-        ),
-        &[],
-    );
+    let worker = start_worker(&topics, &[]);
     let db_dir = tempfile::tempdir().expect("temp dir");
     let sqlite_path = db_dir.path().join("summaries.sqlite");
     let sink_sqlite = Service::start(
@@ -87,12 +80,7 @@ async fn cameras_to_summaries() {
     }
     let cameras: String = mounts
         .iter()
-        .map(|m| {
-            format!(
-                "[[cameras]]\nid = \"{}\"\nurl = \"{RTSP}/{m}\"\n\n",
-                camera_of(m)
-            )
-        })
+        .map(|m| camera_toml(&camera_of(m), &format!("{RTSP}/{m}")))
         .collect();
     let mut ingest = Service::start(
         "framewire-ingest",

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use framewire_e2e::{
-    RTSP, Service, SinkDb, Topics, artifacts_dir, eventually, http_get, require_stack,
+    RTSP, Service, SinkDb, Topics, artifacts_dir, camera_toml, eventually, http_get, require_stack,
     sink_section, start_worker, unique,
 };
 use serde_json::Value;
@@ -95,7 +95,7 @@ async fn api_and_web_page_on_a_real_run() {
         .map(|m| (*m, unique(&format!("web-{m}"))))
         .collect();
 
-    let worker = start_worker(&topics);
+    let worker = start_worker(&topics, &[]);
     let dir = tempfile::tempdir().expect("temp dir");
     let db = SinkDb::Sqlite(dir.path().join("web.sqlite"));
     let (section, http) = sink_section(
@@ -112,7 +112,7 @@ async fn api_and_web_page_on_a_real_run() {
     sink.wait_ready(Duration::from_secs(60)).await;
     let cameras: String = mounts
         .iter()
-        .map(|m| format!("[[cameras]]\nid = \"{}\"\nurl = \"{RTSP}/{m}\"\n\n", ids[m]))
+        .map(|m| camera_toml(&ids[m], &format!("{RTSP}/{m}")))
         .collect();
     let mut ingest = Service::start(
         "framewire-ingest",

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use framewire_e2e::{KAFKA, Service, Topics, require_stack, unique};
+use framewire_e2e::{KAFKA, Service, Topics, require_stack, start_worker};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -37,15 +37,7 @@ async fn missing_topics_are_created_and_small_limits_reported() {
         .await
         .expect("create");
 
-    let mut worker = Service::start(
-        "framewire-worker",
-        &format!(
-            "{}\n[worker]\ngroup_id = \"{}\"\n",
-            topics.toml(),
-            unique("w")
-        ),
-        &[],
-    );
+    let mut worker = start_worker(&topics, &[]);
     worker.wait_ready(Duration::from_secs(60)).await;
 
     assert_eq!(

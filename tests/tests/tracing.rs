@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use framewire_e2e::{
     OtlpCollector, RTSP, Service, Topics, headers_of, hex_bytes, read_topic, require_stack,
-    trace_id, unique,
+    start_worker, trace_id, unique,
 };
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -22,15 +22,7 @@ async fn one_frame_one_trace_across_the_fleet() {
     ];
     let topics = Topics::unique("tracing");
     let camera = unique("traced");
-    let mut worker = Service::start(
-        "framewire-worker",
-        &format!(
-            "{}\n[worker]\ngroup_id = \"{}\"\n",
-            topics.toml(),
-            unique("w")
-        ),
-        &env,
-    );
+    let mut worker = start_worker(&topics, &env);
     let db = tempfile::tempdir().expect("temp dir");
     let mut sink = Service::start(
         "framewire-sink",

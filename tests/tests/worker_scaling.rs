@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use framewire_e2e::frames::camera_on_partition;
-use framewire_e2e::{RTSP, Service, Topics, headers_of, read_topic, require_stack, unique};
+use framewire_e2e::{
+    RTSP, Service, Topics, camera_toml, headers_of, read_topic, require_stack, unique,
+};
 use framewire_wire::StatsRecord;
 use rdkafka::message::Message;
 
@@ -34,9 +36,9 @@ async fn a_worker_that_takes_over_starts_at_keyframes() {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            format!(
-                "[[cameras]]\nid = \"{}\"\nurl = \"{RTSP}/{m}\"\n\n",
-                camera_on_partition("scale", i as u32, 4)
+            camera_toml(
+                &camera_on_partition("scale", i as u32, 4),
+                &format!("{RTSP}/{m}"),
             )
         })
         .collect();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use framewire_e2e::{Service, Topics, metric};
+use framewire_e2e::{Service, Topics, camera_toml, metric};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -75,7 +75,10 @@ async fn main() {
 
     let cams: String = (0..cameras)
         .map(|i| {
-            format!("[[cameras]]\nid = \"bench-{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\n\n")
+            camera_toml(
+                &format!("bench-{i}"),
+                &format!("rtsp://127.0.0.1:{port}/cam{i}"),
+            )
         })
         .collect();
     let ingest = Service::start(

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use framewire_e2e::{KAFKA, Service, Topics, unique};
+use framewire_e2e::{KAFKA, Service, Topics, camera_toml, unique};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -59,7 +59,10 @@ async fn main() -> anyhow::Result<()> {
     let topics = Topics::unique("bench-latency");
     let cams: String = (0..cameras)
         .map(|i| {
-            format!("[[cameras]]\nid = \"lat-{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\n\n")
+            camera_toml(
+                &format!("lat-{i}"),
+                &format!("rtsp://127.0.0.1:{port}/cam{i}"),
+            )
         })
         .collect();
     let ingest = Service::start(

@@ -238,7 +238,12 @@ fn rand_u64() -> u64 {
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime of a `/proc/…/stat` file, in seconds (0 when unreadable).
+fn stat_cpu_seconds(path: impl AsRef<std::path::Path>) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<f64> = rest
         .split_whitespace()
@@ -257,15 +262,7 @@ fn decoder_cpu_seconds(pid: u32) -> f64 {
         .filter(|t| {
             std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("decode-"))
         })
-        .map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let f: Vec<f64> = rest
-                .split_whitespace()
-                .map(|v| v.parse().unwrap_or(0.0))
-                .collect();
-            (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
-        })
+        .map(|t| stat_cpu_seconds(t.path().join("stat")))
         .sum()
 }
 
