@@ -27,6 +27,17 @@ client connects, the pipeline stops when the last client leaves):
              Use TCP: over UDP the ~2,000-packet bursts overflow a default client socket buffer
              and most frames lose packets.
 
+Like a live camera, and hardened against gst-rtsp-server 1.22 races that many clients of one
+mount trigger (measured: 6 ffprobe loops joining and leaving /moving aborted or wedged the server
+within ~250 sessions; with these, 480 sessions and no error):
+    - medias are not seekable (publish clock mode clock+offset, SDP a=range:npt=now-): a PLAY
+      with a Range header no longer seeks the shared pipeline, and a failed seek no longer puts
+      it in ERROR, after which every client got 503 until all of its sessions were gone;
+    - a PLAY on a shared media another client has just started waits (<= 2 s) until the first
+      buffer's segment reached every stream (else: assertion in gst_rtsp_media_get_rates);
+    - a client arriving while the mount's shared media is in ERROR or UNPREPARING gets a fresh
+      pipeline (CameraFactory.do_gen_key), and pipeline errors are logged.
+
 UDP transport (client ports) works on every mount; the server's RTP/RTCP sockets are bound to
 --address, ports from --udp-ports (default 30000-39999).
 
@@ -62,6 +73,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 import gi
@@ -228,6 +240,97 @@ def set_auth_methods(auth, methods):
         sys.exit(f"rtsp_server: could not enable auth methods {sorted(methods)} (got {got})")
 
 
+class CameraFactory(GstRtspServer.RTSPMediaFactory):
+    """A mount's media factory that never hands a new client a dead shared pipeline.
+
+    gst-rtsp-server (1.22) caches one shared media per key (the URL path). When that pipeline
+    posts an error, or a client arrives while the last one's teardown is still unpreparing it,
+    the cached media answers every later DESCRIBE with 503 until all of its sessions are gone
+    (a CI run saw 30 s of 503s on /moving). This factory remembers the shared media it made
+    last and, when a client arrives and that media is in ERROR or UNPREPARING, moves the mount
+    to a new key: the client gets a fresh pipeline, the old one finishes on its own."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+        self.generation = 0
+        self.current = None
+        self.medias = set()
+        self.lock = threading.Lock()
+        self.connect("media-configure", self._on_media)
+
+    def do_gen_key(self, url):
+        # The default key: port, path and query (GstRTSPMediaFactory's gen_key).
+        key = f"{url.port}{url.abspath}" + (f"?{url.query}" if url.query else "")
+        if not self.is_shared():
+            return key
+        with self.lock:
+            media = self.current
+        # get_status() waits while the media is PREPARING, as the client's own prepare would.
+        status = media.get_status() if media is not None else None
+        with self.lock:
+            if media is not None and media is self.current and status in (
+                GstRtspServer.RTSPMediaStatus.ERROR,
+                GstRtspServer.RTSPMediaStatus.UNPREPARING,
+            ):
+                self.generation += 1
+                self.current = None
+                log(f"mount /{self.name}: shared pipeline is {status.value_nick}; the next client "
+                    f"gets a fresh one (generation {self.generation})")
+            generation = self.generation
+        return f"{key}#{generation}" if generation else key
+
+    def _on_media(self, _factory, media):
+        with self.lock:
+            self.current = media
+            # Holding the Python wrapper keeps its attribute (fw_playing) for later signals.
+            self.medias.add(media)
+        media.fw_playing = False
+        media.connect("target-state", self._on_target_state)
+        media.connect("unprepared", self._on_unprepared)
+        pipeline = media.get_element().get_parent()
+        if pipeline is not None:
+            pipeline.get_bus().set_sync_handler(self._on_message)
+
+    @staticmethod
+    def _on_target_state(media, state):
+        # PLAYING once a client plays it; PAUSED (not NULL) while it is only prepared.
+        media.fw_playing = int(state) == int(Gst.State.PLAYING)
+
+    def _on_unprepared(self, media):
+        with self.lock:
+            self.medias.discard(media)
+
+    def _on_message(self, _bus, message):
+        if message.type == Gst.MessageType.ERROR:
+            err, debug = message.parse_error()
+            log(f"mount /{self.name}: pipeline error from {message.src.get_name()}: {err.message} ({debug})")
+        return Gst.BusSyncReply.PASS
+
+
+def hold_play_until_streams_flow(_client, ctx):
+    """pre-play-request handler. gst-rtsp-server 1.22 aborts the whole server (assertion in
+    gst_rtsp_media_get_rates) when a client PLAYs a shared media that another client has just
+    started, before the first buffer's segment has reached every stream: two cameras opening
+    the same idle mount at once did it. Such a PLAY waits (at most 2 s) for the segments."""
+    media = ctx.media
+    if media is None or not getattr(media, "fw_playing", False):
+        return GstRtsp.RTSPStatusCode.OK
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if all(stream_has_segment(media.get_stream(i)) for i in range(media.n_streams())):
+            break
+        time.sleep(0.005)
+    return GstRtsp.RTSPStatusCode.OK
+
+
+def stream_has_segment(stream):
+    if not (stream.is_complete() and stream.is_sender()):
+        return True
+    ok, _rate, _applied = stream.get_rates()
+    return ok
+
+
 def parse_mount_arg(text):
     """NAME:key=value,key=value  ->  (name, dict)"""
     name, _, rest = text.partition(":")
@@ -334,7 +437,8 @@ def main():
         server.set_auth(auth)
 
     for name, spec in mounts.items():
-        factory = GstRtspServer.RTSPMediaFactory()
+        factory = CameraFactory(name)
+        factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
         factory.set_launch(lines[name])
         factory.set_shared(as_bool(spec["shared"]))
         factory.set_address_pool(udp_pool)
@@ -358,6 +462,7 @@ def main():
         ip = conn.get_ip() if conn else "?"
         log(f"client connected from {ip}")
         client.connect("closed", lambda _c: log(f"client from {ip} closed"))
+        client.connect("pre-play-request", hold_play_until_streams_flow)
 
     server.connect("client-connected", on_client)
 
