@@ -33,6 +33,40 @@ pub fn pg_dsn() -> String {
     std::env::var("FRAMEWIRE_TEST_PG_DSN").unwrap_or_else(|_| PG_DSN.to_owned())
 }
 
+/// The last `lines` lines of a local stack component's log (`rtsp`, `kafka`, `postgres`), for
+/// failure messages; lines about clients connecting and leaving are skipped. Empty when the
+/// log cannot be read.
+pub fn stack_log_tail(component: &str, lines: usize) -> String {
+    let dir = std::env::var_os("FW_STACK_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.stack"),
+        PathBuf::from,
+    );
+    log_tail(&dir.join("logs").join(format!("{component}.log")), lines)
+}
+
+/// The last `lines` lines of the last 64 KiB of `path`, without client connect/close lines.
+fn log_tail(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::new();
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .is_err()
+        || file.read_to_end(&mut bytes).is_err()
+    {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("client connected from") && !l.contains("client from"))
+        .collect();
+    kept[kept.len().saturating_sub(lines)..].join("\n")
+}
+
 /// Panics with a clear message unless the local stack answers on its ports.
 pub fn require_stack() {
     for (what, addr) in [
@@ -725,4 +759,22 @@ pub fn start_worker(topics: &Topics, env: &[(&str, &str)]) -> Service {
 /// A `[[cameras]]` table for ingest's configuration.
 pub fn camera_toml(id: &str, url: &str) -> String {
     format!("[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_tail;
+
+    #[test]
+    fn log_tail_keeps_the_last_lines_without_client_chatter() {
+        let dir = std::env::temp_dir().join(format!("fw-log-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("rtsp.log");
+        let log = "a\n05:14:37 client connected from 127.0.0.1\nb\n05:14:38 client from 127.0.0.1 closed\nc\n";
+        std::fs::write(&path, log).expect("write log");
+        assert_eq!(log_tail(&path, 2), "b\nc");
+        assert_eq!(log_tail(&path, 10), "a\nb\nc");
+        assert_eq!(log_tail(&dir.join("missing.log"), 3), "");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framewire_e2e::{
     RTSP, Service, Topics, eventually, headers_of, metric, produce, read_topic, require_stack,
-    unique,
+    stack_log_tail, unique,
 };
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::Value;
@@ -39,6 +39,12 @@ async fn wait_state(s: &Service, id: &str, state: &str, kind: Option<&str>) -> V
             let kind_ok = kind.is_none_or(|k| c["last_error"]["kind"] == k);
             if c["state"] == state && kind_ok {
                 Ok(c)
+            } else if c["last_error"]["kind"] == "rtsp" && kind != Some("rtsp") {
+                // The camera's side of the story, for a failure message.
+                Err(format!(
+                    "{c}\nRTSP server log:\n{}",
+                    stack_log_tail("rtsp", 15)
+                ))
             } else {
                 Err(c.to_string())
             }
