@@ -35,6 +35,10 @@ within ~250 sessions; with these, 480 sessions and no error):
       it in ERROR, after which every client got 503 until all of its sessions were gone;
     - a PLAY on a shared media another client has just started waits (<= 2 s) until the first
       buffer's segment reached every stream (else: assertion in gst_rtsp_media_get_rates);
+    - so a client joining a running shared stream starts at its next keyframe (<= 2 s), as
+      with many cameras; the seek used to restart the encoder for every client on the mount.
+      (Forcing a keyframe per joining client was tried: the GOPs of the other clients, which
+      tests line up with ffprobe's, became irregular.)
     - a client arriving while the mount's shared media is in ERROR or UNPREPARING gets a fresh
       pipeline (CameraFactory.do_gen_key), and pipeline errors are logged.
 
@@ -316,11 +320,14 @@ def hold_play_until_streams_flow(_client, ctx):
     media = ctx.media
     if media is None or not getattr(media, "fw_playing", False):
         return GstRtsp.RTSPStatusCode.OK
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    while time.monotonic() < started + 2.0:
         if all(stream_has_segment(media.get_stream(i)) for i in range(media.n_streams())):
             break
         time.sleep(0.005)
+    waited = time.monotonic() - started
+    if waited > 0.05:
+        log(f"PLAY held {waited:.2f} s for the shared media's first segment")
     return GstRtsp.RTSPStatusCode.OK
 
 

@@ -141,11 +141,24 @@ async fn bad_cameras_get_their_own_error_state() {
             "{series} missing"
         );
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // More than a second of frames each (a camera joining a running stream waits for a
+    // keyframe), and still streaming.
     for key in ["good", "secure"] {
-        let c = camera(&ingest, &ids[key]).await.expect("listed");
-        assert_eq!(c["state"], "streaming", "{c}");
-        assert!(c["frames"].as_u64().unwrap_or(0) > 25, "{c}");
+        eventually(
+            &format!("camera {key} streaming 25+ frames"),
+            Duration::from_secs(15),
+            || async {
+                let c = camera(&ingest, &ids[key])
+                    .await
+                    .ok_or_else(|| "not listed".to_owned())?;
+                if c["state"] == "streaming" && c["frames"].as_u64().unwrap_or(0) > 25 {
+                    Ok(())
+                } else {
+                    Err(c.to_string())
+                }
+            },
+        )
+        .await;
     }
 
     // Credentials never leave the process.
