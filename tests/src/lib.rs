@@ -756,9 +756,10 @@ pub fn start_worker(topics: &Topics, env: &[(&str, &str)]) -> Service {
     )
 }
 
-/// A `[[cameras]]` table for ingest's configuration.
-pub fn camera_toml(id: &str, url: &str) -> String {
-    format!("[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\n\n")
+/// A `[[cameras]]` table for ingest's configuration; `extra` holds more keys of the
+/// table (`transport = "udp"`), or nothing.
+pub fn camera_toml(id: &str, url: &str, extra: &str) -> String {
+    format!("[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n\n")
 }
 
 #[cfg(test)]

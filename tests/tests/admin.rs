@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use framewire_e2e::{RTSP, Service, Topics, pg_dsn, require_stack, unique};
+use framewire_e2e::{RTSP, Service, Topics, camera_toml, pg_dsn, require_stack, unique};
 
 async fn check_admin(service: &mut Service, metric: &str, secrets: &[&str]) {
     service.wait_healthy(Duration::from_secs(30)).await;
@@ -60,9 +60,16 @@ async fn ingest_admin() {
     let topics = Topics::unique("admin-ingest");
     let camera = unique("cam");
     let config = format!(
-        "{}\n[kafka.options]\n\"sasl.password\" = \"kafka-pass-123\"\n\n[[cameras]]\nid = \"{camera}\"\nurl = \"rtsp://viewer:cam-pass-456@{}/moving\"\n",
+        "{}\n[kafka.options]\n\"sasl.password\" = \"kafka-pass-123\"\n\n{}",
         topics.toml(),
-        RTSP.trim_start_matches("rtsp://"),
+        camera_toml(
+            &camera,
+            &format!(
+                "rtsp://viewer:cam-pass-456@{}/moving",
+                RTSP.trim_start_matches("rtsp://")
+            ),
+            ""
+        ),
     );
     let mut s = Service::start("framewire-ingest", &config, &[]);
     check_admin(

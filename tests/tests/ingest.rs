@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framewire_e2e::{
-    RTSP, Service, Topics, eventually, headers_of, metric, produce, read_topic, require_stack,
-    stack_log_tail, unique,
+    RTSP, Service, Topics, camera_toml, eventually, headers_of, metric, produce, read_topic,
+    require_stack, stack_log_tail, unique,
 };
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::Value;
@@ -68,10 +68,6 @@ async fn read(topic: &str) -> Vec<OwnedMessage> {
         .expect("read topic")
 }
 
-fn cam(id: &str, url: &str, extra: &str) -> String {
-    format!("[[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_cameras_get_their_own_error_state() {
     require_stack();
@@ -85,21 +81,21 @@ async fn bad_cameras_get_their_own_error_state() {
     let config = format!(
         "{}\n[ingest]\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n\n{}{}{}{}{}{}{}",
         topics.toml(),
-        cam(&ids["good"], &format!("{RTSP}/moving"), ""),
-        cam(
+        camera_toml(&ids["good"], &format!("{RTSP}/moving"), ""),
+        camera_toml(
             &ids["secure"],
             &format!("{RTSP}/secure"),
             "credentials = { username = \"framewire\", password_env = \"SECURE_CAM_PW\" }"
         ),
-        cam(
+        camera_toml(
             &ids["wrongpw"],
             "rtsp://framewire:not-the-pw-9876@127.0.0.1:8554/secure",
             ""
         ),
-        cam(&ids["h265"], &format!("{RTSP}/h265"), ""),
-        cam(&ids["mjpeg"], &format!("{RTSP}/mjpeg"), ""),
-        cam(&ids["audio"], &format!("{RTSP}/audio"), ""),
-        cam(&ids["refused"], "rtsp://127.0.0.1:1/nothing-listens", ""),
+        camera_toml(&ids["h265"], &format!("{RTSP}/h265"), ""),
+        camera_toml(&ids["mjpeg"], &format!("{RTSP}/mjpeg"), ""),
+        camera_toml(&ids["audio"], &format!("{RTSP}/audio"), ""),
+        camera_toml(&ids["refused"], "rtsp://127.0.0.1:1/nothing-listens", ""),
     );
     let mut ingest = Service::start(
         "framewire-ingest",
@@ -291,7 +287,7 @@ async fn two_replicas_split_the_cameras() {
     let ids: Vec<String> = (0..8).map(|i| unique(&format!("shard{i}"))).collect();
     let cams: String = ids
         .iter()
-        .map(|id| cam(id, &format!("{RTSP}/black"), "enabled = false"))
+        .map(|id| camera_toml(id, &format!("{RTSP}/black"), "enabled = false"))
         .collect();
     let base = format!("{}\n{cams}", topics.toml());
     let replicas: Vec<Service> = (0..2)
@@ -374,8 +370,8 @@ async fn frames_match_ffprobe_over_tcp_and_udp_and_records_decode_alone() {
     let config = format!(
         "{}\n{}{}",
         topics.toml(),
-        cam(&tcp, &format!("{RTSP}/moving"), ""),
-        cam(&udp, &format!("{RTSP}/moving"), "transport = \"udp\"")
+        camera_toml(&tcp, &format!("{RTSP}/moving"), ""),
+        camera_toml(&udp, &format!("{RTSP}/moving"), "transport = \"udp\"")
     );
     let mut ingest = Service::start("framewire-ingest", &config, &[]);
     ingest.wait_ready(Duration::from_secs(60)).await;
@@ -510,7 +506,7 @@ async fn large_keyframes_travel_and_oversize_ones_are_counted() {
         &format!(
             "{}\n{}",
             topics.toml(),
-            cam(&big, &format!("{RTSP}/big"), "")
+            camera_toml(&big, &format!("{RTSP}/big"), "")
         ),
         &[],
     );
@@ -521,7 +517,7 @@ async fn large_keyframes_travel_and_oversize_ones_are_counted() {
         &format!(
             "{}max_message_bytes = 1048576\n\n{}",
             capped_topics.toml(),
-            cam(&small, &format!("{RTSP}/big"), "")
+            camera_toml(&small, &format!("{RTSP}/big"), "")
         ),
         &[],
     );
@@ -583,8 +579,8 @@ async fn sampling_publishes_whole_gops() {
     let config = format!(
         "{}\n{}{}",
         topics.toml(),
-        cam(&keys, &format!("{RTSP}/moving"), "sampling = \"keyframes\""),
-        cam(&half, &format!("{RTSP}/moving"), "every_nth_gop = 2"),
+        camera_toml(&keys, &format!("{RTSP}/moving"), "sampling = \"keyframes\""),
+        camera_toml(&half, &format!("{RTSP}/moving"), "every_nth_gop = 2"),
     );
     let mut ingest = Service::start("framewire-ingest", &config, &[]);
     ingest.wait_ready(Duration::from_secs(60)).await;

@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use framewire_e2e::{
-    RTSP, Service, Topics, eventually, headers_of, metric, read_topic, require_stack, unique,
+    RTSP, Service, Topics, camera_toml, eventually, headers_of, metric, read_topic, require_stack,
+    unique,
 };
 use rdkafka::message::Message;
 use serde_json::Value;
@@ -57,8 +58,9 @@ async fn rtsp_server_restart() {
     let topics = Topics::unique("fault-rtsp");
     let id = unique("restart");
     let config = format!(
-        "{}\n[ingest]\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000\n\n[[cameras]]\nid = \"{id}\"\nurl = \"{RTSP}/moving\"\n",
-        topics.toml()
+        "{}\n[ingest]\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000\n\n{}",
+        topics.toml(),
+        camera_toml(&id, &format!("{RTSP}/moving"), "")
     );
     let mut ingest = Service::start("framewire-ingest", &config, &[]);
     ingest.wait_ready(Duration::from_secs(60)).await;
@@ -121,8 +123,9 @@ async fn kafka_outage() {
     let id = unique("outage");
     // A 1 MiB queue holds ~10 s of this camera: a 25 s outage must drop GOPs.
     let config = format!(
-        "{}\n[ingest]\nqueue_max_bytes = 1048576\n\n[[cameras]]\nid = \"{id}\"\nurl = \"{RTSP}/moving\"\n",
-        topics.toml()
+        "{}\n[ingest]\nqueue_max_bytes = 1048576\n\n{}",
+        topics.toml(),
+        camera_toml(&id, &format!("{RTSP}/moving"), "")
     );
     let mut ingest = Service::start("framewire-ingest", &config, &[]);
     ingest.wait_ready(Duration::from_secs(60)).await;

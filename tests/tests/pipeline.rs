@@ -80,7 +80,7 @@ async fn cameras_to_summaries() {
     }
     let cameras: String = mounts
         .iter()
-        .map(|m| camera_toml(&camera_of(m), &format!("{RTSP}/{m}")))
+        .map(|m| camera_toml(&camera_of(m), &format!("{RTSP}/{m}"), ""))
         .collect();
     let mut ingest = Service::start(
         "framewire-ingest",

@@ -112,7 +112,7 @@ async fn api_and_web_page_on_a_real_run() {
     sink.wait_ready(Duration::from_secs(60)).await;
     let cameras: String = mounts
         .iter()
-        .map(|m| camera_toml(&ids[m], &format!("{RTSP}/{m}")))
+        .map(|m| camera_toml(&ids[m], &format!("{RTSP}/{m}"), ""))
         .collect();
     let mut ingest = Service::start(
         "framewire-ingest",

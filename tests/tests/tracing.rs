@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use framewire_e2e::{
-    OtlpCollector, RTSP, Service, Topics, headers_of, hex_bytes, read_topic, require_stack,
-    start_worker, trace_id, unique,
+    OtlpCollector, RTSP, Service, Topics, camera_toml, headers_of, hex_bytes, read_topic,
+    require_stack, start_worker, trace_id, unique,
 };
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -39,8 +39,9 @@ async fn one_frame_one_trace_across_the_fleet() {
     let mut ingest = Service::start(
         "framewire-ingest",
         &format!(
-            "{}\n[[cameras]]\nid = \"{camera}\"\nurl = \"{RTSP}/moving\"\n",
-            topics.toml()
+            "{}\n{}",
+            topics.toml(),
+            camera_toml(&camera, &format!("{RTSP}/moving"), "")
         ),
         &env,
     );

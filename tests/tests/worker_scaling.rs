@@ -39,6 +39,7 @@ async fn a_worker_that_takes_over_starts_at_keyframes() {
             camera_toml(
                 &camera_on_partition("scale", i as u32, 4),
                 &format!("{RTSP}/{m}"),
+                "",
             )
         })
         .collect();

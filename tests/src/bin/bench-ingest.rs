@@ -78,6 +78,7 @@ async fn main() {
             camera_toml(
                 &format!("bench-{i}"),
                 &format!("rtsp://127.0.0.1:{port}/cam{i}"),
+                "",
             )
         })
         .collect();

@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             camera_toml(
                 &format!("lat-{i}"),
                 &format!("rtsp://127.0.0.1:{port}/cam{i}"),
+                "",
             )
         })
         .collect();
