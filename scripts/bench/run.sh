@@ -78,8 +78,11 @@ if wants worker; then
     w --clip "$c" --threads 1 --cpus "$cpu" --mode keyframes --label "keyframes $(basename "$c" .h264)"
   done
   if (( $(nproc) >= 2 )); then
-    echo "==> scaling: 4 cameras, 1 decoder thread on CPU $cpu vs 2 threads on CPUs 0-1 (3 rounds, interleaved)"
+    echo "==> scaling: 4 cameras, 1 decoder thread on CPU $cpu vs 2 threads on CPUs 0-1 (3 rounds, interleaved"
+    echo "    with the machine's own ceiling: ffmpeg -threads 1 alone vs two copies, one per core)"
+    rm -f "$out/machine.jsonl"
     for round in 1 2 3; do
+      scripts/bench/machine_pair.py --clip "$c720main" --rounds 1 --alone-cpu "$cpu" --json "$out/machine.jsonl"
       w --clip "$c720main" --cameras 4 --threads 1 --cpus "$cpu" --label "scaling 1"
       w --clip "$c720main" --cameras 4 --threads 2 --cpus 0,1 --label "scaling 2"
     done

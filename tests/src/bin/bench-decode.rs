@@ -6,7 +6,9 @@
 //! `keyframes` mode does). Also the statistics' own cost per picture, measured in place on
 //! the decoded pictures, as a share of the decode time and against a memcpy of the same
 //! planes, both as the worker computes them today (frame_stats, Detectors::update, a copy
-//! of the luma) and with `framestats::Analyzer` (the same results in one pass). Run it under `taskset -c N` (`scripts/bench/run.sh` does): ffmpeg inherits the pin.
+//! of the luma) and with `framestats::Analyzer` (the same results in one pass). And each
+//! `decode` call of the bare pass, IDR access units apart from the others: an IDR's cost
+//! against the average frame's bounds what keyframes-only decoding can gain. Run it under `taskset -c N` (`scripts/bench/run.sh` does): ffmpeg inherits the pin.
 //!
 //! Prints a Markdown table and writes the numbers as JSON (`--json FILE`) for
 //! `scripts/bench/summary.py`.
@@ -97,6 +99,10 @@ struct Measurer {
     prev: Vec<u8>,
     prev_dims: (usize, usize),
     copy: Vec<u8>,
+    /// Each `decode` call, IDR access units apart from the others, and their bytes.
+    decode_idr: Samples,
+    decode_other: Samples,
+    bytes: [u64; 2],
     /// All statistics of a picture; its parts (frame_stats, detectors, the previous-luma
     /// copy); a memcpy of the same planes.
     stats: Samples,
@@ -112,10 +118,23 @@ impl Measurer {
             prev: Vec::new(),
             prev_dims: (0, 0),
             copy: Vec::new(),
+            decode_idr: Samples::default(),
+            decode_other: Samples::default(),
+            bytes: [0; 2],
             stats: Samples::default(),
             parts: Default::default(),
             memcpy: Samples::default(),
         }
+    }
+
+    /// Records one `decode` call of `len` bytes.
+    fn decoded(&mut self, idr: bool, len: usize, took: Duration) {
+        if idr {
+            self.decode_idr.push(took);
+        } else {
+            self.decode_other.push(took);
+        }
+        self.bytes[usize::from(!idr)] += len as u64;
     }
 
     /// The worker's `measure`: statistics, detectors, then the luma kept for `y_dif`
@@ -196,10 +215,14 @@ fn pass(units: &[&[u8]], mode: Mode) -> anyhow::Result<(Duration, u64, Measurer)
     let mut checksum = 0.0;
     let started = cpu_time();
     for au in units {
-        if mode == Mode::Keyframes && !is_idr(au) {
+        let idr = is_idr(au);
+        if mode == Mode::Keyframes && !idr {
             continue;
         }
-        if let Some(yuv) = dec.decode(au)? {
+        let started = Instant::now();
+        let decoded = dec.decode(au)?;
+        m.decoded(idr, au.len(), started.elapsed());
+        if let Some(yuv) = decoded {
             pictures += 1;
             if mode != Mode::Bare {
                 checksum += m.measure(&yuv)?;
@@ -284,6 +307,7 @@ fn main() -> anyhow::Result<()> {
     let args = args()?;
     let mut results = Vec::new();
     let mut parts = Vec::new();
+    let mut idr_rows = Vec::new();
     println!(
         "\n## Decode on one core (CPU time, best of {} runs; statistics kernels: {:?})\n",
         args.runs,
@@ -313,7 +337,7 @@ fn main() -> anyhow::Result<()> {
         let idr = units.iter().filter(|u| is_idr(u)).count() as u64;
 
         let ff = ffmpeg(clip, args.runs)?;
-        let (bare, bare_pics, _) = best(&units, Mode::Bare, args.runs)?;
+        let (bare, bare_pics, b) = best(&units, Mode::Bare, args.runs)?;
         let (with_stats, stats_pics, m) = best(&units, Mode::Stats, args.runs)?;
         let (with_one_pass, _, one) = best(&units, Mode::OnePass, args.runs)?;
         let (key, key_pics, _) = best(&units, Mode::Keyframes, args.runs)?;
@@ -346,6 +370,22 @@ fn main() -> anyhow::Result<()> {
             100.0 * added_ms / decode_ms,
             100.0 * added_one_ms / decode_ms,
         ));
+        // What bounds keyframes-only decoding: an IDR's decode against the average frame's.
+        // A GOP of g frames costs one IDR and g - 1 others; keyframes-only decodes the IDR.
+        let (idr_ms, other_ms) = (b.decode_idr.median_ms(), b.decode_other.median_ms());
+        let ceiling = |gop: f64| ((gop - 1.0) * other_ms + idr_ms) / idr_ms;
+        let kb = |bytes: u64, n: usize| bytes as f64 / 1000.0 / n.max(1) as f64;
+        let (idr_kb, other_kb) = (
+            kb(b.bytes[0], b.decode_idr.0.len()),
+            kb(b.bytes[1], b.decode_other.0.len()),
+        );
+        let ceiling_gop30 = ceiling(30.0);
+        idr_rows.push(format!(
+            "| {} | {idr_ms:.2} | {idr_kb:.0} | {other_ms:.2} | {other_kb:.1} | {:.1} | {:.1}× | {ceiling_gop30:.1}× |",
+            clip_label(&meta),
+            idr_ms / other_ms,
+            ceiling(meta["gop"].as_f64().unwrap_or(30.0)),
+        ));
         let idr_per_s = fps(idr, key);
         let covered = fps(frames, key);
         println!(
@@ -369,6 +409,8 @@ fn main() -> anyhow::Result<()> {
             "analyzer_ms": one_ms, "analyzer_fps": one_fps,
             "added_ms": added_ms, "analyzer_added_ms": added_one_ms,
             "keyframes_idr_per_s": idr_per_s, "keyframes_covered_fps": covered,
+            "idr_decode_ms": idr_ms, "other_decode_ms": other_ms, "idr_kb": idr_kb,
+            "other_kb": other_kb, "keyframes_ceiling_gop30": ceiling_gop30,
             "isa": format!("{:?}", active_isa()),
         }));
     }
@@ -381,6 +423,16 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "\nfps = frames / CPU seconds of the pass (best of the runs); per-picture times are medians; \"added\" = CPU per picture of the pass with statistics minus the pass without (includes the decoder data they evict from the caches). stats = frame_stats + detectors + the previous-luma copy per picture, timed in place; memcpy = one copy of the same picture's Y, U and V samples."
+    );
+    println!(
+        "\n| clip | IDR decode ms | IDR KB | other frames ms | other KB | IDR ÷ other | keyframes-only ceiling at the clip's GOP | at GOP 30 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in idr_rows {
+        println!("{row}");
+    }
+    println!(
+        "\nEach `decode` call of the bare pass timed (medians). Keyframes-only decoding covers a GOP of g frames per IDR decoded, so it can reach at most ((g - 1) × other + IDR) ÷ IDR times the frames per second of full decoding: 15× at GOP 30 needs an IDR no dearer than ~2.1 other frames."
     );
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_vec_pretty(&results)?)
