@@ -23,6 +23,8 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="$target/release"
 out="$target/bench"
 mkdir -p "$out"
+# The summary is of this run only: no numbers left over from an earlier one.
+rm -f "$out"/{decode.json,worker.jsonl,machine.jsonl,latency.json}
 wants() { [[ " $only " == *" $1 "* ]]; }
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -59,7 +61,6 @@ if wants kernels; then
 fi
 
 if wants worker; then
-  rm -f "$out/worker.jsonl"
   w() { FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-worker" --json "$out/worker.jsonl" "$@"; }
   echo "==> worker whole path, one decoder thread on CPU $cpu (best of $runs, as the bare decode)"
   echo "| run | size | cameras | threads | stats records | records/s | frames covered/s | worker CPU | decoder threads busy |"
@@ -80,7 +81,6 @@ if wants worker; then
   if (( $(nproc) >= 2 )); then
     echo "==> scaling: 4 cameras, 1 decoder thread on CPU $cpu vs 2 threads on CPUs 0-1 (3 rounds, interleaved"
     echo "    with the machine's own ceiling: ffmpeg -threads 1 alone vs two copies, one per core)"
-    rm -f "$out/machine.jsonl"
     for round in 1 2 3; do
       scripts/bench/machine_pair.py --clip "$c720main" --rounds 1 --alone-cpu "$cpu" --json "$out/machine.jsonl"
       w --clip "$c720main" --cameras 4 --threads 1 --cpus "$cpu" --label "scaling 1"

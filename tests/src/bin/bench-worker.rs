@@ -1,12 +1,13 @@
 //! The worker's whole path on pinned cores: a clip's access units are produced (before the
 //! worker starts) into a fresh frames topic with the `fw-*` headers ingest writes, for N
 //! cameras; then a release `framewire-worker` starts under `taskset -c CPUS` with
-//! `FRAMEWIRE_WORKER__DECODE_THREADS` and `FRAMEWIRE_WORKER__DECODE_MODE` set, and the
-//! rate is measured from the first to the last stats record consumed (Kafka in, decode,
-//! every statistic, JSON, Kafka out; or, when the reader fell behind, the span of the records'
-//! `decoded_ms`). The very last picture of each camera comes out
-//! through the worker's idle flush (`worker.idle_flush_ms` after the input stops), so the
-//! rate is taken over the records before the last one per camera.
+//! `FRAMEWIRE_WORKER__DECODE_THREADS` and `FRAMEWIRE_WORKER__DECODE_MODE` set. Once every
+//! stats record is in the stats topic (Kafka in, decode, every statistic, JSON, Kafka out),
+//! they are read and the rate is taken on the worker's own clock, from the first to the last
+//! record's `decoded_ms`; the benchmark does not read while the worker runs, so that the
+//! broker (on the same cores) serves only the worker. The very last picture of each camera
+//! comes out through the worker's idle flush (`worker.idle_flush_ms` after the input stops),
+//! so the rate is taken over the records before the last one per camera.
 //!
 //! `BENCH_WORKER_LOG=FILE` keeps the worker's log, `BENCH_WORKER_FILTER` sets its filter
 //! (default `warn`; e.g. `debug` with `--option debug=fetch` for librdkafka's fetcher).
@@ -329,14 +330,13 @@ fn start_worker(topics: &Topics, args: &Args, partitions: i32) -> anyhow::Result
     })
 }
 
-/// Arrival times and `decoded_ms` of `expected` stats records (or what came before
-/// `timeout`).
-fn consume(
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-    timeout: Duration,
-) -> Vec<(Instant, i64)> {
+/// The `decoded_ms` of `expected` stats records (or of what came before `timeout`), read
+/// once the worker has written them all: until then only the partitions' high watermarks are
+/// polled (one request per partition every 250 ms), because a live reader's fetches would make the broker —
+/// which shares the cores with the worker here — work for the benchmark, not the worker
+/// (measured: a reader fetching live plus the worker's own produce requests cost the broker
+/// ~1.5 s of CPU per 2000 records).
+fn consume(topic: &str, partitions: i32, expected: usize, timeout: Duration) -> Vec<i64> {
     let consumer: BaseConsumer = match ClientConfig::new()
         .set("bootstrap.servers", KAFKA)
         .set("group.id", unique("bench-worker-reader"))
@@ -350,6 +350,19 @@ fn consume(
             return Vec::new();
         }
     };
+    let deadline = Instant::now() + timeout;
+    let written = || -> i64 {
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(1))
+                    .map_or(0, |(_, high)| high)
+            })
+            .sum()
+    };
+    while written() < expected as i64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
@@ -357,9 +370,9 @@ fn consume(
     if consumer.assign(&tpl).is_err() {
         return Vec::new();
     }
-    let mut arrivals = Vec::with_capacity(expected);
-    let deadline = Instant::now() + timeout;
-    while arrivals.len() < expected && Instant::now() < deadline {
+    let mut decoded_ms = Vec::with_capacity(expected);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while decoded_ms.len() < expected && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let decoded =
@@ -367,13 +380,13 @@ fn consume(
                         .ok()
                         .and_then(|v| v["decoded_ms"].as_i64())
                         .unwrap_or(0);
-                arrivals.push((Instant::now(), decoded));
+                decoded_ms.push(decoded);
             }
             Some(Err(e)) => eprintln!("stats consumer: {e}"),
             None => {}
         }
     }
-    arrivals
+    decoded_ms
 }
 
 #[tokio::main]
@@ -433,7 +446,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let worker = start_worker(&topics, &args, partitions)?;
     let pid = worker.child.id();
-    let arrivals = tokio::task::spawn_blocking({
+    let decoded_ms = tokio::task::spawn_blocking({
         let topic = topics.stats.clone();
         move || consume(&topic, partitions, expected, Duration::from_secs(120))
     })
@@ -446,27 +459,18 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(worker);
     delete_topics(&topics).await;
-    if arrivals.len() < expected || expected < args.cameras + 2 {
+    if decoded_ms.len() < expected || expected < args.cameras + 2 {
         bail!(
             "only {} of {expected} stats records arrived\n--- worker log ---\n{log}",
-            arrivals.len()
+            decoded_ms.len()
         );
     }
-    // Rate over the records before each camera's last one (which waits for the idle flush).
-    let used = arrivals.len() - args.cameras;
-    // First to last record read; when the reader fell behind the worker (a short run, e.g.
-    // keyframes mode) the records arrive in a burst, so the span of their `decoded_ms`
-    // (the worker's own clock) is used when it is longer.
-    let read_span = arrivals[used - 1]
-        .0
-        .duration_since(arrivals[0].0)
-        .as_secs_f64();
-    let (first_ms, last_ms) = arrivals[..used]
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, d)| {
-            (lo.min(d), hi.max(d))
-        });
-    let span = read_span.max((last_ms - first_ms) as f64 / 1000.0);
+    // Rate over the records before each camera's last one (which waits for the idle flush),
+    // on the worker's own clock: first to last `decoded_ms`.
+    let mut decoded_ms = decoded_ms;
+    decoded_ms.sort_unstable();
+    let used = decoded_ms.len() - args.cameras;
+    let span = ((decoded_ms[used - 1] - decoded_ms[0]) as f64 / 1000.0).max(0.001);
     let rate = (used - 1) as f64 / span;
     // How busy the decoder threads were while the records came out (all of them: ~100 %).
     let busy = 100.0 * decoder_cpu / (args.threads as f64 * span);
@@ -483,7 +487,7 @@ async fn main() -> anyhow::Result<()> {
         args.cameras,
         args.threads,
         args.cpus,
-        arrivals.len(),
+        decoded_ms.len(),
     );
     if let Some(path) = &args.json {
         use std::io::Write;
@@ -491,7 +495,7 @@ async fn main() -> anyhow::Result<()> {
             "label": args.label, "clip": args.clip, "mode": args.mode,
             "width": dims.0, "height": dims.1, "gop": meta["gop"], "profile": meta["profile"],
             "cameras": args.cameras, "threads": args.threads, "cpus": args.cpus,
-            "records": arrivals.len(), "records_per_s": rate, "covered_fps": covered,
+            "records": decoded_ms.len(), "records_per_s": rate, "covered_fps": covered,
             "worker_cpu_s": cpu, "decoder_cpu_s": decoder_cpu, "decoder_busy_pct": busy,
         });
         let mut f = std::fs::OpenOptions::new()
