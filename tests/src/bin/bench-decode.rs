@@ -370,7 +370,7 @@ fn main() -> anyhow::Result<()> {
             100.0 * added_ms / decode_ms,
             100.0 * added_one_ms / decode_ms,
         ));
-        // What bounds keyframes-only decoding: an IDR's decode against the average frame's.
+        // What bounds keyframes-only decoding: an IDR's decode against the other frames'.
         // A GOP of g frames costs one IDR and g - 1 others; keyframes-only decodes the IDR.
         let (idr_ms, other_ms) = (b.decode_idr.median_ms(), b.decode_other.median_ms());
         let ceiling = |gop: f64| ((gop - 1.0) * other_ms + idr_ms) / idr_ms;
