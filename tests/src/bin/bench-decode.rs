@@ -99,10 +99,11 @@ struct Measurer {
     prev: Vec<u8>,
     prev_dims: (usize, usize),
     copy: Vec<u8>,
-    /// Each `decode` call, IDR access units apart from the others, and their bytes.
+    /// Each `decode` call and the bytes decoded, IDR access units apart from the others.
     decode_idr: Samples,
     decode_other: Samples,
-    bytes: [u64; 2],
+    idr_bytes: u64,
+    other_bytes: u64,
     /// All statistics of a picture; its parts (frame_stats, detectors, the previous-luma
     /// copy); a memcpy of the same planes.
     stats: Samples,
@@ -120,7 +121,8 @@ impl Measurer {
             copy: Vec::new(),
             decode_idr: Samples::default(),
             decode_other: Samples::default(),
-            bytes: [0; 2],
+            idr_bytes: 0,
+            other_bytes: 0,
             stats: Samples::default(),
             parts: Default::default(),
             memcpy: Samples::default(),
@@ -131,10 +133,11 @@ impl Measurer {
     fn decoded(&mut self, idr: bool, len: usize, took: Duration) {
         if idr {
             self.decode_idr.push(took);
+            self.idr_bytes += len as u64;
         } else {
             self.decode_other.push(took);
+            self.other_bytes += len as u64;
         }
-        self.bytes[usize::from(!idr)] += len as u64;
     }
 
     /// The worker's `measure`: statistics, detectors, then the luma kept for `y_dif`
@@ -376,8 +379,8 @@ fn main() -> anyhow::Result<()> {
         let ceiling = |gop: f64| ((gop - 1.0) * other_ms + idr_ms) / idr_ms;
         let kb = |bytes: u64, n: usize| bytes as f64 / 1000.0 / n.max(1) as f64;
         let (idr_kb, other_kb) = (
-            kb(b.bytes[0], b.decode_idr.0.len()),
-            kb(b.bytes[1], b.decode_other.0.len()),
+            kb(b.idr_bytes, b.decode_idr.0.len()),
+            kb(b.other_bytes, b.decode_other.0.len()),
         );
         let ceiling_gop30 = ceiling(30.0);
         idr_rows.push(format!(
