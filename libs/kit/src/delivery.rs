@@ -253,13 +253,37 @@ impl Delivery {
         record: &Outgoing,
         retry: Retry,
         stop: &Shutdown,
-        what: &dyn std::fmt::Display,
+        what: &(dyn std::fmt::Display + Sync),
+    ) -> Result<Delivered, DeliveryError> {
+        let first = self.enqueue(record).await;
+        self.complete(first, record, retry, stop, what).await
+    }
+
+    /// [`Delivery::deliver`] for a record already enqueued (`first`, the result of
+    /// [`Delivery::enqueue`]): the caller enqueues records in order and completes each
+    /// one elsewhere (a retried record may then land after later ones).
+    pub async fn complete(
+        &self,
+        first: Result<Pending, DeliveryError>,
+        record: &Outgoing,
+        retry: Retry,
+        stop: &Shutdown,
+        what: &(dyn std::fmt::Display + Sync),
     ) -> Result<Delivered, DeliveryError> {
         let mut attempt = 0u32;
+        let mut next = Some(first);
         loop {
             attempt += 1;
-            let result = match self.enqueue(record).await {
-                Ok(pending) => pending.delivered().await,
+            let enqueued = match next.take() {
+                Some(first) => first,
+                None => self.enqueue(record).await,
+            };
+            let result = match enqueued {
+                Ok(pending) => tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Err(DeliveryError::Stopped),
+                    r = pending.delivered() => r,
+                },
                 Err(e) => Err(e),
             };
             let error = match result {

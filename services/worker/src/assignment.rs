@@ -21,6 +21,10 @@ pub struct PartitionView {
     pub committed: Option<i64>,
     /// Records between the committed offset and the end.
     pub lag: Option<i64>,
+    /// This replica's progress: every record before it is done (what it commits next).
+    pub progress: Option<i64>,
+    /// Where a new owner would resume to start every camera at a keyframe.
+    pub resume: Option<i64>,
 }
 
 /// A camera whose records this replica consumed.
@@ -160,6 +164,14 @@ impl Assignment {
             .zip(view.committed)
             .map(|(h, c)| (h - c).max(0));
         view.lag
+    }
+
+    /// Records a partition's position as last handed to a commit.
+    pub fn progress(&self, partition: i32, position: crate::commit::Position) {
+        if let Some(view) = self.lock().partitions.get_mut(&partition) {
+            view.progress = Some(position.offset);
+            view.resume = Some(position.resume);
+        }
     }
 
     /// True when this replica has consumed `camera` and still owns its partition.

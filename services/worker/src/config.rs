@@ -46,13 +46,26 @@ pub struct WorkerConfig {
     /// decoders hold back (so a camera that stops still gets its last frame measured).
     #[serde(default = "default_idle_flush_ms")]
     pub idle_flush_ms: u64,
-    /// A camera with no record for this long stops holding its partition's commit at its
-    /// GOP start (so a camera that went away never holds the lag back).
+    /// A camera with no record for this long (and nothing in flight) no longer holds its
+    /// partition's resume offset at its GOP start: a camera that went away never makes a
+    /// takeover replay more than this. Keep it above ingest's `stall_timeout_ms`.
     #[serde(default = "default_idle_release_ms")]
     pub idle_release_ms: u64,
+    /// How often progress is committed (the committed lag KEDA reads trails processing by
+    /// about this much).
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
     /// Producer `linger.ms` for stats records.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
+    /// Producer `message.timeout.ms`: how long one attempt to deliver a stats record or
+    /// dead letter may take before it is sent again (it is sent again, with backoff, until
+    /// Kafka takes it: a record is never dropped).
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+    /// Longest wait between two attempts to deliver a record.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
     /// Where a new consumer group starts: `earliest` (process the backlog) or `latest`.
     #[serde(default = "default_offset_reset")]
     pub auto_offset_reset: String,
@@ -117,6 +130,15 @@ fn default_idle_flush_ms() -> u64 {
     250
 }
 fn default_idle_release_ms() -> u64 {
+    15_000
+}
+fn default_commit_interval_ms() -> u64 {
+    500
+}
+fn default_delivery_timeout_ms() -> u64 {
+    30_000
+}
+fn default_retry_max_ms() -> u64 {
     10_000
 }
 fn default_linger_ms() -> u32 {
@@ -147,7 +169,10 @@ impl Default for WorkerConfig {
             queue_max_bytes: default_queue_max_bytes(),
             idle_flush_ms: default_idle_flush_ms(),
             idle_release_ms: default_idle_release_ms(),
+            commit_interval_ms: default_commit_interval_ms(),
             linger_ms: default_linger_ms(),
+            delivery_timeout_ms: default_delivery_timeout_ms(),
+            retry_max_ms: default_retry_max_ms(),
             auto_offset_reset: default_offset_reset(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             decode_mode: DecodeMode::default(),
@@ -190,7 +215,20 @@ impl Validate for Config {
         check_range("worker.queue_max_bytes", w.queue_max_bytes, 0, 1 << 34)?;
         check_range("worker.idle_flush_ms", w.idle_flush_ms, 10, 60_000)?;
         check_range("worker.idle_release_ms", w.idle_release_ms, 100, 3_600_000)?;
+        check_range(
+            "worker.commit_interval_ms",
+            w.commit_interval_ms,
+            50,
+            60_000,
+        )?;
         check_range("worker.linger_ms", w.linger_ms, 0, 1_000)?;
+        check_range(
+            "worker.delivery_timeout_ms",
+            w.delivery_timeout_ms,
+            1_000,
+            3_600_000,
+        )?;
+        check_range("worker.retry_max_ms", w.retry_max_ms, 100, 600_000)?;
         check_range("worker.shutdown_grace_ms", w.shutdown_grace_ms, 0, 600_000)?;
         check_range("worker.realtime_max_ms", w.realtime_max_ms, 100, 3_600_000)?;
         check_range(

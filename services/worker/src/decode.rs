@@ -6,9 +6,16 @@
 //! [`crate::parking`] while the other threads are fed) and the threads hand measured
 //! frames back through another bounded channel.
 //!
-//! Per camera: a new `fw-session` resets the decoder; after a session change or a
-//! decode error nothing is decoded until the next keyframe (which carries SPS/PPS
-//! inline), so garbage is never measured.
+//! Per camera: a new `fw-session` resets the decoder; after a session change, a decode
+//! error or a gap in `fw-seq` nothing is decoded until the next keyframe (which carries
+//! SPS/PPS inline), so garbage is never measured. The frames skipped that way cannot be
+//! decoded (their reference is missing): they go to the DLQ as `missing_reference`, so
+//! every frame ends as statistics or as a dead letter with a reason.
+//!
+//! *Replayed* records (a new owner of a partition re-reading from the GOP-safe resume
+//! offset up to the committed offset, see [`crate::commit`]) are decoded and measured to
+//! rebuild the camera's decoder and analyzer state, and publish nothing: an earlier owner
+//! already did.
 //!
 //! openh264 hands a picture out one access unit late on these streams, so a camera that
 //! goes quiet would keep its last picture (and its partition's commit) forever: a thread
@@ -53,6 +60,8 @@ pub struct Job {
     pub span: tracing::Span,
     /// Start the camera on a fresh decoder (records before this one were skipped).
     pub resync: bool,
+    /// Done by an earlier owner: decode it to rebuild state, publish nothing.
+    pub replay: bool,
 }
 
 /// What became of a job.
@@ -81,7 +90,7 @@ pub enum Outcome {
         /// Source offset.
         offset: i64,
     },
-    /// Nothing to publish (skipped, already counted); the offset is done.
+    /// Nothing to publish (replayed, or not decoded by choice); the offset is done.
     Done {
         /// Source partition.
         partition: i32,
@@ -241,6 +250,7 @@ struct Pending {
     partition: i32,
     offset: i64,
     span: tracing::Span,
+    replay: bool,
 }
 
 struct CameraDecoder {
@@ -252,6 +262,8 @@ struct CameraDecoder {
     last_input: Instant,
     session: String,
     synced: bool,
+    /// `fw-seq` of the last access unit given to the decoder.
+    last_seq: Option<u64>,
     /// What turns its pictures into statistics.
     m: Measuring,
 }
@@ -386,8 +398,12 @@ impl Thread {
         });
     }
 
-    /// Counts a poison record and hands it back for the DLQ.
+    /// Counts a poison record and hands it back for the DLQ (a replayed one is done: its
+    /// earlier owner sent it to the DLQ already).
     fn poison(&self, p: Pending, data: Vec<u8>, reason: Reason) {
+        if p.replay {
+            return self.done(&p);
+        }
         self.metrics
             .decode_errors
             .with_label_values(&[&p.meta.camera, reason.as_str()])
@@ -403,6 +419,10 @@ impl Thread {
 
     /// Publishes a measured picture, or counts a picture that could not be measured.
     fn picture(&self, p: Pending, record: Option<StatsRecord>) {
+        if p.replay {
+            self.metrics.replayed.inc();
+            return self.done(&p);
+        }
         match record {
             Some(record) => {
                 self.metrics
@@ -436,7 +456,8 @@ impl Thread {
             self.picture(p, record);
         }
         for p in rest {
-            self.done(&p);
+            tracing::warn!(%camera, seq = p.meta.seq, "the decoder produced no picture for an access unit");
+            self.poison(p, Vec::new(), Reason::NoPicture);
         }
     }
 
@@ -462,6 +483,7 @@ impl Thread {
                     last_input: Instant::now(),
                     session: meta.session.clone(),
                     synced: false,
+                    last_seq: None,
                     m: Measuring {
                         pending: Vec::new(),
                         analyzer: Analyzer::new(self.config.detectors),
@@ -482,6 +504,7 @@ impl Thread {
             offset,
             span,
             resync,
+            replay,
         } = job;
         let camera = meta.camera.clone();
         let p = Pending {
@@ -489,6 +512,7 @@ impl Thread {
             partition,
             offset,
             span,
+            replay,
         };
         if let Err(e) = self.camera(&p.meta, resync) {
             tracing::error!(%camera, error = %e, "cannot create a decoder");
@@ -502,17 +526,36 @@ impl Thread {
             }
             return self.poison(p, data, reason);
         }
+        // A gap in the session's frame numbers before a frame that is not a keyframe
+        // (ingest dropped or could not deliver frames): the frame's reference is gone.
+        let gap = self.cameras.get(&camera).is_some_and(|c| {
+            c.synced
+                && !p.meta.keyframe
+                && c.last_seq
+                    .is_some_and(|last| p.meta.seq != last.wrapping_add(1))
+        });
+        if gap {
+            tracing::warn!(%camera, seq = p.meta.seq, "gap in the camera's frame numbers; waiting for the next keyframe");
+            self.flush(&camera);
+            if let Some(c) = self.cameras.get_mut(&camera) {
+                c.synced = false;
+            }
+        }
         let Some(cam) = self.cameras.get_mut(&camera) else {
             return;
         };
         cam.last_input = Instant::now();
         if !cam.synced {
             if !p.meta.keyframe {
-                self.metrics
-                    .skipped
-                    .with_label_values(&[&camera, "await_keyframe"])
-                    .inc();
-                return self.done(&p);
+                if p.replay {
+                    // The tail of a GOP that started before the resume offset: done earlier.
+                    self.metrics
+                        .skipped
+                        .with_label_values(&[&camera, "replay"])
+                        .inc();
+                    return self.done(&p);
+                }
+                return self.poison(p, data, Reason::MissingReference);
             }
             // The keyframe's SPS says whether pictures may come out of order; without
             // reordering the decoder needs not hold each picture until the next access unit
@@ -529,6 +572,7 @@ impl Thread {
             }
             cam.synced = true;
         }
+        cam.last_seq = Some(p.meta.seq);
         let started = Instant::now();
         let _entered = p.span.clone().entered();
         cam.m.pending.push(p);
@@ -575,6 +619,7 @@ impl Thread {
     fn forget(&mut self, camera: &str) {
         self.flush(camera);
         if self.cameras.remove(camera).is_some() {
+            self.metrics.forget_camera(camera);
             tracing::debug!(%camera, "decoder dropped");
         }
     }
@@ -700,6 +745,7 @@ mod tests {
             offset: seq as i64,
             span: tracing::Span::none(),
             resync: false,
+            replay: false,
         }
     }
 
@@ -751,22 +797,20 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
         let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
-        // A session that starts with a P-frame: skipped until its keyframe.
+        // A session that starts with a P-frame: its reference is missing (DLQ) until its
+        // keyframe.
         pool.submit(job("s2", 0, false, aus[1].clone()))
             .await
             .ok()
             .unwrap();
         assert!(matches!(
             next(&mut rx).await,
-            Outcome::Done { offset: 0, .. }
+            Outcome::Poison {
+                offset: 0,
+                reason: Reason::MissingReference,
+                ..
+            }
         ));
-        assert_eq!(
-            metrics
-                .skipped
-                .with_label_values(&["cam", "await_keyframe"])
-                .get(),
-            1
-        );
         pool.submit(job("s2", 1, true, aus[0].clone()))
             .await
             .ok()
@@ -824,6 +868,76 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_gap_in_frame_numbers_sends_the_frames_without_reference_to_the_dlq() {
+        let aus = clip(&[50, 60, 70, 80, 90]);
+        let (tx, mut rx) = mpsc::channel(64);
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        // seq 2 never arrived (ingest could not deliver it): 3 and 4 lost their reference.
+        let sent = [(0, true, 0), (1, false, 1), (3, false, 3), (4, false, 4)];
+        for (seq, key, i) in sent {
+            pool.submit(job("s", seq, key, aus[i].clone()))
+                .await
+                .ok()
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(match next(&mut rx).await {
+                Outcome::Stats { offset, .. } => (offset, "stats"),
+                Outcome::Poison { offset, reason, .. } => (offset, reason.as_str()),
+                Outcome::Done { offset, .. } => (offset, "done"),
+            });
+        }
+        assert_eq!(
+            got,
+            [
+                (0, "stats"),
+                (1, "stats"),
+                (3, "missing_reference"),
+                (4, "missing_reference")
+            ]
+        );
+        pool.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replayed_records_rebuild_the_decoder_and_publish_nothing() {
+        let aus = clip(&[50, 60, 70]);
+        let (tx, mut rx) = mpsc::channel(64);
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        for (i, au) in aus.into_iter().enumerate() {
+            let mut j = job("s", i as u64, i == 0, au);
+            j.replay = i < 2; // 0 and 1 were done by the partition's earlier owner
+            pool.submit(j).await.ok().unwrap();
+        }
+        assert!(matches!(
+            next(&mut rx).await,
+            Outcome::Done { offset: 0, .. }
+        ));
+        assert!(matches!(
+            next(&mut rx).await,
+            Outcome::Done { offset: 1, .. }
+        ));
+        match next(&mut rx).await {
+            Outcome::Stats {
+                record, offset: 2, ..
+            } => {
+                assert!((record.y_avg - 70.0).abs() < 2.0, "{}", record.y_avg);
+                assert!(
+                    record.y_dif > 5.0,
+                    "compared with the replayed picture: {}",
+                    record.y_dif
+                );
+            }
+            _ => panic!("the first live frame decodes on the replayed reference"),
+        }
+        assert_eq!(metrics.replayed.get(), 2);
+        pool.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_forgotten_camera_starts_over_at_a_keyframe() {
         let aus = clip(&[50, 60, 70]);
         let (tx, mut rx) = mpsc::channel(64);
@@ -841,22 +955,31 @@ mod tests {
             next(&mut rx).await,
             Outcome::Stats { offset: 0, .. }
         ));
-        // Same session, but the state is gone: the next P-frame waits for a keyframe.
-        pool.submit(job("s", 1, false, aus[1].clone()))
-            .await
-            .ok()
-            .unwrap();
+        // Same session, but the state is gone: a replayed P-frame is done quietly (an
+        // earlier owner handled it), a live one has lost its reference (DLQ).
+        let mut replayed = job("s", 1, false, aus[1].clone());
+        replayed.replay = true;
+        pool.submit(replayed).await.ok().unwrap();
         assert!(matches!(
             next(&mut rx).await,
             Outcome::Done { offset: 1, .. }
         ));
         assert_eq!(
-            metrics
-                .skipped
-                .with_label_values(&["cam", "await_keyframe"])
-                .get(),
+            metrics.skipped.with_label_values(&["cam", "replay"]).get(),
             1
         );
+        pool.submit(job("s", 2, false, aus[2].clone()))
+            .await
+            .ok()
+            .unwrap();
+        assert!(matches!(
+            next(&mut rx).await,
+            Outcome::Poison {
+                offset: 2,
+                reason: Reason::MissingReference,
+                ..
+            }
+        ));
         pool.finish();
     }
 
@@ -877,8 +1000,11 @@ mod tests {
             (job("s", 0, true, aus[0].clone()), None),
             (wrong_codec, Some(Reason::Codec)),
             (job("s", 2, false, truncated), Some(Reason::Truncated)),
-            // After poison the camera waits for a keyframe: this P-frame is skipped.
-            (job("s", 3, false, aus[3].clone()), None),
+            // After poison the camera waits for a keyframe: this P-frame has no reference.
+            (
+                job("s", 3, false, aus[3].clone()),
+                Some(Reason::MissingReference),
+            ),
             (job("s", 4, true, idr_only), Some(Reason::ParameterSets)),
             (job("s", 5, true, aus[0].clone()), None),
         ];
@@ -907,7 +1033,10 @@ mod tests {
             [0, 5],
             "the first keyframe, then the one after the poison"
         );
-        assert_eq!(done, [3], "the P-frame after poison waits for a keyframe");
+        assert!(
+            done.is_empty(),
+            "every frame is measured or a dead letter: {done:?}"
+        );
         assert_eq!(
             metrics
                 .decode_errors

@@ -4,17 +4,19 @@
 //! partitions; decodes with openh264 on dedicated threads and measures every picture.
 
 mod assignment;
+mod commit;
 mod config;
 mod debug;
 mod decode;
 mod lag;
 mod metrics;
-mod offsets;
 #[cfg(test)]
 mod oracle_tests;
+mod output;
 mod parking;
 mod pipeline;
 mod poison;
+mod rebalance;
 mod snapshot;
 
 use std::process::ExitCode;
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
 async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let registry = framewire_kit::metrics::registry();
     let metrics = Metrics::new(&registry);
+    let delivery_metrics = framewire_kit::delivery::DeliveryMetrics::new(&registry);
     let readiness = Readiness::new();
     readiness.set_not_ready("kafka", "starting");
 
@@ -62,7 +65,15 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown).await
     };
     if topics_ready {
-        result = pipeline::run(&config, &readiness, metrics, shared, shutdown).await;
+        result = pipeline::run(
+            &config,
+            &readiness,
+            metrics,
+            delivery_metrics,
+            shared,
+            shutdown,
+        )
+        .await;
     }
     admin.stop().await;
     result

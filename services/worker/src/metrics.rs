@@ -1,4 +1,7 @@
-//! Worker metrics. Label `camera` is the camera id.
+//! Worker metrics. Label `camera` is a validated camera id (`invalid` for a record whose
+//! key is not one); a camera's series are removed when its decoder is dropped (its
+//! partition moved away, or it sent nothing for the eviction time), so the label set
+//! follows the cameras this replica works on.
 
 use framewire_kit::metrics::Builder;
 use prometheus::{
@@ -46,6 +49,45 @@ pub struct Metrics {
     pub paused_partitions: IntGauge,
     /// `framewire_worker_partition_pauses_total`: times a partition was paused for that.
     pub partition_pauses: IntCounter,
+    /// `framewire_worker_records_replayed_total`: records decoded only to rebuild decoder
+    /// state after a takeover (between the resume and the committed offset).
+    pub replayed: IntCounter,
+    /// `framewire_worker_resumes_total{from}`: partitions assigned, by where reading
+    /// started (`resume_offset`: before the committed offset, to replay GOP starts;
+    /// `committed`; `reset`: no commit, `auto.offset.reset`; `unknown`: the committed
+    /// offsets could not be fetched).
+    pub resumes: IntCounterVec,
+    /// `framewire_worker_commits_total{result}`: offset commits (`ok`, `error`).
+    pub commits: IntCounterVec,
+    /// `framewire_worker_undeliverable_total{topic}`: records Kafka can never accept
+    /// (too large or invalid); their frames are counted here and not retried.
+    pub undeliverable: IntCounterVec,
+}
+
+/// `skipped` reasons besides poison.
+pub const SKIP_REASONS: [&str; 3] = ["realtime", "replay", "keyframes_mode"];
+
+impl Metrics {
+    /// Removes every series of `camera` (its decoder was dropped).
+    pub fn forget_camera(&self, camera: &str) {
+        let c = [camera];
+        let _ = self.records.remove_label_values(&c);
+        let _ = self.decoded.remove_label_values(&c);
+        let _ = self.delivery_errors.remove_label_values(&c);
+        let _ = self.dlq_delivery_errors.remove_label_values(&c);
+        let _ = self.latency_seconds.remove_label_values(&c);
+        for reason in crate::poison::Reason::ALL {
+            let _ = self
+                .decode_errors
+                .remove_label_values(&[camera, reason.as_str()]);
+            let _ = self
+                .dlq_records
+                .remove_label_values(&[camera, reason.as_str()]);
+        }
+        for reason in SKIP_REASONS {
+            let _ = self.skipped.remove_label_values(&[camera, reason]);
+        }
+    }
 }
 
 impl Metrics {
@@ -132,6 +174,25 @@ impl Metrics {
             partition_pauses: b.counter(
                 "framewire_worker_partition_pauses_total",
                 "Partitions paused because a decoder thread they feed had too much parked",
+            ),
+            replayed: b.counter(
+                "framewire_worker_records_replayed_total",
+                "Records decoded only to rebuild decoder state after a takeover",
+            ),
+            resumes: b.counter_vec(
+                "framewire_worker_resumes_total",
+                "Partitions assigned, by where reading started",
+                &["from"],
+            ),
+            commits: b.counter_vec(
+                "framewire_worker_commits_total",
+                "Offset commits by result",
+                &["result"],
+            ),
+            undeliverable: b.counter_vec(
+                "framewire_worker_undeliverable_total",
+                "Records Kafka can never accept (too large or invalid)",
+                &["topic"],
             ),
         }
     }

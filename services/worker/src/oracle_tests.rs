@@ -156,6 +156,7 @@ async fn worker_path_in(clip: &Path, mode: DecodeMode) -> Vec<StatsRecord> {
             offset: seq as i64,
             span: tracing::Span::none(),
             resync: false,
+            replay: false,
         };
         assert!(pool.submit(job).await.is_ok());
     }

@@ -26,9 +26,27 @@ pub enum Reason {
     Decode,
     /// Decoded, but the picture could not be measured (impossible plane sizes).
     BadPicture,
+    /// A frame whose reference is missing: its GOP's keyframe (or an earlier frame of
+    /// the GOP) never arrived, was poison, or the session's frames have a gap before it.
+    MissingReference,
+    /// The decoder took the access unit but never produced its picture.
+    NoPicture,
 }
 
 impl Reason {
+    /// Every reason, in label order.
+    pub const ALL: [Reason; 9] = [
+        Reason::BadHeaders,
+        Reason::Codec,
+        Reason::Truncated,
+        Reason::ParameterSets,
+        Reason::NotIdr,
+        Reason::Decode,
+        Reason::BadPicture,
+        Reason::MissingReference,
+        Reason::NoPicture,
+    ];
+
     /// The label / header value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +57,8 @@ impl Reason {
             Reason::NotIdr => "not_idr",
             Reason::Decode => "decode",
             Reason::BadPicture => "bad_picture",
+            Reason::MissingReference => "missing_reference",
+            Reason::NoPicture => "no_picture",
         }
     }
 }
