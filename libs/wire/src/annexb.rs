@@ -48,21 +48,21 @@ impl<'a> Iterator for NalUnits<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.rest.is_empty() {
-            return None;
+        // A loop, not recursion: a crafted buffer of back-to-back start codes holds
+        // millions of empty units, and each skipped one must not cost a stack frame.
+        while !self.rest.is_empty() {
+            let (unit, rest) = match find_start_code(self.rest) {
+                Some((start, end)) => (&self.rest[..start], &self.rest[end..]),
+                None => (self.rest, &[][..]),
+            };
+            self.rest = rest;
+            // Trailing zero bytes belong to no NAL unit (trailing_zero_8bits).
+            let len = unit.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            if len > 0 {
+                return Some(&unit[..len]);
+            }
         }
-        let (unit, rest) = match find_start_code(self.rest) {
-            Some((start, end)) => (&self.rest[..start], &self.rest[end..]),
-            None => (self.rest, &[][..]),
-        };
-        self.rest = rest;
-        // Trailing zero bytes belong to no NAL unit (trailing_zero_8bits).
-        let len = unit.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        if len == 0 {
-            self.next()
-        } else {
-            Some(&unit[..len])
-        }
+        None
     }
 }
 
@@ -219,6 +219,30 @@ mod tests {
     }
 
     #[test]
+    fn long_runs_of_empty_units_do_not_grow_the_stack() {
+        const IDR_TAIL: &[u8] = &[0, 0, 1, 0x65, 0x88];
+        // 3 MiB of back-to-back start codes, and 4 MiB of start codes with a zero byte
+        // (an empty unit once trailing zeros are dropped) between them; each ends in one
+        // real unit that the iterator has to reach.
+        let back_to_back = [[0, 0, 1].repeat(1 << 20), IDR_TAIL.to_vec()].concat();
+        let zero_filled = [[0, 0, 1, 0].repeat(1 << 20), IDR_TAIL.to_vec()].concat();
+        let small_stack = std::thread::Builder::new().stack_size(64 * 1024);
+        let handle = small_stack
+            .spawn(move || {
+                for buf in [back_to_back, zero_filled] {
+                    let units: Vec<_> = nal_units(&buf).collect();
+                    assert_eq!(units, [&IDR_TAIL[3..]]);
+                    assert!(is_idr(&buf) && !starts_with_parameter_sets(&buf));
+                    assert_eq!(may_reorder(&buf), None);
+                }
+            })
+            .expect("spawn a thread");
+        handle
+            .join()
+            .expect("the splitter must not overflow a 64 KiB stack");
+    }
+
+    #[test]
     fn keyframe_checks() {
         let key = annexb(&[SPS, PPS, IDR], true);
         assert!(is_idr(&key));
@@ -263,5 +287,300 @@ mod tests {
         assert_eq!(may_reorder(&annexb(&[IDR], true)), None, "no SPS");
         assert_eq!(may_reorder(&annexb(&[&high[..3]], true)), None, "cut short");
         assert_eq!(unescape(&[0, 0, 3, 1, 0, 0, 3]), [0, 0, 1, 0, 0]);
+    }
+}
+
+/// Properties of the splitter and the SPS reader over arbitrary and generated input.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes with the values that matter to start codes and emulation prevention
+    /// (0, 1, 3, the AUD / SPS / PPS / IDR header bytes) far more often than uniform
+    /// bytes would have them: a uniform byte is mapped through a small table (cheaper
+    /// than a union strategy per byte, and it still shrinks towards 0).
+    fn biased(uniform: u8) -> u8 {
+        match uniform % 16 {
+            0..=5 => 0,
+            6..=7 => 1,
+            8 => 3,
+            9 => [0x09, 0x67, 0x68, 0x65][usize::from(uniform / 16 % 4)],
+            _ => uniform,
+        }
+    }
+
+    fn annexb_bytes(max_len: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..max_len)
+            .prop_map(|bytes| bytes.into_iter().map(biased).collect())
+    }
+
+    /// Offset of `part` in `whole`, when it is a subslice of it.
+    fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+        let offset = part.as_ptr().addr().checked_sub(whole.as_ptr().addr());
+        let offset = offset.expect("a subslice starts inside the buffer");
+        assert!(
+            offset + part.len() <= whole.len(),
+            "a subslice ends inside the buffer"
+        );
+        offset
+    }
+
+    /// A non-empty NAL unit with no `00 00 0x` (x ≤ 3) inside and no trailing zero byte,
+    /// built from biased bytes by bumping each forbidden third byte out of 0..=3.
+    fn nal_unit() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 1..40).prop_map(|bytes| {
+            let mut unit: Vec<u8> = Vec::with_capacity(bytes.len() + 1);
+            for b in bytes.into_iter().map(biased) {
+                let after_two_zeros = unit.len() >= 2 && unit[unit.len() - 2..] == [0, 0];
+                unit.push(if after_two_zeros && b <= 3 { b + 4 } else { b });
+            }
+            if unit.last() == Some(&0) {
+                unit.push(0x80);
+            }
+            unit
+        })
+    }
+
+    /// Writes bits most significant first, and Exp-Golomb codes.
+    #[derive(Default)]
+    struct BitWriter {
+        bytes: Vec<u8>,
+        written_bits: usize,
+    }
+
+    impl BitWriter {
+        fn bit(&mut self, bit: bool) {
+            let used_in_last = self.written_bits % 8;
+            if used_in_last == 0 {
+                self.bytes.push(0);
+            }
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= u8::from(bit) << (7 - used_in_last);
+            }
+            self.written_bits += 1;
+        }
+
+        fn bits(&mut self, n: u32, value: u32) {
+            for i in (0..n).rev() {
+                self.bit((value >> i) & 1 == 1);
+            }
+        }
+
+        fn ue(&mut self, value: u32) {
+            let coded = u64::from(value) + 1;
+            let len = 64 - coded.leading_zeros();
+            for _ in 1..len {
+                self.bit(false);
+            }
+            for i in (0..len).rev() {
+                self.bit((coded >> i) & 1 == 1);
+            }
+        }
+
+        /// rbsp_trailing_bits: a one bit, then zeros to the byte boundary.
+        fn finish(mut self) -> Vec<u8> {
+            self.bit(true);
+            self.bytes
+        }
+    }
+
+    /// An RBSP with emulation prevention bytes inserted (`00 00 0x` → `00 00 03 0x`).
+    fn escape(rbsp: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(rbsp.len() + rbsp.len() / 2);
+        let mut zeros = 0;
+        for &b in rbsp {
+            if zeros >= 2 && b <= 3 {
+                out.push(3);
+                zeros = 0;
+            }
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+            out.push(b);
+        }
+        out
+    }
+
+    /// The fields of an SPS up to `pic_order_cnt_type`, plus what follows it.
+    #[derive(Debug, Clone)]
+    struct Sps {
+        profile_idc: u8,
+        constraint_flags: u8,
+        level_idc: u8,
+        sps_id: u32,
+        chroma_format_idc: u32,
+        separate_colour_plane: bool,
+        bit_depth_luma_minus8: u32,
+        bit_depth_chroma_minus8: u32,
+        qpprime_y_zero_transform_bypass: bool,
+        log2_max_frame_num_minus4: u32,
+        poc_type: u32,
+        trailing_bits: Vec<bool>,
+    }
+
+    const HIGH_PROFILES: [u8; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
+
+    /// Generated SPSs. Flags and level are often zero, and ids and `log2_max_frame_num`
+    /// also go beyond their ranges in the spec (the reader does not check them): long runs
+    /// of zero bits then make `00 00 0x` bytes that need emulation prevention.
+    fn sps() -> impl Strategy<Value = Sps> {
+        let mut profiles = HIGH_PROFILES.to_vec();
+        profiles.extend([66, 77, 88]);
+        let often_zero = || prop_oneof![Just(0u8), any::<u8>()];
+        let ue_value = |spec_max: u32| prop_oneof![0..=spec_max, 0..=u32::from(u16::MAX)];
+        (
+            (
+                prop::sample::select(profiles),
+                often_zero(),
+                often_zero(),
+                ue_value(31),
+            ),
+            (0u32..=3, any::<bool>(), 0u32..=6, 0u32..=6, any::<bool>()),
+            (
+                ue_value(12),
+                0u32..=2,
+                prop::collection::vec(any::<bool>(), 0..200),
+            ),
+        )
+            .prop_map(|((profile, flags, level, id), high, rest)| Sps {
+                profile_idc: profile,
+                constraint_flags: flags,
+                level_idc: level,
+                sps_id: id,
+                chroma_format_idc: high.0,
+                separate_colour_plane: high.1,
+                bit_depth_luma_minus8: high.2,
+                bit_depth_chroma_minus8: high.3,
+                qpprime_y_zero_transform_bypass: high.4,
+                log2_max_frame_num_minus4: rest.0,
+                poc_type: rest.1,
+                trailing_bits: rest.2,
+            })
+    }
+
+    /// The SPS NAL unit (header byte and escaped payload).
+    fn encode(sps: &Sps) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        w.bits(8, sps.profile_idc.into());
+        w.bits(8, sps.constraint_flags.into());
+        w.bits(8, sps.level_idc.into());
+        w.ue(sps.sps_id);
+        if HIGH_PROFILES.contains(&sps.profile_idc) {
+            w.ue(sps.chroma_format_idc);
+            if sps.chroma_format_idc == 3 {
+                w.bit(sps.separate_colour_plane);
+            }
+            w.ue(sps.bit_depth_luma_minus8);
+            w.ue(sps.bit_depth_chroma_minus8);
+            w.bit(sps.qpprime_y_zero_transform_bypass);
+            w.bit(false); // seq_scaling_matrix_present_flag
+        }
+        w.ue(sps.log2_max_frame_num_minus4);
+        w.ue(sps.poc_type);
+        for &bit in &sps.trailing_bits {
+            w.bit(bit);
+        }
+        [vec![0x67], escape(&w.finish())].concat()
+    }
+
+    /// `units` joined with a 4-byte (`true`) or 3-byte start code before each.
+    fn join(units: &[(Vec<u8>, bool)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (unit, four_byte) in units {
+            if *four_byte {
+                out.push(0);
+            }
+            out.extend_from_slice(&[0, 0, 1]);
+            out.extend_from_slice(unit);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn split_units_are_trimmed_ordered_subslices(buf in annexb_bytes(1000)) {
+            let mut end_of_previous = 0;
+            for unit in nal_units(&buf) {
+                prop_assert!(!unit.is_empty());
+                prop_assert!(!unit.windows(3).any(|w| w == [0, 0, 1]), "{unit:02x?}");
+                prop_assert_ne!(unit.last(), Some(&0));
+                let offset = offset_in(&buf, unit);
+                prop_assert!(offset >= end_of_previous + 3, "a start code before each unit");
+                prop_assert_eq!(&buf[offset - 3..offset], &[0, 0, 1]);
+                end_of_previous = offset + unit.len();
+            }
+        }
+
+        #[test]
+        fn joined_units_split_back(units in prop::collection::vec((nal_unit(), any::<bool>()), 0..12)) {
+            let buf = join(&units);
+            let split: Vec<&[u8]> = nal_units(&buf).collect();
+            let expected: Vec<&[u8]> = units.iter().map(|(u, _)| &u[..]).collect();
+            prop_assert_eq!(split, expected);
+        }
+
+        #[test]
+        fn keyframe_checks_never_panic(buf in annexb_bytes(1000)) {
+            let _ = is_idr(&buf);
+            let _ = starts_with_parameter_sets(&buf);
+        }
+
+        #[test]
+        fn access_units_cover_the_stream_from_the_first_delimiter(buf in annexb_bytes(1000)) {
+            let aus = split_at_delimiters(&buf);
+            let has_delimiter = buf
+                .windows(4)
+                .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1f == nal::AUD);
+            prop_assert_eq!(aus.is_empty(), !has_delimiter);
+            if let Some(&(first, _)) = aus.first() {
+                let joined: Vec<u8> = aus.iter().flat_map(|(_, au)| au.iter().copied()).collect();
+                prop_assert_eq!(joined, &buf[first..]);
+                for &(offset, au) in &aus {
+                    prop_assert_eq!(&buf[offset..offset + au.len()], au);
+                    let units: Vec<_> = nal_units(au).collect();
+                    prop_assert_eq!(units.first().and_then(|u| nal_type(u)), Some(nal::AUD));
+                }
+            }
+        }
+
+        #[test]
+        fn sps_reader_never_panics_on_bytes(buf in annexb_bytes(300)) {
+            let _ = may_reorder(&buf);
+        }
+
+        #[test]
+        fn sps_reader_never_panics_on_sps_payloads(
+            payload in prop::collection::vec(any::<u8>(), 0..64),
+            four_byte in any::<bool>(),
+        ) {
+            let _ = may_reorder(&join(&[([vec![0x67], payload].concat(), four_byte)]));
+        }
+
+        #[test]
+        fn sps_reader_reads_the_poc_type(sps in sps()) {
+            let au = join(&[(encode(&sps), true), (PPS_UNIT.to_vec(), false), (IDR_UNIT.to_vec(), false)]);
+            prop_assert_eq!(may_reorder(&au), Some(sps.poc_type != 2), "{:02x?}", au);
+        }
+    }
+
+    const PPS_UNIT: &[u8] = &[0x68, 0xee, 0x3c, 0x80];
+    const IDR_UNIT: &[u8] = &[0x65, 0x88, 0x84, 0x00, 0x21];
+
+    #[test]
+    fn the_test_bit_writer_matches_the_reader() {
+        let mut w = BitWriter::default();
+        for v in [0, 1, 2, 7, 255, 65_535] {
+            w.ue(v);
+        }
+        w.bits(3, 0b101);
+        let bytes = w.finish();
+        let mut r = BitReader::new(&bytes);
+        for v in [0, 1, 2, 7, 255, 65_535] {
+            assert_eq!(r.ue(), Some(v));
+        }
+        assert_eq!(r.bits(4), Some(0b1011));
+        assert_eq!(
+            unescape(&escape(&[0, 0, 0, 0, 1, 0, 0, 3, 0, 0])),
+            [0, 0, 0, 0, 1, 0, 0, 3, 0, 0]
+        );
     }
 }

@@ -269,9 +269,245 @@ mod tests {
     }
 
     #[test]
+    fn floats_survive_json_exactly() {
+        // Found by a property: without serde_json's float_roundtrip feature this value
+        // came back one ULP off (…948e-229).
+        let y_avg: f64 = 9.830_681_160_097_949e-229;
+        let json = format!(
+            r#"{{"camera":"c","session":"s","seq":0,"pts_90k":0,"capture_ms":0,"decoded_ms":0,"width":0,"height":0,"keyframe":false,"y_avg":{y_avg:?},"y_min":0,"y_max":0}}"#
+        );
+        let record: StatsRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(record.y_avg.to_bits(), y_avg.to_bits());
+    }
+
+    #[test]
     fn long_ids_are_rejected() {
         assert!(validate_camera_id(&"a".repeat(64)).is_ok());
         assert!(validate_camera_id(&"a".repeat(65)).is_err());
         assert!(validate_camera_id("").is_err());
+    }
+}
+
+/// Properties of the JSON records: round trips, and no panic on hostile input.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Finite floats of every class (normal, subnormal, zero, either sign).
+    fn finite() -> impl Strategy<Value = f64> {
+        prop::num::f64::NORMAL
+            | prop::num::f64::SUBNORMAL
+            | prop::num::f64::ZERO
+            | prop::num::f64::POSITIVE
+            | prop::num::f64::NEGATIVE
+    }
+
+    fn stats_record() -> impl Strategy<Value = StatsRecord> {
+        (
+            (
+                ".{0,20}",
+                ".{0,20}",
+                any::<u64>(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<bool>(),
+            ),
+            (
+                finite(),
+                any::<[u8; 4]>(),
+                finite(),
+                finite(),
+                finite(),
+                finite(),
+                finite(),
+            ),
+            (any::<[u32; 16]>(), finite(), any::<[bool; 3]>(), finite()),
+        )
+            .prop_map(|(ids, luma, rest)| {
+                let (camera, session, seq, pts_90k, capture_ms, decoded_ms, width, height, key) =
+                    ids;
+                let (y_avg, [y_min, y_max, y_low, y_high], y_std, y_dif, u_avg, v_avg, sat_avg) =
+                    luma;
+                let (y_hist, sharpness, [black, frozen, scene_cut], scene_score) = rest;
+                StatsRecord {
+                    camera,
+                    session,
+                    seq,
+                    pts_90k,
+                    capture_ms,
+                    decoded_ms,
+                    width,
+                    height,
+                    keyframe: key,
+                    y_avg,
+                    y_min,
+                    y_max,
+                    y_low,
+                    y_high,
+                    y_std,
+                    y_dif,
+                    u_avg,
+                    v_avg,
+                    sat_avg,
+                    y_hist,
+                    sharpness,
+                    black,
+                    frozen,
+                    scene_score,
+                    scene_cut,
+                }
+            })
+    }
+
+    /// Field names of both records, so that generated objects get past the first key.
+    const FIELD_NAMES: [&str; 24] = [
+        "camera",
+        "session",
+        "seq",
+        "pts_90k",
+        "capture_ms",
+        "decoded_ms",
+        "width",
+        "height",
+        "keyframe",
+        "y_avg",
+        "y_min",
+        "y_hist",
+        "sharpness",
+        "scene_cut",
+        "id",
+        "url",
+        "transport",
+        "enabled",
+        "sampling",
+        "every_nth_gop",
+        "credentials",
+        "username",
+        "password_env",
+        "password_file",
+    ];
+
+    /// Arbitrary JSON, with object keys mostly taken from the records' field names.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop::sample::select(vec![
+                "tcp",
+                "udp",
+                "all",
+                "keyframes",
+                "cam-1",
+                "rtsp://h/s"
+            ])
+            .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        let key = prop_oneof![
+            4 => prop::sample::select(FIELD_NAMES.to_vec()).prop_map(str::to_owned),
+            1 => "[a-z_]{0,8}",
+        ];
+        leaf.prop_recursive(3, 48, 16, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..16).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..16)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn credentials() -> impl Strategy<Value = CredentialsRef> {
+        (
+            ".{0,8}",
+            prop::option::of("[A-Z_]{0,8}"),
+            prop::option::of("/?[a-z/]{0,12}"),
+        )
+            .prop_map(|(username, password_env, password_file)| CredentialsRef {
+                username,
+                password_env,
+                password_file,
+            })
+    }
+
+    /// Specs with ids and URLs that are often, but not always, acceptable.
+    fn camera_spec() -> impl Strategy<Value = CameraSpec> {
+        let id = prop_oneof!["[A-Za-z0-9._-]{1,64}", "[A-Za-z0-9._ /-]{0,70}", ".{0,8}"];
+        let scheme = prop::sample::select(vec!["rtsp://", "rtsps://", "http://", "rtsp:", ""]);
+        let url = (scheme, "[a-z0-9:@./?#]{0,24}").prop_map(|(s, rest)| format!("{s}{rest}"));
+        (
+            (id, url),
+            (
+                prop_oneof![Just(Transport::Tcp), Just(Transport::Udp)],
+                any::<bool>(),
+                prop_oneof![Just(Sampling::All), Just(Sampling::Keyframes)],
+                prop_oneof![0u32..=10_001, any::<u32>()],
+                prop::option::of(credentials()),
+            ),
+        )
+            .prop_map(
+                |((id, url), (transport, enabled, sampling, every_nth_gop, credentials))| {
+                    CameraSpec {
+                        id,
+                        url,
+                        transport,
+                        enabled,
+                        sampling,
+                        every_nth_gop,
+                        credentials,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn stats_records_round_trip_through_json(record in stats_record()) {
+            let json = serde_json::to_string(&record).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let parsed: StatsRecord =
+                serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+            prop_assert_eq!(parsed, record);
+        }
+
+        #[test]
+        fn records_parse_or_fail_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = serde_json::from_slice::<StatsRecord>(&bytes);
+            let _ = serde_json::from_slice::<CameraSpec>(&bytes);
+        }
+
+        #[test]
+        fn records_parse_or_fail_on_any_json(value in json()) {
+            let text = value.to_string();
+            let _ = serde_json::from_str::<StatsRecord>(&text);
+            if let Ok(spec) = serde_json::from_str::<CameraSpec>(&text) {
+                let _ = spec.validate();
+                let _ = spec.url_has_password();
+            }
+        }
+
+        #[test]
+        fn accepted_specs_have_a_valid_id_and_an_rtsp_url(spec in camera_spec()) {
+            let json = serde_json::to_string(&spec).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let parsed: CameraSpec =
+                serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+            prop_assert_eq!(&parsed, &spec);
+            let _ = parsed.url_has_password();
+            if parsed.validate().is_ok() {
+                prop_assert!(validate_camera_id(&parsed.id).is_ok());
+                let rest = parsed
+                    .url
+                    .strip_prefix("rtsp://")
+                    .or_else(|| parsed.url.strip_prefix("rtsps://"));
+                prop_assert!(rest.is_some_and(|r| !r.is_empty()), "{}", parsed.url);
+                prop_assert!((1..=10_000).contains(&parsed.every_nth_gop));
+            }
+        }
     }
 }
