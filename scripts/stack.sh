@@ -10,6 +10,12 @@
 #
 # Data, logs and pid files: ${FW_STACK_DIR:-<repo>/.stack} (logs in $FW_STACK_DIR/logs).
 # Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (19093), PG_PORT (55432), RTSP_PORT (8554).
+# Kafka: one KRaft node by default. KAFKA_NODES=3 scripts/stack.sh up (or KAFKA_NODES=3 make
+#   stack-up) starts a 3-node cluster instead (broker+controller each, client ports 9092, 9094,
+#   9096, RF 3, min ISR 2; the single node must be down first); down/status/env then follow the
+#   cluster's last up (remembered in $FW_STACK_DIR/kafka/cluster.env: KAFKA_NODES=1 after down
+#   goes back to one node). KAFKA_CLUSTER names another cluster (default kafka); more Kafka
+#   settings and the fault-test commands (kill/stop/start I, groups, lag): scripts/stack/kafka.sh.
 set -euo pipefail
 FW_COMPONENT=stack
 # shellcheck source=scripts/stack/lib.sh
@@ -17,9 +23,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
 S="$FW_SCRIPTS_DIR/stack"
 
 print_env() {
+  local kafka
+  kafka="$("$S/kafka.sh" bootstrap)"   # every node of the cluster (no JVM: from its settings)
   cat <<EOF
 export FW_STACK_DIR='$FW_STACK_DIR'
-export FW_KAFKA_BOOTSTRAP='127.0.0.1:$KAFKA_PORT'
+export FW_KAFKA_BOOTSTRAP='$kafka'
 export FW_PG_DSN='postgres://framewire:framewire@127.0.0.1:$PG_PORT/framewire'
 export FW_RTSP_BASE='rtsp://127.0.0.1:$RTSP_PORT'
 export FW_RTSP_MOVING='rtsp://127.0.0.1:$RTSP_PORT/moving'
@@ -50,7 +58,7 @@ cmd_up() {
   fi
   print_env >"$FW_STACK_DIR/env"
   fw_log "stack up in $(fw_since "$t0") s"
-  echo "  KAFKA  127.0.0.1:$KAFKA_PORT   topics: ${FW_TOPIC_FRAMES:-framewire.frames} ${FW_TOPIC_STATS:-framewire.stats} ${FW_TOPIC_DLQ:-framewire.dlq} ${FW_TOPIC_CONTROL:-framewire.control}"
+  echo "  KAFKA  $("$S/kafka.sh" bootstrap)   topics: ${FW_TOPIC_FRAMES:-framewire.frames} ${FW_TOPIC_STATS:-framewire.stats} ${FW_TOPIC_DLQ:-framewire.dlq} ${FW_TOPIC_CONTROL:-framewire.control}"
   echo "  PG     postgres://framewire:framewire@127.0.0.1:$PG_PORT/framewire"
   echo "  RTSP   rtsp://127.0.0.1:$RTSP_PORT/{$(paste -sd, "$FW_STACK_DIR/rtsp.mounts" 2>/dev/null || echo moving,black,frozen)}"
   echo "  env    source $FW_STACK_DIR/env    (or: eval \"\$(scripts/stack.sh env)\")"
@@ -85,5 +93,5 @@ case "${1:-}" in
   env) print_env ;;
   verify) shift; exec "$S/verify-rtsp.sh" "$@" ;;
   reset) cmd_reset ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

@@ -1,29 +1,84 @@
 #!/usr/bin/env bash
-# Apache Kafka (KRaft, single node: broker + controller) for the local real stack.
+# Apache Kafka (KRaft) for the local real stack: by default ONE node (broker + controller); for
+# fault tests a cluster of N combined broker+controller nodes; several named clusters can run
+# side by side (e.g. the default single node on 9092 and a 3-node test cluster on other ports).
 # Broker jars come from Maven Central (scripts/stack/kafka/pom.xml), run with the machine's JDK.
 #
-#   scripts/stack/kafka.sh up|down|status|reset|topics
+#   scripts/stack/kafka.sh up          start every node (in parallel), wait until every port is
+#                                      open and every partition has a leader, create the stack's
+#                                      topics; idempotent (running nodes are left alone)
+#   scripts/stack/kafka.sh down        stop every node of the cluster (data is kept)
+#   scripts/stack/kafka.sh status      one line per node; exit 1 if any node is down
+#   scripts/stack/kafka.sh reset       stop the cluster and delete its data
+#   scripts/stack/kafka.sh topics      describe the topics (internal ones excluded)
+#   scripts/stack/kafka.sh bootstrap   print the bootstrap list: 127.0.0.1:P1,127.0.0.1:P2,...
+#   scripts/stack/kafka.sh kill I      SIGKILL node I (no clean shutdown); returns once it is gone
+#   scripts/stack/kafka.sh stop I      SIGTERM node I; returns once it has exited (bounded, then SIGKILL)
+#   scripts/stack/kafka.sh start I     start node I again (same config and data); returns once its
+#                                      port is open and it has rejoined: unfenced, every partition
+#                                      led, I back in the ISR of every partition it replicates.
+#                                      No-op if node I already runs.
+#   scripts/stack/kafka.sh groups G    kafka-consumer-groups --describe --group G
+#   scripts/stack/kafka.sh lag G       the group's total committed lag (sum of the LAG column, `-`
+#                                      counts 0): one integer
+# Exit codes: 0 ok (kill/stop: the node is not running afterwards, also if it was not running),
+# 1 failure (a timeout, a tool error, an unknown group), 2 usage (unknown command, bad node number).
 #
-# Env: FW_STACK_DIR, KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (19093), KAFKA_HEAP ("-Xms256m -Xmx512m"),
-#      KAFKA_JVM_OPTS (extra broker JVM flags), KAFKA_START_TIMEOUT (60), topics: FW_TOPIC_FRAMES / FW_TOPIC_STATS / FW_TOPIC_DLQ /
-#      FW_TOPIC_CONTROL (names) and FW_TOPIC_*_PARTITIONS, FW_TOPIC_MAX_MESSAGE_BYTES (8388608),
-#      KAFKA_RETENTION_BYTES (per partition, 1 GiB; -1 = time only).
+# Env: FW_STACK_DIR,
+#      KAFKA_CLUSTER (kafka): the cluster's name ([a-z][a-z0-9_]*). Data in $FW_STACK_DIR/<name>/,
+#        logs $FW_STACK_DIR/logs/<name>[-I].log, pid files $FW_STACK_DIR/<name>[-I].pid.
+#        The jars ($FW_STACK_DIR/kafka/libs) and the class-data-sharing archive are shared.
+#      KAFKA_NODES (1): nodes in the cluster. Node I (1..N): node.id=I, client port
+#        KAFKA_PORT + 2*(I-1), controller port KAFKA_CONTROLLER_PORT + 2*(I-1), all on 127.0.0.1,
+#        every node a voter (static quorum: controller.quorum.voters). One node keeps the layout it
+#        always had ($FW_STACK_DIR/<name>/{config,data}, <name>.pid, <name>.log); N > 1 nodes live in
+#        $FW_STACK_DIR/<name>/node-I/{config,data} with <name>-I.pid / <name>-I.log (admin tools
+#        log to <name>-admin.log). Replication: RF = min(3, N) for the internal topics, the default
+#        and the stack's topics; min.insync.replicas (and the transaction / share state min ISR)
+#        2 with N >= 3, else 1. The node count of a formatted cluster cannot change: reset first.
+#      KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (19093): the first node's ports.
+#      `up` remembers KAFKA_NODES and the ports in $FW_STACK_DIR/<name>/cluster.env; every command
+#        (`up` too) uses those when they are not given, so after `KAFKA_NODES=3 make stack-up`,
+#        `make stack-down` stops the 3 nodes and `KAFKA_CLUSTER=x kafka.sh kill 2` needs no other
+#        setting. A cluster never started (or reset) gets the defaults: one node on 9092.
+#        `up` with other settings than the running cluster's fails: `down` first.
+#      KAFKA_HEAP ("-Xms256m -Xmx512m"; "-Xms192m -Xmx384m" per node with N > 1),
+#      KAFKA_JVM_OPTS (extra broker JVM flags), KAFKA_START_TIMEOUT (60 s: up, start),
+#      KAFKA_STOP_TIMEOUT (20 s: down, stop; then SIGKILL), topics: FW_TOPIC_FRAMES / FW_TOPIC_STATS /
+#      FW_TOPIC_DLQ / FW_TOPIC_CONTROL (names) and FW_TOPIC_*_PARTITIONS, FW_TOPIC_MAX_MESSAGE_BYTES
+#      (8388608), KAFKA_RETENTION_BYTES (per partition, 1 GiB; -1 = time only).
+# Example, a 3-node fault-test cluster next to the default node:
+#   export KAFKA_CLUSTER=chaos KAFKA_NODES=3 KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29192
+#   scripts/stack/kafka.sh up; scripts/stack/kafka.sh kill 1; scripts/stack/kafka.sh start 1
 set -euo pipefail
+# Settings given explicitly (lib.sh fills in the defaults): see resolve_layout.
+ARG_NODES="${KAFKA_NODES:-}"
+ARG_PORT="${KAFKA_PORT:-}"
+ARG_CPORT="${KAFKA_CONTROLLER_PORT:-}"
 FW_COMPONENT=kafka
 # shellcheck source=scripts/stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+CLUSTER="${KAFKA_CLUSTER:-kafka}"
+[[ "$CLUSTER" == kafka ]] || FW_COMPONENT="kafka:$CLUSTER"
+# Lower case, no '-': '<name>-I' and '<name>-admin' can never be another cluster's file.
+if [[ ! "$CLUSTER" =~ ^[a-z][a-z0-9_]{0,31}$ ]]; then
+  fw_die "bad KAFKA_CLUSTER '$CLUSTER': want [a-z][a-z0-9_]* (at most 32 characters)"
+fi
+case "$CLUSTER" in logs | postgres | rtsp | env) fw_die "KAFKA_CLUSTER '$CLUSTER' is reserved (another component's name)" ;; esac
+
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$FW_SCRIPTS_DIR/stack/kafka/pom.xml")"
 POM="$FW_SCRIPTS_DIR/stack/kafka/pom.xml"
-KDIR="$FW_STACK_DIR/kafka"
+KDIR="$FW_STACK_DIR/kafka"            # shared by every cluster: libs/, broker.jsa, tools/
 LIBS="$KDIR/libs"
-CONF="$KDIR/config"
-DATA="$KDIR/data"
-LOG="$(fw_logfile kafka)"
-PIDFILE="$(fw_pidfile kafka)"
-BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+JSA="$KDIR/broker.jsa"
+TOOLS_DIR="$KDIR/tools"
+TOOLS_LOG4J="$TOOLS_DIR/log4j2.xml"
+TOOLS_CLIENT="$TOOLS_DIR/client.properties"
+CDIR="$FW_STACK_DIR/$CLUSTER"         # this cluster: cluster.id, cluster.env, node data
+STATE="$CDIR/cluster.env"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
-PID_MATCH="kafka.Kafka $CONF/server.properties"
+STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-20}"
 
 MAX_MSG="${FW_TOPIC_MAX_MESSAGE_BYTES:-8388608}"
 # name partitions extra-configs
@@ -34,16 +89,126 @@ TOPICS=(
   "${FW_TOPIC_CONTROL:-framewire.control}|${FW_TOPIC_CONTROL_PARTITIONS:-1}|cleanup.policy=compact"
 )
 
-# JVM flags tuned for a quick start of a small broker: a class data sharing archive of the
-# broker's own classes (recorded at the first clean stop) and the C1 JIT only
-# (-XX:TieredStopAtLevel=1: port open in ~1.9 s instead of ~3.1 s; producer throughput measured
-# the same here, ~55-60 MB/s of 8.5 KB records; KAFKA_JVM_OPTS=-XX:TieredStopAtLevel=4 restores C2).
-# shellcheck disable=SC2206  # KAFKA_HEAP / KAFKA_JVM_OPTS are word-split on purpose
-BROKER_JVM=(-server ${KAFKA_HEAP:--Xms256m -Xmx512m} -XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-  -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:+UseStringDeduplication
-  -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true ${KAFKA_JVM_OPTS:-})
 TOOL_JVM=(-Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto
   -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true)
+
+# ------------------------------------------------------------------ layout ---
+
+# set_layout NODES PORT CONTROLLER_PORT: the per-node arrays (index 1..N) and the cluster values.
+set_layout() {
+  N="$1" PORT0="$2" CPORT0="$3"
+  [[ "$N" =~ ^[1-9]$ ]] || fw_die "bad KAFKA_NODES '$N': want 1..9"
+  if [[ ! "$PORT0" =~ ^[1-9][0-9]*$ ]] || (( PORT0 + 2 * (N - 1) > 65535 )); then fw_die "bad KAFKA_PORT '$PORT0'"; fi
+  if [[ ! "$CPORT0" =~ ^[1-9][0-9]*$ ]] || (( CPORT0 + 2 * (N - 1) > 65535 )); then
+    fw_die "bad KAFKA_CONTROLLER_PORT '$CPORT0'"
+  fi
+  NDIR=() NPORT=() NCPORT=() NPID=() NLOG=() NMATCH=() NLABEL=()
+  local i name boot=() voters=()
+  for (( i = 1; i <= N; i++ )); do
+    if (( N == 1 )); then NDIR[i]="$CDIR" name="$CLUSTER" NLABEL[i]="Kafka"
+    else NDIR[i]="$CDIR/node-$i" name="$CLUSTER-$i" NLABEL[i]="Kafka node $i"; fi
+    NPORT[i]=$(( PORT0 + 2 * (i - 1) ))
+    NCPORT[i]=$(( CPORT0 + 2 * (i - 1) ))
+    NPID[i]="$(fw_pidfile "$name")"
+    NLOG[i]="$(fw_logfile "$name")"
+    # The node's own config path: tells the nodes (and the clusters) apart in `ps`.
+    NMATCH[i]="kafka.Kafka ${NDIR[i]}/config/server.properties"
+    boot+=("127.0.0.1:${NPORT[i]}")
+    voters+=("$i@127.0.0.1:${NCPORT[i]}")
+  done
+  BOOTSTRAP="$(IFS=,; echo "${boot[*]}")"
+  VOTERS="$(IFS=,; echo "${voters[*]}")"
+  # Cluster-level output (storage tool, topic creation, probes): the node log with one node.
+  if (( N == 1 )); then LOG="${NLOG[1]}"; else LOG="$(fw_logfile "$CLUSTER-admin")"; fi
+  RF=$(( N < 3 ? N : 3 ))
+  MIN_ISR=$(( N >= 3 ? 2 : 1 ))
+  local heap="-Xms256m -Xmx512m"
+  (( N == 1 )) || heap="-Xms192m -Xmx384m"
+  # JVM flags tuned for a quick start of a small broker: a class data sharing archive of the
+  # broker's own classes (recorded at the first clean stop) and the C1 JIT only
+  # (-XX:TieredStopAtLevel=1: port open in ~1.9 s instead of ~3.1 s; producer throughput measured
+  # the same here, ~55-60 MB/s of 8.5 KB records; KAFKA_JVM_OPTS=-XX:TieredStopAtLevel=4 restores C2).
+  # shellcheck disable=SC2206  # KAFKA_HEAP / KAFKA_JVM_OPTS are word-split on purpose
+  BROKER_JVM=(-server ${KAFKA_HEAP:-$heap} -XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:+UseStringDeduplication
+    -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true ${KAFKA_JVM_OPTS:-})
+}
+
+node_alive() { fw_pid_alive "${NPID[$1]}" "${NMATCH[$1]}"; }
+
+any_node_alive() {
+  local i
+  for (( i = 1; i <= N; i++ )); do node_alive "$i" && return 0; done
+  return 1
+}
+
+# The cluster's last `up`: S_NODES, S_PORT, S_CPORT (empty if never, or set up by an older script).
+load_state() {
+  S_NODES="" S_PORT="" S_CPORT=""
+  [[ -f "$STATE" ]] || return 0
+  local k v
+  while IFS='=' read -r k v; do
+    case "$k" in
+      nodes) S_NODES="$v" ;;
+      port) S_PORT="$v" ;;
+      controller_port) S_CPORT="$v" ;;
+    esac
+  done <"$STATE"
+}
+
+save_state() {
+  mkdir -p "$CDIR"
+  printf 'nodes=%s\nport=%s\ncontroller_port=%s\n' "$N" "$PORT0" "$CPORT0" >"$STATE.tmp"
+  mv "$STATE.tmp" "$STATE"
+}
+
+# resolve_layout: the settings given, else those of the cluster's last `up`, else the defaults.
+resolve_layout() {
+  load_state
+  set_layout "${ARG_NODES:-${S_NODES:-1}}" "${ARG_PORT:-${S_PORT:-$KAFKA_PORT}}" \
+    "${ARG_CPORT:-${S_CPORT:-$KAFKA_CONTROLLER_PORT}}"
+}
+
+# For `up`: a layout other than the one the cluster runs with is an error (`down` first).
+check_layout_change() {
+  [[ -n "$S_NODES" ]] || return 0
+  [[ "$S_NODES $S_PORT $S_CPORT" != "$N $PORT0 $CPORT0" ]] || return 0
+  local want=("$N" "$PORT0" "$CPORT0")
+  set_layout "$S_NODES" "${S_PORT:-$KAFKA_PORT}" "${S_CPORT:-$KAFKA_CONTROLLER_PORT}"
+  if any_node_alive; then
+    fw_die "cluster $CLUSTER runs with $N node(s) on $BOOTSTRAP (controller port $CPORT0): run '$0 down' before starting it with KAFKA_NODES=${want[0]} KAFKA_PORT=${want[1]} KAFKA_CONTROLLER_PORT=${want[2]}"
+  fi
+  set_layout "${want[@]}"
+}
+
+# Every pid file of this cluster, whatever its layout: <name>.pid and <name>-I.pid.
+cluster_pidfiles() {
+  local f
+  for f in "$FW_STACK_DIR/$CLUSTER.pid" "$FW_STACK_DIR/$CLUSTER"-*.pid; do
+    [[ -f "$f" ]] || continue
+    [[ "$f" == "$FW_STACK_DIR/$CLUSTER.pid" || "${f#"$FW_STACK_DIR/$CLUSTER"-}" =~ ^[0-9]+\.pid$ ]] || continue
+    echo "$f"
+  done
+}
+
+# The command line that identifies the node of pid file $1.
+pidfile_match() {
+  local name
+  name="$(basename "$1" .pid)"
+  if [[ "$name" == "$CLUSTER" ]]; then echo "kafka.Kafka $CDIR/config/server.properties"
+  else echo "kafka.Kafka $CDIR/node-${name##*-}/config/server.properties"; fi
+}
+
+# node_arg CMD ARG: the node number for kill/stop/start (exit 2 if it is not one of 1..N).
+node_arg() {
+  if [[ ! "${2:-}" =~ ^[1-9][0-9]*$ ]] || (( $2 > N )); then
+    echo "usage: $0 $1 I    (I = node number, 1..$N in cluster $CLUSTER)" >&2
+    exit 2
+  fi
+  echo "$2"
+}
+
+# ------------------------------------------------------------------ jars, config ---
 
 ensure_libs() {
   local marker="$LIBS/.complete" want
@@ -51,6 +216,11 @@ ensure_libs() {
   if [[ -f "$marker" && "$(cat "$marker")" == "$want" ]]; then return 0; fi
   fw_ensure_java
   command -v mvn >/dev/null 2>&1 || fw_ensure_pkgs maven
+  # One download for every cluster, also when two clusters start at once.
+  local lock
+  exec {lock}>"$KDIR/.libs.lock"
+  flock -w 900 "$lock" || fw_die "another kafka.sh has been fetching the jars for 900 s ($KDIR/.libs.lock)"
+  if [[ -f "$marker" && "$(cat "$marker")" == "$want" ]]; then exec {lock}>&-; return 0; fi
   fw_log "fetching Kafka $KAFKA_VERSION jars from Maven Central (cached in ~/.m2) ..."
   local t0=$EPOCHREALTIME
   rm -rf "$LIBS"; mkdir -p "$LIBS"
@@ -61,34 +231,38 @@ ensure_libs() {
   fi
   [[ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" && -f "$LIBS/kafka-tools-$KAFKA_VERSION.jar" ]] \
     || fw_die "kafka jars missing in $LIBS after maven; see $FW_LOG_DIR/kafka-maven.log"
-  rm -f "$KDIR/broker.jsa"   # class archive belongs to the old jars
+  rm -f "$JSA"   # class archive belongs to the old jars
   echo "$want" >"$marker"
+  exec {lock}>&-
   fw_log "jars ready: $(find "$LIBS" -name '*.jar' | wc -l) files in $(fw_since "$t0") s"
 }
 
+# write_config I: node I's server.properties and log4j2.xml.
 write_config() {
-  mkdir -p "$CONF" "$DATA"
-  cat >"$CONF/server.properties.new" <<EOF
+  local i="$1" conf="${NDIR[$1]}/config" data="${NDIR[$1]}/data"
+  mkdir -p "$conf" "$data"
+  cat >"$conf/server.properties.new" <<EOF
 # Generated by scripts/stack/kafka.sh -- edits are overwritten on every 'up'.
+# Cluster $CLUSTER: node $i of $N.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+node.id=$i
+controller.quorum.voters=$VOTERS
+listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},CONTROLLER://127.0.0.1:${NCPORT[i]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${NPORT[i]}
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$DATA
+log.dirs=$data
 num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+default.replication.factor=$RF
+min.insync.replicas=$MIN_ISR
+offsets.topic.replication.factor=$RF
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$RF
+transaction.state.log.min.isr=$MIN_ISR
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$RF
+share.coordinator.state.topic.min.isr=$MIN_ISR
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 delete.topic.enable=true
@@ -98,18 +272,19 @@ log.retention.hours=24
 log.retention.bytes=${KAFKA_RETENTION_BYTES:-1073741824}
 log.segment.bytes=134217728
 log.retention.check.interval.ms=60000
-# After a crash (kill -9) the old registration of node 1 blocks the restart until its session
-# expires (default 9 s): keep the session short on this single local node.
+# After a crash (kill -9) the old registration of a node blocks its restart until its session
+# expires (default 9 s), and with several nodes the controller moves a dead node's partition
+# leadership only once its session expired: keep the session short on these local nodes.
 broker.heartbeat.interval.ms=500
 broker.session.timeout.ms=2500
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 EOF
-  mv "$CONF/server.properties.new" "$CONF/server.properties"
+  mv "$conf/server.properties.new" "$conf/server.properties"
 
   # Broker log: one file, INFO for kafka, quiet for the chatty loggers.
-  cat >"$CONF/log4j2.xml" <<'EOF'
+  cat >"$conf/log4j2.xml" <<'EOF'
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
   <Appenders>
@@ -129,14 +304,13 @@ EOF
   </Loggers>
 </Configuration>
 EOF
-  write_tool_config
 }
 
 # Admin CLI: errors only (stderr), and short client timeouts so that a probe never hangs for the
-# admin client's default 60 s.
+# admin client's default 60 s. Shared by every cluster.
 write_tool_config() {
-  mkdir -p "$CONF"
-  cat >"$CONF/tools-log4j2.xml" <<'EOF'
+  mkdir -p "$TOOLS_DIR"
+  cat >"$TOOLS_LOG4J.$$" <<'EOF'
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="ERROR">
   <Appenders><Console name="err" target="SYSTEM_ERR"><PatternLayout pattern="%p %m%n"/></Console></Appenders>
@@ -144,51 +318,172 @@ write_tool_config() {
 </Configuration>
 EOF
   printf '%s\n' "request.timeout.ms=5000" "default.api.timeout.ms=10000" \
-    "reconnect.backoff.max.ms=500" >"$CONF/tools-client.properties"
+    "reconnect.backoff.max.ms=500" >"$TOOLS_CLIENT.$$"
+  mv "$TOOLS_LOG4J.$$" "$TOOLS_LOG4J"
+  mv "$TOOLS_CLIENT.$$" "$TOOLS_CLIENT"
 }
 
 tool() { # tool MAINCLASS ARGS...
-  [[ -f "$CONF/tools-client.properties" ]] || write_tool_config
+  [[ -f "$TOOLS_CLIENT" && -f "$TOOLS_LOG4J" ]] || write_tool_config
   local cds=()
   # The broker's class archive (same class path) also makes the admin CLI start ~40% faster.
-  [[ -f "$KDIR/broker.jsa" ]] && cds=(-XX:SharedArchiveFile="$KDIR/broker.jsa" -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off)
-  "$FW_JAVA" "${TOOL_JVM[@]}" "${cds[@]}" -Dlog4j2.configurationFile="$CONF/tools-log4j2.xml" \
+  [[ -f "$JSA" ]] && cds=(-XX:SharedArchiveFile="$JSA" -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off)
+  "$FW_JAVA" "${TOOL_JVM[@]}" "${cds[@]}" -Dlog4j2.configurationFile="$TOOLS_LOG4J" \
     -cp "$LIBS/*" "$@"
 }
 
-format_storage() {
-  if [[ -f "$DATA/meta.properties" ]]; then return 0; fi
-  local cid
-  if [[ -s "$KDIR/cluster.id" ]]; then cid="$(cat "$KDIR/cluster.id")"
-  else cid="$(tool kafka.tools.StorageTool random-uuid | tail -n1)"; echo "$cid" >"$KDIR/cluster.id"; fi
-  fw_log "formatting storage (cluster id $cid)"
-  tool kafka.tools.StorageTool format --config "$CONF/server.properties" --cluster-id "$cid" \
-    --ignore-formatted >>"$LOG" 2>&1 || { fw_tail_log "$LOG"; fw_die "storage format failed; see $LOG"; }
+need_tools() {
+  [[ -f "$LIBS/.complete" ]] || fw_die "no Kafka jars yet: run '$0 up' first"
+  [[ -n "${FW_JAVA:-}" ]] || fw_ensure_java
 }
+
+ensure_cluster_id() {
+  if [[ -s "$CDIR/cluster.id" ]]; then CLUSTER_ID="$(cat "$CDIR/cluster.id")"; return 0; fi
+  CLUSTER_ID="$(tool kafka.tools.StorageTool random-uuid | tail -n1)"
+  [[ "$CLUSTER_ID" =~ ^[A-Za-z0-9_-]{22}$ ]] || fw_die "StorageTool random-uuid gave '$CLUSTER_ID'"
+  echo "$CLUSTER_ID" >"$CDIR/cluster.id"
+}
+
+# format_storage I: format node I's log dir with the cluster id (once).
+format_storage() {
+  local i="$1"
+  if [[ -f "${NDIR[i]}/data/meta.properties" ]]; then return 0; fi
+  fw_log "formatting storage of ${NLABEL[i],} (cluster id $CLUSTER_ID)"
+  tool kafka.tools.StorageTool format --config "${NDIR[i]}/config/server.properties" --cluster-id "$CLUSTER_ID" \
+    --ignore-formatted >>"${NLOG[i]}" 2>&1 || { fw_tail_log "${NLOG[i]}"; fw_die "storage format failed; see ${NLOG[i]}"; }
+}
+
+# The node count node-1's data was formatted for (the voters in its last config), or nothing.
+formatted_nodes() {
+  local conf="$CDIR/node-1/config/server.properties"
+  [[ -f "$CDIR/node-1/data/meta.properties" && -f "$conf" ]] || return 0
+  sed -n 's/^controller.quorum.voters=//p' "$conf" | tr ',' '\n' | grep -c @ || true
+}
+
+# launch_node I: node I's JVM in the background (does not wait); its log's line count before the
+# start goes to LOG_START[I].
+launch_node() {
+  local i="$1" cds=()
+  # Class data sharing: the first run records the broker's classes at exit (on 'down'), later
+  # runs map them (start ~1.5 s faster). -Xlog:cds=off silences the dump's per-class warnings.
+  # One recorder at a time (node 1): the others start without the archive.
+  if [[ -f "$JSA" ]]; then cds=(-XX:SharedArchiveFile="$JSA" -Xshare:auto)
+  elif (( i == 1 )); then cds=(-XX:ArchiveClassesAtExit="$JSA" -Xlog:cds=off); fi
+  fw_log "starting ${NLABEL[i]} ($KAFKA_VERSION) on 127.0.0.1:${NPORT[i]} (controller 127.0.0.1:${NCPORT[i]}), log ${NLOG[i]}"
+  echo "=== $(date -Is) start Kafka $KAFKA_VERSION ===" >>"${NLOG[i]}"
+  LOG_START[i]=$(( $(wc -l <"${NLOG[i]}") + 1 ))
+  rm -f "${NPID[i]}"
+  (
+    cd "${NDIR[i]}"
+    # The broker must not inherit (and hold) this script's lock.
+    if [[ -n "${LOCK_FD:-}" ]]; then exec {LOCK_FD}>&-; fi
+    exec setsid nohup "$FW_JAVA" "${BROKER_JVM[@]}" "${cds[@]}" \
+      -Dlog4j2.configurationFile="${NDIR[i]}/config/log4j2.xml" -Dkafka.logs.dir="$FW_LOG_DIR" \
+      -cp "$LIBS/*" kafka.Kafka "${NDIR[i]}/config/server.properties" </dev/null >>"${NLOG[i]}" 2>&1
+  ) &
+  echo "$!" >"${NPID[i]}"
+}
+
+# After the port opened: a class archive the JVM could not map is stale (other jars or JDK).
+check_archive() {
+  local i="$1"
+  if tail -n +"${LOG_START[i]}" "${NLOG[i]}" | grep -q 'Unable to use shared archive'; then
+    fw_log "class archive $JSA is stale: removed (the next start records a new one)"
+    rm -f "$JSA"
+  fi
+}
+
+# Serialise the commands that start or stop nodes of this cluster (two `make test` runs calling
+# `stack.sh up` at once). Bounded: a start takes at most START_TIMEOUT.
+lock_cluster() {
+  if [[ -n "${LOCK_FD:-}" ]]; then return 0; fi
+  mkdir -p "$CDIR"
+  exec {LOCK_FD}>"$CDIR/.lock"
+  flock -w $(( START_TIMEOUT + STOP_TIMEOUT + 60 )) "$LOCK_FD" \
+    || fw_die "another kafka.sh holds $CDIR/.lock for too long"
+}
+
+# cl_wait DEADLINE WHAT CMD... : poll CMD every 0.2 s until SECONDS reaches DEADLINE; fail if
+# one of the nodes in WATCH exits meanwhile.
+cl_wait() {
+  local deadline="$1" what="$2" i; shift 2
+  while ! "$@" >/dev/null 2>&1; do
+    for i in "${WATCH[@]}"; do
+      if ! node_alive "$i"; then
+        fw_tail_log "${NLOG[i]}"
+        fw_die "${NLABEL[i]} exited during start-up ($what); see ${NLOG[i]}"
+      fi
+    done
+    if (( SECONDS >= deadline )); then
+      [[ "$LOG" == "${NLOG[1]}" ]] || fw_tail_log "$LOG"
+      for i in "${WATCH[@]}"; do fw_tail_log "${NLOG[i]}"; done
+      fw_die "$what: not ready after ${START_TIMEOUT}s; see $LOG"
+    fi
+    sleep 0.2
+  done
+}
+
+# ------------------------------------------------------------------ probes ---
 
 # Readiness probe: metadata answers and every partition has a leader (after a crash the
 # partitions stay leaderless until the broker has re-registered). Saves the topic names in
-# $KDIR/topics.txt.
+# $CDIR/topics.txt.
 topics_probe() {
   tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
-    --command-config "$CONF/tools-client.properties" --describe --exclude-internal \
-    >"$KDIR/topics.desc" 2>>"$LOG" || return 1
-  if grep -qE $'\tLeader: (none|-1)\t' "$KDIR/topics.desc"; then return 1; fi
-  awk -F'\t' '/^Topic: / { sub(/^Topic: /, "", $1); print $1 }' "$KDIR/topics.desc" >"$KDIR/topics.txt"
+    --command-config "$TOOLS_CLIENT" --describe --exclude-internal \
+    >"$CDIR/topics.desc" 2>>"$LOG" || return 1
+  if grep -qE $'\tLeader: (none|-1)\t' "$CDIR/topics.desc"; then return 1; fi
+  awk -F'\t' '/^Topic: / { sub(/^Topic: /, "", $1); print $1 }' "$CDIR/topics.desc" >"$CDIR/topics.txt"
+}
+
+# Registered, unfenced brokers (one id a line) in $CDIR/brokers.txt.
+brokers_list() {
+  tool org.apache.kafka.tools.ClusterTool list-endpoints --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$TOOLS_CLIENT" --include-fenced-brokers >"$CDIR/endpoints.txt" 2>>"$LOG" || return 1
+  awk '$5 == "unfenced" && $6 == "broker" { print $1 }' "$CDIR/endpoints.txt" >"$CDIR/brokers.txt"
+}
+
+# All N brokers are registered and unfenced (topics with RF = N need them all).
+brokers_probe() {
+  brokers_list || return 1
+  (( $(wc -l <"$CDIR/brokers.txt") >= N ))
+}
+
+# rejoin_probe I: node I is an unfenced broker, every partition (internal ones too) has a leader,
+# and I is in the ISR of every partition it is a replica of.
+rejoin_probe() {
+  local i="$1"
+  brokers_list || return 1
+  grep -qx "$i" "$CDIR/brokers.txt" || return 1
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$TOOLS_CLIENT" --describe >"$CDIR/rejoin.desc" 2>>"$LOG" || return 1
+  awk -F'\t' -v id="$i" '
+    /\tPartition: / {
+      leader = "none"; reps = ""; isr = ""
+      for (f = 1; f <= NF; f++) {
+        if ($f ~ /^Leader: /) leader = substr($f, 9)
+        else if ($f ~ /^Replicas: /) reps = substr($f, 11)
+        else if ($f ~ /^Isr: /) isr = substr($f, 6)
+      }
+      if (leader == "none" || leader == "-1") bad++
+      if (index("," reps ",", "," id ",") && !index("," isr ",", "," id ",")) bad++
+    }
+    END { exit (bad > 0) }' "$CDIR/rejoin.desc"
 }
 
 ensure_topics() {
   local existing t name parts extra pids=() cfg
-  existing="$(cat "$KDIR/topics.txt")"
+  existing="$(cat "$CDIR/topics.txt")"
   for t in "${TOPICS[@]}"; do
     IFS='|' read -r name parts extra <<<"$t"
     if grep -qxF -- "$name" <<<"$existing"; then continue; fi
     cfg=(--config "max.message.bytes=$MAX_MSG")
-    [[ -n "$extra" ]] && cfg+=(--config "$extra")
-    fw_log "creating topic $name ($parts partitions${extra:+, $extra})"
+    if (( MIN_ISR > 1 )); then cfg+=(--config "min.insync.replicas=$MIN_ISR"); fi
+    if [[ -n "$extra" ]]; then cfg+=(--config "$extra"); fi
+    fw_log "creating topic $name ($parts partitions, RF $RF${extra:+, $extra})"
     tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
-      --command-config "$CONF/tools-client.properties" --create --if-not-exists \
-      --topic "$name" --partitions "$parts" --replication-factor 1 "${cfg[@]}" >>"$LOG" 2>&1 &
+      --command-config "$TOOLS_CLIENT" --create --if-not-exists \
+      --topic "$name" --partitions "$parts" --replication-factor "$RF" "${cfg[@]}" >>"$LOG" 2>&1 &
     pids+=("$!:$name")
   done
   local p rc=0
@@ -198,79 +493,252 @@ ensure_topics() {
   (( rc == 0 )) || fw_die "topic creation failed; see $LOG"
 }
 
+# ------------------------------------------------------------------ commands ---
+
 cmd_up() {
-  local t0=$EPOCHREALTIME
-  mkdir -p "$FW_LOG_DIR" "$KDIR"
-  if fw_pid_alive "$PIDFILE" "$PID_MATCH"; then
+  local t0=$EPOCHREALTIME deadline
+  mkdir -p "$FW_LOG_DIR" "$KDIR" "$CDIR"
+  lock_cluster
+  deadline=$(( SECONDS + START_TIMEOUT ))
+  resolve_layout
+  check_layout_change
+  if [[ -z "$ARG_NODES" ]] && (( N > 1 )); then
+    fw_log "KAFKA_NODES not set: $N nodes, as at this cluster's last 'up' (KAFKA_NODES=1 for one node, after '$0 down')"
+  fi
+  local i f stray=() start=()
+  # A node of another layout of this cluster (say the single node while 3 are asked for).
+  while IFS= read -r f; do
+    [[ -n "$f" ]] || continue
+    for (( i = 1; i <= N; i++ )); do [[ "$f" == "${NPID[i]}" ]] && continue 2; done
+    if fw_pid_alive "$f" "$(pidfile_match "$f")"; then stray+=("$(basename "$f" .pid) (pid $(fw_pid_of "$f"))"); fi
+  done < <(cluster_pidfiles)
+  if (( ${#stray[@]} )); then
+    fw_die "cluster $CLUSTER has other nodes running: ${stray[*]}; run '$0 down' first"
+  fi
+  for (( i = 1; i <= N; i++ )); do
+    if ! node_alive "$i"; then start+=("$i")
+    elif (( N == 1 )); then fw_log "already running (pid $(fw_pid_of "${NPID[i]}")) on $BOOTSTRAP"; fi
+  done
+  if (( ${#start[@]} < N )); then
     # Never swap the jars under a running broker.
     if [[ "$(cat "$LIBS/.complete" 2>/dev/null)" != "$KAFKA_VERSION $(sha256sum "$POM" | cut -c1-16)" ]]; then
       fw_warn "running broker uses jars from an older pom.xml: run '$0 down' then '$0 up' to switch"
     fi
-    fw_ensure_java
-    fw_log "already running (pid $(fw_pid_of "$PIDFILE")) on $BOOTSTRAP"
-  else
+    if (( N > 1 )); then fw_log "already running: $(( N - ${#start[@]} )) of $N nodes"; fi
+  fi
+  if (( ${#start[@]} )); then
+    local k
+    k="$(formatted_nodes)"
+    if (( N > 1 )) && [[ -n "$k" && "$k" != "$N" ]]; then
+      fw_die "cluster $CLUSTER's data ($CDIR/node-*) was formatted for $k nodes, not $N: use KAFKA_NODES=$k, or '$0 reset' it first"
+    fi
     ensure_libs
     [[ -n "${FW_JAVA:-}" ]] || fw_ensure_java
-    write_config
-    rm -f "$PIDFILE"
     local port
-    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-      if fw_port_open 127.0.0.1 "$port"; then
-        fw_die "port 127.0.0.1:$port is already in use by another process (not our Kafka); stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
-      fi
+    for i in "${start[@]}"; do
+      for port in "${NPORT[i]}" "${NCPORT[i]}"; do
+        if fw_port_open 127.0.0.1 "$port"; then
+          fw_die "port 127.0.0.1:$port is already in use by another process (not ${NLABEL[i],} of cluster $CLUSTER); stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
+        fi
+      done
     done
-    format_storage
-    local cds=()
-    # Class data sharing: the first run records the broker's classes at exit (on 'down'), later
-    # runs map them (start ~1.5 s faster). -Xlog:cds=off silences the dump's per-class warnings.
-    if [[ -f "$KDIR/broker.jsa" ]]; then cds=(-XX:SharedArchiveFile="$KDIR/broker.jsa" -Xshare:auto)
-    else cds=(-XX:ArchiveClassesAtExit="$KDIR/broker.jsa" -Xlog:cds=off); fi
-    fw_log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT), log $LOG"
-    echo "=== $(date -Is) start Kafka $KAFKA_VERSION ===" >>"$LOG"
-    local log_start; log_start=$(( $(wc -l <"$LOG") + 1 ))
-    (
-      cd "$KDIR"
-      exec setsid nohup "$FW_JAVA" "${BROKER_JVM[@]}" "${cds[@]}" \
-        -Dlog4j2.configurationFile="$CONF/log4j2.xml" -Dkafka.logs.dir="$FW_LOG_DIR" \
-        -cp "$LIBS/*" kafka.Kafka "$CONF/server.properties" </dev/null >>"$LOG" 2>&1
-    ) &
-    echo "$!" >"$PIDFILE"
-    fw_wait_until "$START_TIMEOUT" "Kafka (port $KAFKA_PORT)" "$LOG" "$PIDFILE" fw_port_open 127.0.0.1 "$KAFKA_PORT"
-    fw_log "port open after $(fw_since "$t0") s, waiting for metadata ..."
-    if tail -n +"$log_start" "$LOG" | grep -q 'Unable to use shared archive'; then
-      fw_log "class archive $KDIR/broker.jsa is stale: removed (the next start records a new one)"
-      rm -f "$KDIR/broker.jsa"
-    fi
+    save_state
+    ensure_cluster_id
+    local pids=() rc=0
+    for i in "${start[@]}"; do
+      write_config "$i"
+      if [[ ! -f "${NDIR[i]}/data/meta.properties" ]]; then format_storage "$i" & pids+=("$!"); fi
+    done
+    for f in "${pids[@]}"; do wait "$f" || rc=1; done
+    (( rc == 0 )) || fw_die "storage format failed (see the errors above)"
+    for i in "${start[@]}"; do launch_node "$i"; done
+    WATCH=("${start[@]}")
+    for i in "${start[@]}"; do
+      cl_wait "$deadline" "${NLABEL[i]} (port ${NPORT[i]})" fw_port_open 127.0.0.1 "${NPORT[i]}"
+    done
+    fw_log "port$( (( ${#start[@]} == 1 )) || echo s) open after $(fw_since "$t0") s, waiting for metadata ..."
+    for i in "${start[@]}"; do check_archive "$i"; done
+  else
+    save_state
+    [[ -n "${FW_JAVA:-}" ]] || fw_ensure_java
   fi
-  rm -f "$KDIR/topics.txt"
-  fw_wait_until "$START_TIMEOUT" "Kafka metadata (all partitions led, on $BOOTSTRAP)" "$LOG" "$PIDFILE" topics_probe
+  WATCH=()
+  for (( i = 1; i <= N; i++ )); do WATCH+=("$i"); done
+  rm -f "$CDIR/topics.txt"
+  if (( N > 1 )); then
+    cl_wait "$deadline" "Kafka cluster $CLUSTER ($N brokers registered, on $BOOTSTRAP)" brokers_probe
+  fi
+  cl_wait "$deadline" "Kafka metadata (all partitions led, on $BOOTSTRAP)" topics_probe
   ensure_topics
-  fw_log "ready on $BOOTSTRAP (pid $(fw_pid_of "$PIDFILE")) in $(fw_since "$t0") s"
+  if (( N == 1 )); then
+    fw_log "ready on $BOOTSTRAP (pid $(fw_pid_of "${NPID[1]}")) in $(fw_since "$t0") s"
+  else
+    local pl=()
+    for (( i = 1; i <= N; i++ )); do pl+=("$(fw_pid_of "${NPID[i]}")"); done
+    fw_log "ready: $N nodes on $BOOTSTRAP (pids ${pl[*]}) in $(fw_since "$t0") s"
+  fi
 }
 
 cmd_down() {
-  fw_stop_pid "$PIDFILE" "Kafka" "${KAFKA_STOP_TIMEOUT:-20}" "$PID_MATCH"
+  lock_cluster
+  resolve_layout
+  local i f files=() pids=() rc=0
+  for (( i = 1; i <= N; i++ )); do files+=("${NPID[i]}"); done
+  # Also nodes of another layout of this cluster still running.
+  while IFS= read -r f; do
+    [[ -n "$f" ]] || continue
+    for i in "${files[@]}"; do [[ "$f" == "$i" ]] && continue 2; done
+    files+=("$f")
+  done < <(cluster_pidfiles)
+  # In parallel: the last node stopping alone would wait for a controller quorum that is gone.
+  for f in "${files[@]}"; do
+    local name match
+    match="$(pidfile_match "$f")"
+    name="$(basename "$f" .pid)"
+    if [[ "$name" == "$CLUSTER" ]]; then name="Kafka"; else name="Kafka node ${name##*-}"; fi
+    if (( ${#files[@]} > 1 )) && ! fw_pid_alive "$f" "$match"; then rm -f "$f"; continue; fi
+    fw_stop_pid "$f" "$name" "$STOP_TIMEOUT" "$match" & pids+=("$!")
+  done
+  (( ${#pids[@]} )) || fw_log "Kafka cluster $CLUSTER is not running"
+  for f in "${pids[@]}"; do wait "$f" || rc=1; done
+  return "$rc"
 }
 
 cmd_status() {
-  if fw_pid_alive "$PIDFILE" "$PID_MATCH" && fw_port_open 127.0.0.1 "$KAFKA_PORT"; then
-    echo "kafka     running  $BOOTSTRAP  pid $(fw_pid_of "$PIDFILE")  (Kafka $KAFKA_VERSION, log $LOG)"
-    return 0
-  fi
-  echo "kafka     stopped  $BOOTSTRAP"
-  return 1
+  resolve_layout
+  local i rc=0 label
+  for (( i = 1; i <= N; i++ )); do
+    label="$(basename "${NPID[i]}" .pid)"
+    if node_alive "$i" && fw_port_open 127.0.0.1 "${NPORT[i]}"; then
+      if (( N == 1 )); then
+        printf '%-9s running  127.0.0.1:%s  pid %s  (Kafka %s, log %s)\n' "$label" "${NPORT[i]}" \
+          "$(fw_pid_of "${NPID[i]}")" "$KAFKA_VERSION" "${NLOG[i]}"
+      else
+        printf '%-9s running  127.0.0.1:%s  pid %s  (Kafka %s, node %s of %s, controller 127.0.0.1:%s, log %s)\n' \
+          "$label" "${NPORT[i]}" "$(fw_pid_of "${NPID[i]}")" "$KAFKA_VERSION" "$i" "$N" "${NCPORT[i]}" "${NLOG[i]}"
+      fi
+    else
+      printf '%-9s stopped  127.0.0.1:%s\n' "$label" "${NPORT[i]}"
+      rc=1
+    fi
+  done
+  return "$rc"
 }
 
 cmd_reset() {
   cmd_down
-  fw_log "removing Kafka data ($DATA)"
-  rm -rf "$DATA" "$KDIR/cluster.id"
+  fw_log "removing the data of Kafka cluster $CLUSTER ($CDIR)"
+  rm -rf "$CDIR/data" "$CDIR/config" "$CDIR"/node-* "$CDIR/cluster.id" "$STATE" \
+    "$CDIR/topics.desc" "$CDIR/topics.txt" "$CDIR/endpoints.txt" "$CDIR/brokers.txt" "$CDIR/rejoin.desc"
+  # A cluster of its own (not the shared kafka/ directory with the jars): remove the rest.
+  if [[ "$CDIR" != "$KDIR" ]]; then rm -f "$CDIR/.lock"; rmdir "$CDIR" 2>/dev/null || true; fi
 }
 
 cmd_topics() {
-  fw_ensure_java
-  [[ -f "$LIBS/.complete" ]] || fw_die "no Kafka jars yet: run '$0 up' first"
-  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --describe --exclude-internal
+  resolve_layout
+  need_tools
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$TOOLS_CLIENT" --describe --exclude-internal
+}
+
+cmd_kill() {
+  resolve_layout
+  local i pid k
+  i="$(node_arg kill "${1:-}")"
+  if ! node_alive "$i"; then
+    rm -f "${NPID[i]}"
+    fw_log "${NLABEL[i]} is not running"
+    return 0
+  fi
+  pid="$(fw_pid_of "${NPID[i]}")"
+  kill -KILL "$pid" 2>/dev/null || true
+  for (( k = 0; k < 100; k++ )); do fw_proc_alive "$pid" || break; sleep 0.1; done
+  fw_proc_alive "$pid" && fw_die "${NLABEL[i]} (pid $pid) still alive 10 s after SIGKILL"
+  rm -f "${NPID[i]}"
+  echo "=== $(date -Is) killed (SIGKILL) by kafka.sh kill $i ===" >>"${NLOG[i]}"
+  fw_log "${NLABEL[i]} (pid $pid) killed"
+}
+
+cmd_stop() {
+  lock_cluster
+  resolve_layout
+  local i
+  i="$(node_arg stop "${1:-}")"
+  fw_stop_pid "${NPID[i]}" "${NLABEL[i]}" "$STOP_TIMEOUT" "${NMATCH[i]}"
+}
+
+cmd_start() {
+  local t0=$EPOCHREALTIME deadline
+  lock_cluster
+  deadline=$(( SECONDS + START_TIMEOUT ))
+  resolve_layout
+  local i port
+  i="$(node_arg start "${1:-}")"
+  if node_alive "$i"; then
+    fw_log "${NLABEL[i]} already running (pid $(fw_pid_of "${NPID[i]}")) on 127.0.0.1:${NPORT[i]}"
+    return 0
+  fi
+  [[ -f "$CDIR/cluster.id" ]] || fw_die "cluster $CLUSTER was never started: run '$0 up' first"
+  ensure_libs
+  [[ -n "${FW_JAVA:-}" ]] || fw_ensure_java
+  for port in "${NPORT[i]}" "${NCPORT[i]}"; do
+    if fw_port_open 127.0.0.1 "$port"; then
+      fw_die "port 127.0.0.1:$port is already in use by another process; cannot start ${NLABEL[i],}"
+    fi
+  done
+  ensure_cluster_id
+  write_config "$i"
+  format_storage "$i"   # only if its data was deleted (a lost disk)
+  launch_node "$i"
+  WATCH=("$i")
+  cl_wait "$deadline" "${NLABEL[i]} (port ${NPORT[i]})" fw_port_open 127.0.0.1 "${NPORT[i]}"
+  check_archive "$i"
+  fw_log "port open after $(fw_since "$t0") s, waiting until ${NLABEL[i],} has rejoined ..."
+  cl_wait "$deadline" "${NLABEL[i]} rejoining (unfenced, in the ISR of its partitions)" rejoin_probe "$i"
+  fw_log "${NLABEL[i]} (pid $(fw_pid_of "${NPID[i]}")) rejoined in $(fw_since "$t0") s"
+}
+
+# groups_describe GROUP: the tool's output on stdout; exit 1 if it reports an error (it exits 0).
+groups_describe() {
+  local out
+  out="$(tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" \
+    --command-config "$TOOLS_CLIENT" --describe --group "$1" 2>&1)" || { printf '%s\n' "$out" >&2; return 1; }
+  if grep -q '^Error:' <<<"$out"; then
+    # Without the Java stack trace that follows the message.
+    grep -vE '^(java\.|Caused by:|[[:space:]]+at |[[:space:]]*\.\.\. [0-9]+ more)' <<<"$out" >&2
+    return 1
+  fi
+  printf '%s\n' "$out"
+}
+
+cmd_groups() {
+  [[ -n "${1:-}" ]] || { echo "usage: $0 groups GROUP" >&2; exit 2; }
+  resolve_layout
+  need_tools
+  groups_describe "$1"
+}
+
+cmd_lag() {
+  [[ -n "${1:-}" ]] || { echo "usage: $0 lag GROUP" >&2; exit 2; }
+  resolve_layout
+  need_tools
+  local out
+  out="$(groups_describe "$1")" || exit 1
+  # The LAG column of every table row (located by the header); '-' (no committed offset) = 0.
+  awk '
+    $1 == "GROUP" { col = 0; for (f = 1; f <= NF; f++) if ($f == "LAG") col = f; next }
+    col && NF >= col && $col ~ /^-?[0-9]+$/ { sum += $col }
+    END { printf "%d\n", sum }' <<<"$out"
+}
+
+cmd_bootstrap() {
+  resolve_layout
+  echo "$BOOTSTRAP"
+}
+
+usage() {
+  echo "usage: $0 {up|down|status|reset|topics|bootstrap|kill I|stop I|start I|groups GROUP|lag GROUP}" >&2
+  exit 2
 }
 
 case "${1:-}" in
@@ -279,5 +747,11 @@ case "${1:-}" in
   status) cmd_status ;;
   reset) cmd_reset ;;
   topics) cmd_topics ;;
-  *) echo "usage: $0 {up|down|status|reset|topics}" >&2; exit 2 ;;
+  bootstrap) cmd_bootstrap ;;
+  kill) cmd_kill "${2:-}" ;;
+  stop) cmd_stop "${2:-}" ;;
+  start) cmd_start "${2:-}" ;;
+  groups) cmd_groups "${2:-}" ;;
+  lag) cmd_lag "${2:-}" ;;
+  *) usage ;;
 esac
