@@ -83,7 +83,9 @@ impl Cameras {
                 }),
         };
         row.last_seen_ms = row.last_seen_ms.max(now_ms);
-        if f.capture_ms >= row.last_capture_ms {
+        // Only decoded frames move the clock (dead letters come on their own topic, maybe
+        // ahead of a backlog of statistics).
+        if f.stats().is_some() && f.capture_ms >= row.last_capture_ms {
             row.last_capture_ms = f.capture_ms;
             row.session.clone_from(&f.session);
             if let Some(s) = f.stats() {
@@ -131,10 +133,17 @@ impl Cameras {
     }
 
     /// Forgets cameras not seen since `before_ms` (retention removed them from the
-    /// database too).
-    pub fn forget_older_than(&mut self, before_ms: i64) {
-        self.rows
-            .retain(|id, r| r.last_seen_ms >= before_ms || self.dirty.contains(id));
+    /// database too) and not waiting for a write; returns their ids.
+    pub fn forget_older_than(&mut self, before_ms: i64) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.rows.retain(|id, r| {
+            let keep = r.last_seen_ms >= before_ms || self.dirty.contains(id);
+            if !keep {
+                gone.push(id.clone());
+            }
+            keep
+        });
+        gone
     }
 }
 
@@ -158,12 +167,13 @@ mod tests {
             c.observe(&f, 50_000 + n as i64);
         }
         c.observe(&stats("cam", "s", 5, 10_200), 60_000); // old frame: clock stays
+        // A dead letter says the camera is alive, but does not move its clock.
         c.observe(&error("cam", "s", 61, 12_440), 60_001);
         let (rows, incidents) = c.take_dirty();
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!((r.first_seen_ms, r.last_seen_ms), (50_000, 60_001));
-        assert_eq!((r.last_capture_ms, r.width, r.height), (12_440, 640, 360));
+        assert_eq!((r.last_capture_ms, r.width, r.height), (12_360, 640, 360));
         assert_eq!(incidents.len(), 1, "one open black interval, reported once");
         assert_eq!((incidents[0].start_ms, incidents[0].end_ms), (10_000, None));
         assert!(c.take_dirty().0.is_empty());

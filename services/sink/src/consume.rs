@@ -319,7 +319,7 @@ impl Pipeline {
                 .late
                 .with_label_values(&[camera.as_str()])
                 .inc();
-            tracing::debug!(%camera, capture_ms, "frame for a closed window; dropped");
+            tracing::debug!(%camera, capture_ms, "frame for a closed window; merged into its stored state at the next flush");
         }
     }
 
@@ -407,7 +407,9 @@ impl Pipeline {
         self.windows.close(now);
         if let Some(keep) = self.settings.retention {
             let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-            self.cameras.forget_older_than(now.saturating_sub(keep_ms));
+            for camera in self.cameras.forget_older_than(now.saturating_sub(keep_ms)) {
+                self.metrics.forget_camera(&camera);
+            }
         }
         self.metrics
             .windows_open

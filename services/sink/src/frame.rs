@@ -103,13 +103,38 @@ impl From<StatsRecord> for Frame {
     }
 }
 
+/// Largest `sharpness` accepted: the variance of a 3x3 Laplacian of 8-bit luma is at
+/// most (8 × 255)² ≈ 4.2e6; anything far above is not a measurement.
+const MAX_SHARPNESS: f64 = 1e9;
+
 /// Parses a stats record value; the error says what is wrong, for the log.
 pub fn from_stats(payload: Option<&[u8]>) -> Result<Frame, String> {
     let bytes = payload.ok_or_else(|| "empty value".to_owned())?;
     let rec: StatsRecord =
         serde_json::from_slice(bytes).map_err(|e| format!("invalid stats JSON: {e}"))?;
     validate_camera_id(&rec.camera)?;
+    check_values(&rec)?;
     Ok(rec.into())
+}
+
+/// The statistics the sink sums must be measurements of 8-bit pictures: a value outside
+/// that range (or not finite) would turn a window's sums into infinity, which its stored
+/// state cannot hold. Such a record is refused (counted as a bad record), never summed.
+fn check_values(r: &StatsRecord) -> Result<(), String> {
+    let checks = [
+        ("y_avg", r.y_avg, 255.0),
+        ("y_dif", r.y_dif, 255.0),
+        ("sharpness", r.sharpness, MAX_SHARPNESS),
+    ];
+    for (name, v, max) in checks {
+        if !(0.0..=max).contains(&v) {
+            return Err(format!(
+                "camera {} seq {}: {name} {v} is outside 0..={max}",
+                r.camera, r.seq
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where a dead letter was read, for identities and capture times its headers lack.
@@ -226,6 +251,20 @@ pub(crate) mod tests {
             (s.latency_ms, s.black, s.frozen, s.y_dif),
             (40, true, false, 0.5)
         );
+        for (field, value) in [
+            ("y_avg", serde_json::json!(256.0)),
+            ("y_dif", serde_json::json!(-1.0)),
+            ("sharpness", serde_json::json!(1e300)),
+        ] {
+            let mut bad = good.clone();
+            bad[field] = value;
+            let err = from_stats(Some(bad.to_string().as_bytes())).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
+        // JSON has no infinity: an overflowing literal does not parse.
+        let text = good.to_string().replace("\"y_avg\":1.5", "\"y_avg\":1e999");
+        assert!(text.contains("1e999"));
+        assert!(from_stats(Some(text.as_bytes())).is_err());
         let mut bad_id = good;
         bad_id["camera"] = "a b".into();
         assert!(

@@ -19,7 +19,7 @@ pub struct Metrics {
     /// camera, session, seq), dropped at the merge.
     pub duplicates: IntCounterVec,
     /// `framewire_sink_late_records_total`: frames whose window was already closed by its
-    /// camera's watermark; dropped.
+    /// camera's watermark; merged into the window's stored state all the same.
     pub late: IntCounterVec,
     /// `framewire_sink_bad_records_total`: records that are neither a valid stats record
     /// nor a readable dead letter; logged with partition/offset and skipped.
@@ -58,6 +58,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Removes every series of `camera` (retention forgot it).
+    pub fn forget_camera(&self, camera: &str) {
+        let c = [camera];
+        for vec in [
+            &self.records,
+            &self.dead_letters,
+            &self.duplicates,
+            &self.late,
+            &self.rows_written,
+            &self.thumbnails,
+            &self.preview_errors,
+        ] {
+            let _ = vec.remove_label_values(&c);
+        }
+    }
+
     /// Creates and registers the metrics.
     pub fn new(registry: &Registry) -> Self {
         let b = Builder(registry);
@@ -80,7 +96,7 @@ impl Metrics {
             ),
             late: b.counter_vec(
                 "framewire_sink_late_records_total",
-                "Frames for a window already closed by the camera's watermark; dropped",
+                "Frames for a window already closed by the camera's watermark (still counted)",
                 camera,
             ),
             bad_records: b.counter(

@@ -478,6 +478,88 @@ mod tests {
         assert_eq!((s.frames, s.gaps), (12, 2 + (101 - 4)));
     }
 
+    mod props {
+        use super::*;
+        use crate::frame::{Frame, FrameKind, FrameStats};
+        use proptest::prelude::*;
+
+        fn frame() -> impl Strategy<Value = Frame> {
+            (
+                0usize..3,
+                0u64..200,
+                proptest::bool::weighted(0.1),
+                (0.0f64..=255.0, 0.0f64..=255.0, 0.0f64..=1e9),
+                any::<[bool; 4]>(),
+                -5_000i64..5_000_000,
+            )
+                .prop_map(|(session, seq, error, (y, dif, sharp), flags, latency)| {
+                    Frame {
+                        camera: "cam".into(),
+                        session: ["a", "b", "#dlq-0"][session].into(),
+                        seq,
+                        capture_ms: 1_000,
+                        kind: if error {
+                            FrameKind::DecodeError
+                        } else {
+                            FrameKind::Stats(FrameStats {
+                                keyframe: flags[0],
+                                y_avg: y,
+                                y_dif: dif,
+                                sharpness: sharp,
+                                black: flags[1],
+                                frozen: flags[2],
+                                scene_cut: flags[3],
+                                latency_ms: latency,
+                                width: 640,
+                                height: 360,
+                            })
+                        },
+                    }
+                })
+        }
+
+        proptest! {
+            /// A window written, read back and continued — at any point, with any
+            /// re-deliveries — holds exactly what one uninterrupted state holds: each
+            /// (session, seq) counted once, sums and extremes exact, nothing reset.
+            #[test]
+            fn a_state_survives_storage_and_redelivery_exactly(
+                frames in proptest::collection::vec(frame(), 0..300),
+                cuts in proptest::collection::vec(0usize..300, 0..5),
+            ) {
+                let mut whole = WindowState::new();
+                for f in &frames {
+                    whole.add(f);
+                }
+                let mut stored = WindowState::new().to_json();
+                let mut cuts = cuts;
+                cuts.sort_unstable();
+                let mut from = 0;
+                for cut in cuts.into_iter().chain([frames.len()]) {
+                    let cut = cut.min(frames.len());
+                    let mut st = WindowState::from_json(&stored).expect("readable");
+                    // Re-deliver what the previous write counted, then the new frames.
+                    for f in frames[..from].iter().chain(&frames[from..cut.max(from)]) {
+                        st.add(f);
+                    }
+                    stored = st.to_json();
+                    from = cut.max(from);
+                }
+                let resumed = WindowState::from_json(&stored).expect("readable");
+                prop_assert_eq!(&resumed, &whole);
+                prop_assert_eq!(resumed.summary("cam", 0, 10_000), whole.summary("cam", 0, 10_000));
+                let distinct: std::collections::BTreeSet<(String, u64, bool)> = frames
+                    .iter()
+                    .map(|f| (f.session.clone(), f.seq, f.stats().is_some()))
+                    .collect();
+                prop_assert_eq!(
+                    whole.frames + whole.decode_errors,
+                    distinct.len() as u64
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_stored_states_are_refused_with_a_reason() {
         assert!(

@@ -3,9 +3,13 @@
 //!
 //! - A frame belongs to the window `[start, start + window_ms)` with
 //!   `start = floor(capture_ms / window_ms) * window_ms`, on the capture (ingest) clock.
-//! - Each camera has a watermark: its newest plausible capture time minus the allowed
-//!   lateness. A window whose end is at or before the watermark is *closed*: frames for
-//!   it are late and dropped (counted in `framewire_sink_late_records_total`). The
+//! - Each camera has a watermark: its newest plausible capture time (of a decoded frame:
+//!   dead letters travel on their own topic and may be read ahead of a backlog of
+//!   statistics, so they never move it) minus the allowed lateness. A window whose end is
+//!   at or before the watermark is *closed*: it is no longer kept in memory. A frame for a
+//!   closed window is *late* (counted in `framewire_sink_late_records_total`) and still
+//!   counted: the next flush merges it into the window's stored state like any other, so
+//!   a frame that arrives after a retry, a backlog or a restart is never lost. The
 //!   watermark is per camera, so a camera whose frames arrive late as a whole (a worker
 //!   backlog) is not late; only frames out of order by more than the lateness are.
 //! - Accepted frames wait here until the next flush merges them into the windows' stored
@@ -23,12 +27,12 @@ use crate::frame::Frame;
 /// make every later frame of the camera look late.
 pub const MAX_CAPTURE_AHEAD_MS: i64 = 60_000;
 
-/// What [`Windows::observe`] did with a frame.
+/// What [`Windows::observe`] did with a frame: it always waits for the next flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observed {
-    /// Waiting for the next flush.
+    /// Its window is open.
     Accepted,
-    /// Its window is closed; dropped.
+    /// Its window was closed already (the flush merges it into the stored state).
     Late,
 }
 
@@ -100,14 +104,19 @@ impl Windows {
         );
     }
 
-    /// Takes a frame at wall clock `now_ms`: late, or waiting for the next flush.
+    /// Takes a frame at wall clock `now_ms`; it waits for the next flush. Only decoded
+    /// frames move the camera's clock.
     pub fn observe(&mut self, frame: Frame, now_ms: i64) -> Observed {
         let start = self.window_start(frame.capture_ms);
         let end = start.saturating_add(self.window_ms);
-        if self.watermark(&frame.camera).is_some_and(|w| end <= w) {
-            return Observed::Late;
-        }
-        if frame.capture_ms <= now_ms.saturating_add(MAX_CAPTURE_AHEAD_MS) {
+        let observed = if self.watermark(&frame.camera).is_some_and(|w| end <= w) {
+            Observed::Late
+        } else {
+            Observed::Accepted
+        };
+        if frame.stats().is_some()
+            && frame.capture_ms <= now_ms.saturating_add(MAX_CAPTURE_AHEAD_MS)
+        {
             self.advance(&frame.camera, frame.capture_ms);
         }
         let clock = match self.cameras.get_mut(frame.camera.as_str()) {
@@ -120,7 +129,7 @@ impl Windows {
         });
         open.touched_ms = now_ms;
         open.pending.push(frame);
-        Observed::Accepted
+        observed
     }
 
     /// Every window's waiting frames, handed to a flush. If the flush fails, give them
@@ -254,6 +263,13 @@ mod tests {
         w.observe(stats("cam", "s", 301, T0 + W + L), NOW);
         assert_eq!(w.watermark("cam"), Some(T0 + W));
         assert_eq!(w.observe(stats("cam", "s", 2, T0 + 5), NOW), Observed::Late);
+        let waiting: Vec<u64> = w
+            .take_pending()
+            .iter()
+            .filter(|b| b.start_ms == T0)
+            .flat_map(seqs)
+            .collect();
+        assert_eq!(waiting, [0, 1, 2], "a late frame still waits for the flush");
         // Other cameras have their own clocks.
         assert_eq!(
             w.observe(stats("other", "s", 2, T0), NOW),
@@ -268,11 +284,22 @@ mod tests {
         w.advance("cam", T0); // never backwards
         assert_eq!(w.watermark("cam"), Some(T0 + 3 * W - L));
         assert_eq!(w.observe(stats("cam", "s", 0, T0), NOW), Observed::Late);
+        assert_eq!(w.pending(), 1, "late, still counted at the next flush");
         assert_eq!(
             w.observe(stats("cam", "s", 0, T0 + 2 * W + 1), NOW),
             Observed::Accepted,
             "window 2 ends after the watermark"
         );
+    }
+
+    #[test]
+    fn dead_letters_do_not_move_the_clock() {
+        use crate::frame::tests::error;
+        let mut w = Windows::new(W, L);
+        // A dead letter read ahead of a backlog of statistics (it has its own topic).
+        w.observe(error("cam", "s", 900, T0 + 10 * W), NOW);
+        assert_eq!(w.watermark("cam"), None);
+        assert_eq!(w.observe(stats("cam", "s", 0, T0), NOW), Observed::Accepted);
     }
 
     #[test]
