@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod accountant;
+pub mod chaos;
 pub mod frames;
 
 use rand::RngExt;
