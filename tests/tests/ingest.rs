@@ -1,8 +1,10 @@
 //! Ingest against the real RTSP server and Kafka: bad cameras get their own error state,
-//! the registry changes at run time, replicas split the cameras, frames match ffprobe,
-//! records are self-contained, large keyframes travel, sampling keeps GOPs whole.
+//! the registry changes at run time (a bad control record shows, it does not hide the
+//! camera), replicas share the cameras through Kafka leases without ever running one camera
+//! twice, frames match ffprobe, records are self-contained, large keyframes travel,
+//! sampling keeps GOPs whole.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framewire_e2e::{
@@ -13,6 +15,19 @@ use rdkafka::message::{Message, OwnedMessage};
 use serde_json::Value;
 
 const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Starts ingest in a lease group of its own (tests run side by side: a shared group would
+/// split one test's cameras with another's replicas).
+fn start_ingest(config: &str, env: &[(&str, &str)]) -> Service {
+    start_in_group(config, &unique("e2e-ingest"), env)
+}
+
+/// Starts ingest in lease group `group`.
+fn start_in_group(config: &str, group: &str, env: &[(&str, &str)]) -> Service {
+    let mut env = env.to_vec();
+    env.push(("FRAMEWIRE_INGEST__GROUP_ID", group));
+    Service::start("framewire-ingest", config, &env)
+}
 
 async fn cameras(s: &Service) -> Result<Vec<Value>, String> {
     let (code, body) = s.get("/cameras").await;
@@ -97,11 +112,7 @@ async fn bad_cameras_get_their_own_error_state() {
         camera_toml(&ids["audio"], &format!("{RTSP}/audio"), ""),
         camera_toml(&ids["refused"], "rtsp://127.0.0.1:1/nothing-listens", ""),
     );
-    let mut ingest = Service::start(
-        "framewire-ingest",
-        &config,
-        &[("SECURE_CAM_PW", "s3cret-cam")],
-    );
+    let mut ingest = start_ingest(&config, &[("SECURE_CAM_PW", "s3cret-cam")]);
     ingest.wait_ready(Duration::from_secs(60)).await;
 
     wait_state(&ingest, &ids["good"], "streaming", None).await;
@@ -180,7 +191,7 @@ async fn the_registry_changes_at_run_time() {
     require_stack();
     let topics = Topics::unique("ingest-registry");
     let config = format!("{}\n[ingest]\nadmin_token = \"{TOKEN}\"\n", topics.toml());
-    let ingest = Service::start("framewire-ingest", &config, &[]);
+    let ingest = start_ingest(&config, &[]);
     ingest.wait_ready(Duration::from_secs(60)).await;
     let client = reqwest::Client::new();
     let url = |id: &str| format!("{}/cameras/{id}", ingest.admin);
@@ -238,7 +249,8 @@ async fn the_registry_changes_at_run_time() {
     assert_eq!(c["source"], "control");
     wait_state(&ingest, &b, "streaming", None).await;
 
-    // A garbage record is counted and ignored; the cameras keep running.
+    // A garbage record is counted; the camera keeps running its good spec and shows why
+    // the record was refused, where it is.
     produce(&topics.control, &b, Some(b"{not json")).await;
     eventually("bad_spec counted", Duration::from_secs(10), || async {
         let (_, m) = ingest.get("/metrics").await;
@@ -249,10 +261,61 @@ async fn the_registry_changes_at_run_time() {
         .ok_or(m)
     })
     .await;
-    assert_eq!(
-        camera(&ingest, &b).await.expect("still listed")["state"],
-        "streaming"
+    let shown = eventually(
+        "b shows its spec error",
+        Duration::from_secs(10),
+        || async {
+            let c = camera(&ingest, &b).await.ok_or("b not listed")?;
+            if c["spec_error"]["message"].is_string() {
+                Ok(c)
+            } else {
+                Err(c.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(shown["state"], "streaming", "{shown}");
+    assert!(
+        shown["spec_error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("camera {b}")),
+        "{shown}"
     );
+    assert!(shown["spec_error"]["offset"].as_i64().is_some(), "{shown}");
+
+    // A camera whose only record is bad (what compaction leaves of it) is listed as
+    // invalid, not running, and counted; a good record brings it up.
+    let c = unique("invalid-cam");
+    produce(
+        &topics.control,
+        &c,
+        Some(format!(r#"{{"id":"{c}","url":"http://127.0.0.1/x"}}"#).as_bytes()),
+    )
+    .await;
+    let invalid = wait_state(&ingest, &c, "invalid", None).await;
+    assert!(
+        invalid["spec_error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rtsp://"),
+        "{invalid}"
+    );
+    let (_, m) = ingest.get("/metrics").await;
+    eventually("invalid counted", Duration::from_secs(10), || async {
+        let (_, m) = ingest.get("/metrics").await;
+        match metric(&m, "framewire_ingest_cameras{state=\"invalid\"}") {
+            Some(v) if v >= 1.0 => Ok(()),
+            _ => Err(m),
+        }
+    })
+    .await;
+    drop(m);
+    let c_spec = serde_json::json!({"id": c, "url": format!("{RTSP}/black")}).to_string();
+    produce(&topics.control, &c, Some(c_spec.as_bytes())).await;
+    let fixed = wait_state(&ingest, &c, "streaming", None).await;
+    assert!(fixed["spec_error"].is_null(), "{fixed}");
+    produce(&topics.control, &c, None).await;
 
     // Remove through the API and by tombstone; their metric series go with them.
     let r = client
@@ -280,50 +343,201 @@ async fn the_registry_changes_at_run_time() {
     assert_eq!(client.get(url(&a)).send().await.expect("get").status(), 404);
 }
 
+/// The lease slot of a camera among `slots` (FNV-1a 64 of the id, as ingest computes it).
+fn slot_of(id: &str, slots: u64) -> u64 {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    h % slots
+}
+
+/// The ids of the cameras a replica runs, with their states.
+async fn running(s: &Service) -> BTreeMap<String, String> {
+    cameras(s)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c["id"].as_str()?.to_owned(),
+                c["state"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The cameras `s` runs, when they are exactly `want` cameras, all streaming.
+async fn streaming_on(s: &Service, want: usize) -> Result<BTreeSet<String>, String> {
+    let r = running(s).await;
+    let streaming = r.values().filter(|st| *st == "streaming").count();
+    if r.len() == want && streaming == want {
+        Ok(r.keys().cloned().collect())
+    } else {
+        Err(format!("{r:?}"))
+    }
+}
+
+/// Per camera, each session's capture-time range (first, last `fw-capture-ms`), by start.
+fn sessions_of(frames: &[OwnedMessage], ids: &[String]) -> BTreeMap<String, Vec<(i64, i64)>> {
+    let mut ranges: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+    for m in frames {
+        let h = headers_of(m);
+        let (Some(cam), Some(session)) = (h.get("fw-camera"), h.get("fw-session")) else {
+            continue;
+        };
+        if !ids.contains(cam) {
+            continue;
+        }
+        let t: i64 = h["fw-capture-ms"].parse().unwrap_or(0);
+        let r = ranges
+            .entry((cam.clone(), session.clone()))
+            .or_insert((t, t));
+        r.0 = r.0.min(t);
+        r.1 = r.1.max(t);
+    }
+    let mut out: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for ((cam, _), r) in ranges {
+        out.entry(cam).or_default().push(r);
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn two_replicas_split_the_cameras() {
+async fn leases_move_cameras_between_replicas_without_overlap() {
     require_stack();
-    let topics = Topics::unique("ingest-shards");
-    let ids: Vec<String> = (0..8).map(|i| unique(&format!("shard{i}"))).collect();
+    const LEASE_TIMEOUT_MS: u64 = 6_000;
+    let topics = Topics::unique("ingest-leases");
+    let group = unique("e2e-leases");
+    let lease_topic = format!("{}.leases", topics.control.trim_end_matches(".control"));
+    // Two slots, two cameras in each: two replicas get one slot each, so each runs two.
+    let mut ids: Vec<String> = Vec::new();
+    let mut per_slot = [0; 2];
+    while ids.len() < 4 {
+        let id = unique("lease");
+        let slot = slot_of(&id, 2) as usize;
+        if per_slot[slot] < 2 {
+            per_slot[slot] += 1;
+            ids.push(id);
+        }
+    }
     let cams: String = ids
         .iter()
-        .map(|id| camera_toml(id, &format!("{RTSP}/black"), "enabled = false"))
+        .map(|id| camera_toml(id, &format!("{RTSP}/moving"), ""))
         .collect();
-    let base = format!("{}\n{cams}", topics.toml());
-    let replicas: Vec<Service> = (0..2)
-        .map(|i| {
-            Service::start(
-                "framewire-ingest",
-                &base,
-                &[
-                    ("FRAMEWIRE_INGEST__SHARDS", "2"),
-                    ("FRAMEWIRE_INGEST__SHARD", &i.to_string()),
-                ],
-            )
-        })
-        .collect();
-    let mut owned: Vec<BTreeSet<String>> = Vec::new();
-    for r in &replicas {
-        r.wait_ready(Duration::from_secs(60)).await;
-        let list = cameras(r).await.expect("/cameras");
-        owned.push(
-            list.iter()
-                .filter_map(|c| c["id"].as_str().map(str::to_owned))
-                .collect(),
+    let config = format!(
+        "{}
+[ingest]
+lease_slots = 2
+lease_timeout_ms = {LEASE_TIMEOUT_MS}
+backoff_initial_ms = 200
+backoff_max_ms = 1000
+shutdown_grace_ms = 5000
+
+{cams}",
+        topics.toml()
+    );
+    let env = [("FRAMEWIRE_TOPICS__LEASES", lease_topic.as_str())];
+    let all: BTreeSet<String> = ids.iter().cloned().collect();
+
+    // One replica: it owns both slots and runs every camera.
+    let mut a = start_in_group(&config, &group, &env);
+    a.wait_ready(Duration::from_secs(60)).await;
+    eventually("replica a streams all 4", Duration::from_secs(30), || {
+        streaming_on(&a, 4)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Scale 1 -> 2 while the cameras stream: a lets one slot go, b takes it.
+    let scaled = Instant::now();
+    let mut b = start_in_group(&config, &group, &env);
+    b.wait_ready(Duration::from_secs(60)).await;
+    let (on_a, on_b) = eventually(
+        "two cameras on each replica",
+        Duration::from_secs(40),
+        || async {
+            let on_a = streaming_on(&a, 2).await?;
+            let on_b = streaming_on(&b, 2).await?;
+            Ok((on_a, on_b))
+        },
+    )
+    .await;
+    println!(
+        "scale 1 -> 2: split {on_a:?} / {on_b:?} after {:?}",
+        scaled.elapsed()
+    );
+    assert!(on_a.is_disjoint(&on_b), "a camera on both replicas");
+    assert_eq!(
+        on_a.union(&on_b).cloned().collect::<BTreeSet<_>>(),
+        all,
+        "a camera on neither replica"
+    );
+    for (name, s) in [("a", &a), ("b", &b)] {
+        let (code, body) = s.get("/leases").await;
+        assert_eq!(code, 200, "{body}");
+        let l: Value = serde_json::from_str(&body).expect("/leases JSON");
+        assert_eq!(l["group"], group.as_str(), "{name}: {l}");
+        assert_eq!(l["slots"].as_array().map(Vec::len), Some(1), "{name}: {l}");
+        assert_eq!(l["slot_count"], 2, "{name}: {l}");
+        assert_eq!(l["state"], "assigned", "{name}: {l}");
+        let (_, m) = s.get("/metrics").await;
+        assert_eq!(
+            metric(&m, "framewire_ingest_lease_slots"),
+            Some(1.0),
+            "{name}"
         );
     }
-    println!(
-        "shard 0 owns {}, shard 1 owns {}",
-        owned[0].len(),
-        owned[1].len()
-    );
-    assert!(owned[0].is_disjoint(&owned[1]), "overlap: {owned:?}");
-    let union: BTreeSet<String> = owned[0].union(&owned[1]).cloned().collect();
-    assert_eq!(union, ids.iter().cloned().collect::<BTreeSet<_>>(), "gap");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // SIGKILL b: its cameras come back on a once b's lease times out.
+    b.kill();
+    let killed = Instant::now();
+    eventually(
+        "b's cameras streaming on a",
+        Duration::from_millis(LEASE_TIMEOUT_MS + 20_000),
+        || streaming_on(&a, 4),
+    )
+    .await;
+    let back = killed.elapsed();
+    println!("killed replica's cameras streaming on the other after {back:?}");
     assert!(
-        !owned[0].is_empty() && !owned[1].is_empty(),
-        "both replicas get cameras: {owned:?}"
+        back < Duration::from_millis(LEASE_TIMEOUT_MS + 10_000),
+        "took {back:?}: more than lease_timeout_ms plus a reconnect"
     );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, m) = a.get("/metrics").await;
+    assert!(
+        metric(
+            &m,
+            "framewire_ingest_lease_rebalances_total{kind=\"revoke\"}"
+        )
+        .is_some_and(|v| v >= 1.0),
+        "a revoked a slot when b joined"
+    );
+    assert_eq!(a.terminate(Duration::from_secs(30)).code(), Some(0));
+
+    // Never two sessions of one camera at once: per camera, each session's capture times
+    // end before the next one's begin.
+    let frames = read(&topics.frames).await;
+    let sessions = sessions_of(&frames, &ids);
+    for id in &ids {
+        let s = sessions.get(id).cloned().unwrap_or_default();
+        println!("{id}: sessions {s:?}");
+        assert!(!s.is_empty(), "{id}: no frames");
+        for w in s.windows(2) {
+            assert!(
+                w[0].1 < w[1].0,
+                "{id}: sessions overlap in capture time: {:?} and {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+    let moved = ids.iter().filter(|id| sessions[*id].len() >= 2).count();
+    assert!(moved >= 2, "cameras moved between replicas: {sessions:?}");
 }
 
 /// Packets ffprobe sees on a mount for `secs`: (pts, keyframe), and the wall clock (ms) at start.
@@ -373,7 +587,7 @@ async fn frames_match_ffprobe_over_tcp_and_udp_and_records_decode_alone() {
         camera_toml(&tcp, &format!("{RTSP}/moving"), ""),
         camera_toml(&udp, &format!("{RTSP}/moving"), "transport = \"udp\"")
     );
-    let mut ingest = Service::start("framewire-ingest", &config, &[]);
+    let mut ingest = start_ingest(&config, &[]);
     ingest.wait_ready(Duration::from_secs(60)).await;
     wait_state(&ingest, &tcp, "streaming", None).await;
     wait_state(&ingest, &udp, "streaming", None).await;
@@ -501,8 +715,7 @@ async fn large_keyframes_travel_and_oversize_ones_are_counted() {
     require_stack();
     let topics = Topics::unique("ingest-big");
     let (big, small) = (unique("big"), unique("big-capped"));
-    let mut ingest = Service::start(
-        "framewire-ingest",
+    let mut ingest = start_ingest(
         &format!(
             "{}\n{}",
             topics.toml(),
@@ -512,8 +725,7 @@ async fn large_keyframes_travel_and_oversize_ones_are_counted() {
     );
     ingest.wait_ready(Duration::from_secs(60)).await;
     let capped_topics = Topics::unique("ingest-capped");
-    let capped = Service::start(
-        "framewire-ingest",
+    let capped = start_ingest(
         &format!(
             "{}max_message_bytes = 1048576\n\n{}",
             capped_topics.toml(),
@@ -582,7 +794,7 @@ async fn sampling_publishes_whole_gops() {
         camera_toml(&keys, &format!("{RTSP}/moving"), "sampling = \"keyframes\""),
         camera_toml(&half, &format!("{RTSP}/moving"), "every_nth_gop = 2"),
     );
-    let mut ingest = Service::start("framewire-ingest", &config, &[]);
+    let mut ingest = start_ingest(&config, &[]);
     ingest.wait_ready(Duration::from_secs(60)).await;
     let started = Instant::now();
     wait_state(&ingest, &half, "streaming", None).await;

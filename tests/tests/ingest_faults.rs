@@ -1,5 +1,6 @@
-//! Ingest under faults, against the real stack: the RTSP server restarts, Kafka goes away
-//! for a while. One test per fault, run one after the other (they stop shared servers).
+//! Ingest under faults, against the real stack: a camera that sends RTCP but no video, the
+//! RTSP server restarts, Kafka goes away for a while (longer than the lease timeout). One
+//! test per fault, run one after the other (some stop shared servers).
 
 use std::process::Command;
 use std::time::Duration;
@@ -39,6 +40,16 @@ impl Drop for Restore {
     }
 }
 
+/// Starts ingest in a lease group of its own.
+fn start_ingest(config: &str) -> Service {
+    let group = unique("e2e-faults");
+    Service::start(
+        "framewire-ingest",
+        config,
+        &[("FRAMEWIRE_INGEST__GROUP_ID", group.as_str())],
+    )
+}
+
 async fn camera(s: &Service, id: &str) -> Result<Value, String> {
     let (code, body) = s.get(&format!("/cameras/{id}")).await;
     if code != 200 {
@@ -50,8 +61,69 @@ async fn camera(s: &Service, id: &str) -> Result<Value, String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn faults() {
     require_stack();
+    rtcp_without_video_stalls().await;
     rtsp_server_restart().await;
     kafka_outage().await;
+}
+
+/// The `rtcponly` mount sends video for 6 s, then only RTCP sender reports (every ~5 s,
+/// randomised 0.5-1.5x): the session must be declared stalled `stall_timeout_ms` after the
+/// last video frame and reconnect. The timeout is above the longest RTCP interval, so a
+/// stall timer that any packet resets would never fire.
+async fn rtcp_without_video_stalls() {
+    let topics = Topics::unique("fault-rtcp");
+    let id = unique("rtcponly");
+    let config = format!(
+        "{}\n[ingest]\nstall_timeout_ms = 9000\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n\n{}",
+        topics.toml(),
+        camera_toml(&id, &format!("{RTSP}/rtcponly"), "")
+    );
+    let mut ingest = start_ingest(&config);
+    ingest.wait_ready(Duration::from_secs(60)).await;
+    let first = eventually("camera streaming", Duration::from_secs(30), || async {
+        let c = camera(&ingest, &id).await?;
+        if c["state"] == "streaming" && c["frames"].as_u64().unwrap_or(0) > 10 {
+            Ok(c)
+        } else {
+            Err(c.to_string())
+        }
+    })
+    .await;
+    let series = format!("framewire_ingest_session_errors_total{{camera=\"{id}\",kind=\"stall\"}}");
+    // 6 s of video, then the stall timeout (2 s); with margin for a slow start.
+    let stalled = eventually(
+        "the session declared stalled",
+        Duration::from_secs(20),
+        || async {
+            let (_, m) = ingest.get("/metrics").await;
+            match metric(&m, &series) {
+                Some(v) if v >= 1.0 => Ok(()),
+                _ => Err(camera(&ingest, &id)
+                    .await
+                    .map_or_else(|e| e, |c| c.to_string())),
+            }
+        },
+    );
+    stalled.await;
+    let again = eventually(
+        "streaming again in a new session",
+        Duration::from_secs(20),
+        || async {
+            let c = camera(&ingest, &id).await?;
+            if c["state"] == "streaming" && c["session"] != first["session"] {
+                Ok(c)
+            } else {
+                Err(c.to_string())
+            }
+        },
+    )
+    .await;
+    println!(
+        "rtcponly: stalled and reconnected: last error {}",
+        again["last_error"]
+    );
+    assert_eq!(again["last_error"]["kind"], "stall", "{again}");
+    assert_eq!(ingest.terminate(Duration::from_secs(20)).code(), Some(0));
 }
 
 async fn rtsp_server_restart() {
@@ -62,7 +134,7 @@ async fn rtsp_server_restart() {
         topics.toml(),
         camera_toml(&id, &format!("{RTSP}/moving"), "")
     );
-    let mut ingest = Service::start("framewire-ingest", &config, &[]);
+    let mut ingest = start_ingest(&config);
     ingest.wait_ready(Duration::from_secs(60)).await;
     let first = eventually("camera streaming", Duration::from_secs(30), || async {
         let c = camera(&ingest, &id).await?;
@@ -127,7 +199,7 @@ async fn kafka_outage() {
         topics.toml(),
         camera_toml(&id, &format!("{RTSP}/moving"), "")
     );
-    let mut ingest = Service::start("framewire-ingest", &config, &[]);
+    let mut ingest = start_ingest(&config);
     ingest.wait_ready(Duration::from_secs(60)).await;
     eventually("camera streaming", Duration::from_secs(30), || async {
         let c = camera(&ingest, &id).await?;

@@ -135,6 +135,10 @@ pub struct TopicsConfig {
     /// Dead letters.
     #[serde(default = "default_dlq")]
     pub dlq: String,
+    /// Ingest's camera leases: one partition per slot, never written to; ingest replicas
+    /// share its partitions through their consumer group (`ingest.group_id`).
+    #[serde(default = "default_leases")]
+    pub leases: String,
     /// Create missing topics at start (needs the CreateTopics ACL).
     #[serde(default = "default_true")]
     pub create: bool,
@@ -168,6 +172,9 @@ fn default_control() -> String {
 fn default_dlq() -> String {
     framewire_wire::topics::DLQ.to_owned()
 }
+fn default_leases() -> String {
+    "framewire.ingest.leases".to_owned()
+}
 fn default_true() -> bool {
     true
 }
@@ -194,6 +201,7 @@ impl Default for TopicsConfig {
             stats: default_stats(),
             control: default_control(),
             dlq: default_dlq(),
+            leases: default_leases(),
             create: true,
             partitions: default_partitions(),
             replication_factor: default_replication(),
@@ -211,6 +219,7 @@ impl Validate for TopicsConfig {
             ("topics.stats", &self.stats),
             ("topics.control", &self.control),
             ("topics.dlq", &self.dlq),
+            ("topics.leases", &self.leases),
         ] {
             let ok = !name.is_empty()
                 && name.len() <= 249
@@ -313,6 +322,16 @@ impl TopicsConfig {
             &self.control,
             1,
             vec![("cleanup.policy", "compact".to_owned())],
+        )
+    }
+
+    /// Ingest's lease topic: `slots` partitions, one per lease slot. Nothing is ever
+    /// written to it, so its retention is the shortest Kafka allows without tuning.
+    pub fn leases_spec(&self, slots: i32) -> TopicSpec {
+        self.spec(
+            &self.leases,
+            slots,
+            vec![("retention.ms", "60000".to_owned())],
         )
     }
 }
@@ -533,6 +552,11 @@ mod tests {
         assert!(t.validate().is_ok());
         let c = t.control_spec();
         assert_eq!(c.partitions, 1);
+        let l = t.leases_spec(60);
+        assert_eq!(
+            (l.name.as_str(), l.partitions),
+            ("framewire.ingest.leases", 60)
+        );
         assert!(c.configs.contains(&("cleanup.policy", "compact".into())));
         assert!(
             t.frames_spec()

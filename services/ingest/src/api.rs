@@ -2,8 +2,9 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /cameras` | this replica's shard and every camera it runs: spec (URL password redacted), source, state, last error, session, counters |
+//! | `GET /cameras` | every camera this replica runs (and those of its slots that are `invalid`): spec (URL password redacted), source, slot, state, last error, spec error, session, counters |
 //! | `GET /cameras/{id}` | one camera, or 404 |
+//! | `GET /leases` | the lease group: group, member id, state, slots owned, cameras per slot |
 //! | `PUT /cameras/{id}` | writes the JSON spec in the body to the control topic (202); every replica applies it, the owner runs it |
 //! | `DELETE /cameras/{id}` | writes a tombstone to the control topic (202) |
 //!
@@ -24,6 +25,7 @@ use framewire_wire::{CameraSpec, validate_camera_id};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
+use crate::leases::SharedMembership;
 use crate::registry::Registry;
 
 /// What the camera routes need.
@@ -31,6 +33,8 @@ use crate::registry::Registry;
 pub struct ApiState {
     /// The cameras of this replica.
     pub registry: Arc<Registry>,
+    /// The lease group membership.
+    pub membership: SharedMembership,
     /// Producer for control records.
     pub producer: FutureProducer,
     /// Control topic name.
@@ -43,6 +47,7 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/cameras", get(list))
+        .route("/leases", get(leases))
         .route("/cameras/{id}", get(one).put(put).delete(delete))
         .with_state(state)
 }
@@ -52,9 +57,37 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn list(State(s): State<ApiState>) -> Response {
-    let shard = s.registry.shard();
-    Json(json!({"shard": shard.index, "shards": shard.count, "cameras": s.registry.list().await}))
-        .into_response()
+    let leases = s.registry.leases().await;
+    Json(json!({
+        "lease_state": leases.state,
+        "slots": leases.slots.len(),
+        "cameras": s.registry.list().await,
+    }))
+    .into_response()
+}
+
+async fn leases(State(s): State<ApiState>) -> Response {
+    let membership = s
+        .membership
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let leases = s.registry.leases().await;
+    Json(json!({
+        "group": membership.group,
+        "topic": membership.topic,
+        "member_id": membership.member_id,
+        "instance_id": membership.instance_id,
+        "client_id": membership.client_id,
+        "members": membership.members,
+        "slot_count": membership.slot_count,
+        "state": leases.state,
+        "slots": leases.slots,
+        "held": leases.held,
+        "cameras": leases.cameras,
+        "cameras_per_slot": leases.cameras_per_slot,
+    }))
+    .into_response()
 }
 
 async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Response {

@@ -2,31 +2,32 @@
 //! reconnect with backoff.
 //!
 //! A session is DESCRIBE/SETUP/PLAY under one timeout, then frames until an error, a
-//! stall (no frame for `stall_timeout_ms`) or stop. Every session gets a new
+//! stall (no video frame for `stall_timeout_ms`: see [`StallClock`]; RTCP and other
+//! items do not count) or stop. Every session gets a new
 //! `fw-session` id and numbers its frames from 0 at its first keyframe (`fw-seq` counts
 //! every frame received from there, so sampling shows as jumps). Frames before the
 //! session's first keyframe are neither published nor numbered, and a keyframe is published only with SPS and PPS in front of it, so every
 //! session on Kafka is decodable from its first record.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framewire_kit::shutdown::Shutdown;
 use framewire_wire::{CODEC_H264, CameraSpec, FrameMeta, Sampling, annexb};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use rand::RngExt;
 use retina::client::{
     Credentials, PlayOptions, Session, SessionGroup, SessionOptions, SetupOptions, Transport,
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use thiserror::Error;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use url::Url;
 
 use crate::config::IngestConfig;
 use crate::metrics::CameraMetrics;
-use crate::publish::{self, Publisher};
-use crate::queue::{GopQueue, QueuedFrame};
+use crate::publish::{Mode, Publisher, Sender};
+use crate::queue::{DropReason, Outbox, QueuedFrame};
 use crate::status::{CameraStatus, LastError, State};
 
 /// Every `kind` label of `framewire_ingest_session_errors_total`.
@@ -71,8 +72,8 @@ pub enum SessionError {
     /// A keyframe arrived without usable SPS/PPS.
     #[error("keyframe without SPS/PPS: {0}")]
     Parameters(String),
-    /// No frame arrived for the stall timeout.
-    #[error("no frame for {0:?}; reconnecting")]
+    /// No video frame arrived for the stall timeout.
+    #[error("no video frame for {0:?}; reconnecting")]
     Stalled(Duration),
     /// The server ended the stream.
     #[error("stream ended by the server")]
@@ -140,7 +141,7 @@ pub struct Shared {
     /// Session behaviour.
     pub config: IngestConfig,
     /// Output.
-    pub publisher: Publisher,
+    pub publisher: Arc<Publisher>,
     /// Sessions of this process, torn down together on exit.
     pub group: Arc<SessionGroup>,
 }
@@ -152,16 +153,22 @@ pub struct CameraTask {
     /// The spec it runs.
     pub spec: CameraSpec,
     stop: Shutdown,
+    mode: watch::Sender<Mode>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long a stop waits for the camera's task once told to drop what it still has.
+const ABANDON_WAIT: Duration = Duration::from_secs(2);
+
 impl CameraTask {
-    /// Starts streaming `spec` (or only registers it, when disabled).
+    /// Starts streaming `spec` (or only registers it, when disabled); its frames go to
+    /// Kafka while `mode` is [`Mode::Publish`].
     pub fn spawn(
         spec: CameraSpec,
         shared: Arc<Shared>,
         metrics: CameraMetrics,
         parent: &Shutdown,
+        mode: Mode,
     ) -> Self {
         let stop = parent.child();
         let initial = if spec.enabled {
@@ -171,12 +178,14 @@ impl CameraTask {
         };
         let status = Arc::new(CameraStatus::new(initial));
         metrics.set_state(initial);
+        let (mode, mode_rx) = watch::channel(mode);
         let task = if spec.enabled {
             tokio::spawn(run(
                 spec.clone(),
                 shared,
                 metrics,
                 status.clone(),
+                mode_rx,
                 stop.clone(),
             ))
         } else {
@@ -186,14 +195,42 @@ impl CameraTask {
             status,
             spec,
             stop,
+            mode,
             task,
         }
     }
 
-    /// Stops the camera and waits for its task (queued frames are flushed first).
-    pub async fn stop(self) {
+    /// Whether the camera's frames may go to Kafka now.
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        *self.mode.borrow()
+    }
+
+    /// Stops the camera: the session is torn down, what it queued is published and
+    /// acknowledged, all within `grace`; what is still queued then is dropped (counted).
+    pub async fn stop(mut self, grace: Duration) {
         self.stop.trigger();
-        let _ = self.task.await;
+        if tokio::time::timeout(grace, &mut self.task).await.is_ok() {
+            return;
+        }
+        tracing::warn!(camera = %self.spec.id, grace_ms = grace.as_millis() as u64, "camera did not drain within the grace; dropping what is left");
+        self.abandon(DropReason::Stopped).await;
+    }
+
+    /// Stops the camera without publishing what it queued (counted with `reason`).
+    pub async fn abandon(mut self, reason: DropReason) {
+        self.mode.send_replace(Mode::Abandon(reason));
+        self.stop.trigger();
+        if tokio::time::timeout(ABANDON_WAIT, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
     }
 }
 
@@ -204,26 +241,28 @@ async fn run(
     shared: Arc<Shared>,
     metrics: CameraMetrics,
     status: Arc<CameraStatus>,
+    mode: watch::Receiver<Mode>,
     stop: Shutdown,
 ) {
     let camera = spec.id.clone();
-    let queue = Arc::new(Mutex::new(GopQueue::new(shared.config.queue_max_bytes)));
-    let wake = Arc::new(Notify::new());
-    let sender = tokio::spawn(publish::send_loop(
-        camera.clone(),
-        queue.clone(),
-        wake.clone(),
-        shared.publisher.clone(),
-        metrics.clone(),
-        shared.config.max_in_flight,
-        stop.clone(),
-    ));
+    let outbox = Outbox::new(shared.config.queue_max_bytes);
+    let sender = tokio::spawn(
+        Sender::new(
+            camera.clone(),
+            outbox.clone(),
+            shared.publisher.clone(),
+            metrics.clone(),
+            shared.config.max_in_flight,
+            mode,
+            stop.clone(),
+        )
+        .run(),
+    );
     let initial = Duration::from_millis(shared.config.backoff_initial_ms);
     let max = Duration::from_millis(shared.config.backoff_max_ms);
     let mut backoff = initial;
     let queue_in = QueueInput {
-        queue,
-        wake,
+        outbox,
         metrics: metrics.clone(),
     };
     while !stop.is_triggered() {
@@ -268,15 +307,14 @@ async fn run(
 
 /// Where a session puts its frames.
 struct QueueInput {
-    queue: Arc<Mutex<GopQueue>>,
-    wake: Arc<Notify>,
+    outbox: Outbox,
     metrics: CameraMetrics,
 }
 
 impl QueueInput {
     fn push(&self, frame: QueuedFrame) {
         let (pushed, bytes, len) = {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut q = self.outbox.lock();
             let pushed = q.push(frame);
             (pushed, q.bytes(), q.len())
         };
@@ -285,10 +323,80 @@ impl QueueInput {
         if pushed.dropped_gops > 0 {
             self.metrics.dropped_gops.inc_by(pushed.dropped_gops);
         }
-        if pushed.dropped_frames > 0 {
-            self.metrics.dropped_frames.inc_by(pushed.dropped_frames);
+        self.metrics
+            .dropped(DropReason::QueueFull, pushed.dropped_frames);
+        if let Some(reason) = pushed.skipped {
+            self.metrics.dropped(reason, 1);
         }
-        self.wake.notify_one();
+        self.outbox.wake.notify_one();
+    }
+}
+
+/// When a session counts as stalled: `timeout` after its last video frame (or after it
+/// started streaming). Nothing else a stream yields moves it: a camera that keeps sending
+/// RTCP sender reports but no video is stalled all the same.
+#[derive(Debug, Clone, Copy)]
+struct StallClock {
+    timeout: Duration,
+    last_frame: Instant,
+}
+
+impl StallClock {
+    /// A clock for a session that starts streaming at `now`.
+    fn new(timeout: Duration, now: Instant) -> Self {
+        StallClock {
+            timeout,
+            last_frame: now,
+        }
+    }
+
+    /// A video frame arrived at `now`.
+    fn frame(&mut self, now: Instant) {
+        self.last_frame = now;
+    }
+
+    /// When the session stalls unless a video frame arrives first.
+    fn deadline(&self) -> Instant {
+        self.last_frame + self.timeout
+    }
+}
+
+/// What reading a session's stream up to its next video frame gave.
+#[derive(Debug)]
+enum Read<V, E> {
+    /// A video frame.
+    Video(V),
+    /// The stream failed.
+    Failed(E),
+    /// The stream ended.
+    Ended,
+    /// No video frame before the stall deadline.
+    Stalled,
+}
+
+/// Reads `stream` until its next video frame (what `video` maps to `Some`), an error, its
+/// end, or the clock's deadline; other items are skipped without moving the deadline.
+async fn next_video<S, T, E, V>(
+    stream: &mut S,
+    clock: &mut StallClock,
+    video: impl Fn(T) -> Option<V>,
+) -> Read<V, E>
+where
+    S: Stream<Item = Result<T, E>> + Unpin,
+{
+    loop {
+        let deadline = tokio::time::Instant::from_std(clock.deadline());
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => return Read::Stalled,
+            Ok(None) => return Read::Ended,
+            Ok(Some(Err(e))) => return Read::Failed(e),
+            Ok(Some(Ok(item))) => {
+                if let Some(v) = video(item) {
+                    clock.frame(Instant::now());
+                    return Read::Video(v);
+                }
+            }
+        }
     }
 }
 
@@ -446,7 +554,9 @@ async fn session(
     metrics.set_state(State::Streaming);
     tracing::info!(%camera, session = %session_id, "camera streaming");
     let stall = Duration::from_millis(shared.config.stall_timeout_ms);
+    let mut clock = StallClock::new(stall, Instant::now());
     let mut seq: u64 = 0;
+    let mut gop_seq: u64 = 0;
     let mut gop_index: u64 = 0;
     let mut synced = false;
     let mut streamed = false;
@@ -457,18 +567,19 @@ async fn session(
         bytes: 0,
     };
     loop {
-        let item = tokio::select! {
+        let read = tokio::select! {
             biased;
             _ = stop.cancelled() => return (Ok(()), streamed),
-            r = tokio::time::timeout(stall, demuxed.next()) => match r {
-                Ok(Some(Ok(item))) => item,
-                Ok(Some(Err(e))) => return (Err(SessionError::from_retina(e)), streamed),
-                Ok(None) => return (Err(SessionError::Ended), streamed),
-                Err(_) => return (Err(SessionError::Stalled(stall)), streamed),
-            },
+            r = next_video(&mut demuxed, &mut clock, |item| match item {
+                CodecItem::VideoFrame(f) => Some(f),
+                _ => None,
+            }) => r,
         };
-        let CodecItem::VideoFrame(frame) = item else {
-            continue;
+        let frame = match read {
+            Read::Video(frame) => frame,
+            Read::Failed(e) => return (Err(SessionError::from_retina(e)), streamed),
+            Read::Ended => return (Err(SessionError::Ended), streamed),
+            Read::Stalled => return (Err(SessionError::Stalled(stall)), streamed),
         };
         let capture_ms = now_ms();
         let pts = frame.timestamp().timestamp();
@@ -508,6 +619,9 @@ async fn session(
         // Numbered from the session's first keyframe: `fw-seq` 0 is always a keyframe.
         let this_seq = seq;
         seq += 1;
+        if keyframe {
+            gop_seq = this_seq;
+        }
         let sampled_out = !gop_index.is_multiple_of(u64::from(spec.every_nth_gop))
             || (spec.sampling == Sampling::Keyframes && !keyframe);
         if sampled_out {
@@ -535,6 +649,7 @@ async fn session(
         let span = tracing::info_span!("ingest_frame", camera, seq = this_seq);
         out.push(QueuedFrame {
             meta,
+            gop_seq,
             data: frame.into_data(),
             span,
         });
@@ -576,6 +691,65 @@ mod tests {
         let err = url_and_credentials(&s).unwrap_err();
         assert_eq!(err.kind(), "spec");
         assert!(err.to_string().contains("FRAMEWIRE_TEST_SURELY_UNSET_VAR"));
+    }
+
+    #[test]
+    fn the_stall_deadline_follows_the_last_video_frame() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let mut clock = StallClock::new(timeout, t0);
+        assert_eq!(clock.deadline(), t0 + timeout);
+        clock.frame(t0 + Duration::from_secs(3));
+        assert_eq!(clock.deadline(), t0 + Duration::from_secs(13));
+    }
+
+    /// Video for `videos` items, then RTCP-like items every 20 ms forever.
+    fn rtcp_after_video(videos: u32) -> impl Stream<Item = Result<bool, String>> + Unpin {
+        Box::pin(futures::stream::unfold(0u32, move |n| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((Ok(n < videos), n + 1))
+        }))
+    }
+
+    #[tokio::test]
+    async fn rtcp_alone_does_not_keep_a_session_alive() {
+        let stall = Duration::from_millis(300);
+        let mut stream = rtcp_after_video(3);
+        let mut clock = StallClock::new(stall, Instant::now());
+        let video = |is_video: bool| is_video.then_some(());
+        for _ in 0..3 {
+            assert!(matches!(
+                next_video(&mut stream, &mut clock, video).await,
+                Read::Video(())
+            ));
+        }
+        let last_video = Instant::now();
+        // Items keep arriving every 20 ms, yet the session stalls 300 ms after the video.
+        let read = tokio::time::timeout(
+            Duration::from_secs(3),
+            next_video(&mut stream, &mut clock, video),
+        )
+        .await
+        .expect("a stream of RTCP alone must stall");
+        assert!(matches!(read, Read::Stalled), "{read:?}");
+        let waited = last_video.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1_000),
+            "stalled after {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_and_the_end_of_the_stream_are_reported() {
+        let mut clock = StallClock::new(Duration::from_secs(5), Instant::now());
+        let mut s = futures::stream::iter(vec![Ok(false), Err("boom".to_owned())]);
+        let read = next_video(&mut s, &mut clock, |v: bool| v.then_some(())).await;
+        assert!(
+            matches!(read, Read::Failed(ref e) if e == "boom"),
+            "{read:?}"
+        );
+        let read = next_video(&mut s, &mut clock, |v: bool| v.then_some(())).await;
+        assert!(matches!(read, Read::Ended), "{read:?}");
     }
 
     #[test]

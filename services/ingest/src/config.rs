@@ -64,22 +64,38 @@ pub struct IngestConfig {
     /// How long the producer keeps retrying a record before it counts as a delivery error.
     #[serde(default = "default_delivery_timeout_ms")]
     pub delivery_timeout_ms: u64,
-    /// Number of ingest replicas sharing the registry.
-    #[serde(default = "default_shards")]
-    pub shards: u32,
-    /// This replica's index, `0..shards` (ignored with `shard_from_hostname`).
+    /// Consumer group of the ingest replicas on the lease topic (`topics.leases`): the
+    /// group's partition assignment decides which replica runs which camera.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Partitions of the lease topic when ingest creates it: one lease slot each, the most
+    /// replicas that can share the cameras. An existing topic's partition count wins.
+    #[serde(default = "default_lease_slots")]
+    pub lease_slots: i32,
+    /// The group's `session.timeout.ms`: how long a replica that stops answering (killed,
+    /// cut off from Kafka) keeps its cameras before they move to the others.
+    #[serde(default = "default_lease_timeout_ms")]
+    pub lease_timeout_ms: u64,
+    /// The group's `group.instance.id` (static membership): a replica restarted with the
+    /// same id gets its slots back at once. The chart sets it to the pod name.
     #[serde(default)]
-    pub shard: u32,
-    /// Take the index from the StatefulSet ordinal at the end of `HOSTNAME`
-    /// (`framewire-ingest-2` → 2).
-    #[serde(default)]
-    pub shard_from_hostname: bool,
+    pub instance_id: Option<String>,
     /// Read cameras from the control topic (and let the admin API write to it).
     #[serde(default = "default_true")]
     pub control_topic: bool,
     /// Bearer token that `PUT`/`DELETE /cameras/{id}` must carry; unset = writes refused.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Removed: `ingest.shards` (replaced by leases); kept only to refuse it clearly.
+    #[serde(default, skip_serializing)]
+    pub shards: Option<serde_json::Value>,
+    /// Removed: `ingest.shard` (replaced by leases); kept only to refuse it clearly.
+    #[serde(default, skip_serializing)]
+    pub shard: Option<serde_json::Value>,
+    /// Removed: `ingest.shard_from_hostname` (replaced by leases); kept only to refuse it
+    /// clearly.
+    #[serde(default, skip_serializing)]
+    pub shard_from_hostname: Option<serde_json::Value>,
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -109,8 +125,14 @@ fn default_max_in_flight() -> usize {
 fn default_delivery_timeout_ms() -> u64 {
     300_000
 }
-fn default_shards() -> u32 {
-    1
+fn default_group_id() -> String {
+    "framewire-ingest".to_owned()
+}
+fn default_lease_slots() -> i32 {
+    60
+}
+fn default_lease_timeout_ms() -> u64 {
+    10_000
 }
 fn default_true() -> bool {
     true
@@ -128,11 +150,15 @@ impl Default for IngestConfig {
             queue_max_bytes: default_queue_max_bytes(),
             max_in_flight: default_max_in_flight(),
             delivery_timeout_ms: default_delivery_timeout_ms(),
-            shards: default_shards(),
-            shard: 0,
-            shard_from_hostname: false,
+            group_id: default_group_id(),
+            lease_slots: default_lease_slots(),
+            lease_timeout_ms: default_lease_timeout_ms(),
+            instance_id: None,
             control_topic: true,
             admin_token: None,
+            shards: None,
+            shard: None,
+            shard_from_hostname: None,
         }
     }
 }
@@ -176,8 +202,35 @@ impl Validate for Config {
             1_000,
             86_400_000,
         )?;
-        check_range("ingest.shards", i.shards, 1, 10_000)?;
-        self.shard()?;
+        for (setting, set) in [
+            ("ingest.shards", i.shards.is_some()),
+            ("ingest.shard", i.shard.is_some()),
+            (
+                "ingest.shard_from_hostname",
+                i.shard_from_hostname.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    setting,
+                    "static sharding was replaced by Kafka leases: remove it (replicas share the cameras through ingest.group_id; see docs/ingest.md)",
+                ));
+            }
+        }
+        check_name("ingest.group_id", &i.group_id)?;
+        if let Some(id) = &i.instance_id {
+            check_name("ingest.instance_id", id)?;
+        }
+        check_range("ingest.lease_slots", i.lease_slots, 1, 10_000)?;
+        if !(6_000..=1_800_000).contains(&i.lease_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "ingest.lease_timeout_ms",
+                format!(
+                    "{} is out of range; expected 6000 to 1800000 (brokers refuse a session timeout below their group.min.session.timeout.ms, 6000 by default)",
+                    i.lease_timeout_ms
+                ),
+            ));
+        }
         if i.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::invalid(
                 "ingest.admin_token",
@@ -199,37 +252,21 @@ impl Validate for Config {
     }
 }
 
-impl Config {
-    /// This replica's shard, from `ingest.shard` or the StatefulSet ordinal.
-    pub fn shard(&self) -> Result<crate::shard::Shard, ConfigError> {
-        let i = &self.ingest;
-        let index = if i.shard_from_hostname {
-            let host = std::env::var("HOSTNAME").unwrap_or_default();
-            crate::shard::ordinal_from_hostname(&host).ok_or_else(|| {
-                ConfigError::invalid(
-                    "ingest.shard_from_hostname",
-                    format!(
-                        "HOSTNAME {host:?} does not end in -<ordinal> (a StatefulSet pod name)"
-                    ),
-                )
-            })?
-        } else {
-            i.shard
-        };
-        if index >= i.shards {
-            return Err(ConfigError::invalid(
-                if i.shard_from_hostname {
-                    "ingest.shard_from_hostname"
-                } else {
-                    "ingest.shard"
-                },
-                format!("shard {index} is not below ingest.shards = {}", i.shards),
-            ));
-        }
-        Ok(crate::shard::Shard {
-            index,
-            count: i.shards,
-        })
+/// A group or instance id: 1-249 characters of `A-Z a-z 0-9 . _ -` (what Kafka's tools and
+/// ACLs handle without quoting).
+fn check_name(setting: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            setting,
+            format!("{name:?} must be 1-249 characters of A-Z a-z 0-9 . _ -"),
+        ))
     }
 }
 
@@ -263,22 +300,34 @@ mod tests {
     }
 
     #[test]
-    fn shard_settings() {
+    fn lease_settings() {
         let mut c = Config::default();
-        c.ingest.shards = 2;
-        c.ingest.shard = 1;
-        assert_eq!(
-            c.shard().unwrap(),
-            crate::shard::Shard { index: 1, count: 2 }
+        assert!(c.validate().is_ok());
+        c.ingest.lease_timeout_ms = 3_000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("`ingest.lease_timeout_ms`") && e.contains("6000"),
+            "{e}"
         );
-        c.ingest.shard = 2;
+        c.ingest.lease_timeout_ms = 6_000;
+        c.ingest.instance_id = Some("framewire-ingest-0".into());
+        assert!(c.validate().is_ok());
+        c.ingest.instance_id = Some("pod 0".into());
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .contains("`ingest.shard`")
+                .contains("ingest.instance_id")
         );
-        c.ingest.shard = 0;
+        c.ingest.instance_id = None;
+        c.ingest.lease_slots = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ingest.lease_slots")
+        );
+        c.ingest.lease_slots = 60;
         c.ingest.admin_token = Some("short".into());
         assert!(
             c.validate()
@@ -286,6 +335,23 @@ mod tests {
                 .to_string()
                 .contains("ingest.admin_token")
         );
+    }
+
+    #[test]
+    fn shard_settings_are_refused_with_a_pointer_to_leases() {
+        for (key, value) in [
+            ("shards", "2"),
+            ("shard", "1"),
+            ("shard_from_hostname", "true"),
+        ] {
+            let c: Config =
+                serde_json::from_str(&format!(r#"{{"ingest": {{"{key}": {value}}}}}"#)).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`ingest.{key}`")) && e.contains("leases"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

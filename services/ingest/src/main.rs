@@ -2,17 +2,18 @@
 //!
 //! Ingest never decodes: it depacketizes with retina (Annex B, SPS/PPS inline on every
 //! IDR) and publishes the camera's own compressed bytes with the `fw-*` headers. The
-//! cameras come from the config file and the control topic, split across replicas by
-//! [`shard`]; each has a bounded outage queue ([`queue`]). See `docs/ingest.md`.
+//! cameras come from the config file and the control topic ([`registry`]); replicas share
+//! them through exclusive Kafka leases ([`leases`]); each camera has a bounded outage
+//! queue ([`queue`]). See `docs/ingest.md`.
 
 mod api;
 mod camera;
 mod config;
+mod leases;
 mod metrics;
 mod publish;
 mod queue;
 mod registry;
-mod shard;
 mod status;
 
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
+use framewire_kit::delivery::DeliveryMetrics;
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::{kafka, runtime};
 use rdkafka::producer::Producer;
@@ -45,29 +47,31 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let metrics = Metrics::new(&registry_prom);
     let readiness = Readiness::new();
     readiness.set_not_ready("kafka", "starting");
-    let shard = config.shard()?;
+    readiness.set_not_ready(leases::READINESS, "waiting for a lease assignment");
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let publisher = Publisher::new(
+    let publisher = Arc::new(Publisher::new(
         &config.kafka,
         &config.topics.frames,
         config.topics.max_message_bytes,
         config.ingest.linger_ms,
         config.ingest.delivery_timeout_ms,
-    )?;
+        DeliveryMetrics::new(&registry_prom),
+    )?);
     let shared = Arc::new(camera::Shared {
         config: config.ingest.clone(),
         publisher: publisher.clone(),
         group: Arc::new(SessionGroup::default()),
     });
     let registry = Arc::new(Registry::new(
-        shard,
         shared.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));
+    let membership = leases::SharedMembership::default();
     let api = api::router(api::ApiState {
         registry: registry.clone(),
+        membership: membership.clone(),
         producer: publisher.producer().clone(),
         control_topic: config.topics.control.clone(),
         token: config
@@ -80,14 +84,18 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let state = AdminState::new(registry_prom, &config, &readiness);
     let admin = AdminServer::start(listen, state, api).await?;
     tracing::info!(
-        shard = shard.index,
-        shards = shard.count,
+        group = %config.ingest.group_id,
+        leases = %config.topics.leases,
         cameras = config.cameras.len(),
         "ingest starting"
     );
 
     if config.topics.create {
-        let specs = [config.topics.frames_spec(), config.topics.control_spec()];
+        let specs = [
+            config.topics.frames_spec(),
+            config.topics.control_spec(),
+            config.topics.leases_spec(config.ingest.lease_slots),
+        ];
         if !kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown)
             .await
         {
@@ -121,6 +129,16 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             registry::follow_control(&kafka, &topic, registry, metrics, shutdown).await
         })
     });
+    let lease_thread = leases::start(leases::LeaseSetup {
+        kafka: config.kafka.clone(),
+        topic: config.topics.leases.clone(),
+        ingest: config.ingest.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        membership,
+        shutdown: shutdown.clone(),
+    })?;
     let counter = {
         let (registry, shutdown) = (registry.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -147,7 +165,10 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             }
         }
         let _ = counter.await;
+        // Cameras first, then the group: another replica may start a camera only after
+        // its session here has ended.
         registry.stop_all().await;
+        lease_thread.leave(Duration::from_secs(5)).await;
         if let Err(e) = shared.group.await_teardown().await {
             tracing::warn!(error = %e, "RTSP teardown incomplete");
         }

@@ -3,8 +3,9 @@
 
 use framewire_kit::metrics::Builder;
 use prometheus::core::{AtomicF64, AtomicI64, AtomicU64, GenericCounter, GenericGauge};
-use prometheus::{IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
+use crate::queue::DropReason;
 use crate::status::State;
 
 /// Every metric ingest exports.
@@ -44,7 +45,9 @@ pub struct Metrics {
     pub queue_frames: IntGaugeVec,
     /// `framewire_ingest_dropped_gops_total`: GOPs dropped because the queue was full.
     pub dropped_gops: IntCounterVec,
-    /// `framewire_ingest_dropped_frames_total`: access units dropped with them.
+    /// `framewire_ingest_dropped_frames_total{camera,reason}`: access units received and
+    /// never published, by [`DropReason`] (`queue_full`, `reference_lost`, `lease_lost`,
+    /// `stopped`).
     pub dropped_frames: IntCounterVec,
     /// `framewire_ingest_delivery_errors_total`: records Kafka did not accept.
     pub delivery_errors: IntCounterVec,
@@ -54,6 +57,11 @@ pub struct Metrics {
     pub control: IntCounterVec,
     /// `framewire_ingest_cameras`: cameras this replica owns, by state.
     pub cameras: IntGaugeVec,
+    /// `framewire_ingest_lease_slots`: lease slots this replica owns.
+    pub lease_slots: IntGauge,
+    /// `framewire_ingest_lease_rebalances_total{kind}`: rebalance callbacks, by kind
+    /// (`assign`, `revoke`, `lost`).
+    pub lease_rebalances: IntCounterVec,
 }
 
 /// One camera's series, resolved once (no label lookups per frame).
@@ -83,8 +91,6 @@ pub struct CameraMetrics {
     pub queue_frames: GenericGauge<AtomicI64>,
     /// See [`Metrics::dropped_gops`].
     pub dropped_gops: GenericCounter<AtomicU64>,
-    /// See [`Metrics::dropped_frames`].
-    pub dropped_frames: GenericCounter<AtomicU64>,
     /// See [`Metrics::delivery_errors`].
     pub delivery_errors: GenericCounter<AtomicU64>,
     /// See [`Metrics::oversize`].
@@ -102,6 +108,25 @@ impl CameraMetrics {
             .skipped
             .with_label_values(&[&self.camera, reason])
             .inc();
+    }
+
+    /// Counts access units received and never published.
+    pub fn dropped(&self, reason: DropReason, frames: u64) {
+        if frames > 0 {
+            self.all
+                .dropped_frames
+                .with_label_values(&[&self.camera, reason.as_str()])
+                .inc_by(frames);
+        }
+    }
+
+    /// Access units dropped for `reason` so far.
+    #[cfg(test)]
+    pub fn dropped_count(&self, reason: DropReason) -> u64 {
+        self.all
+            .dropped_frames
+            .with_label_values(&[&self.camera, reason.as_str()])
+            .get()
     }
 
     /// Counts a failed session.
@@ -212,8 +237,8 @@ impl Metrics {
             ),
             dropped_frames: b.counter_vec(
                 "framewire_ingest_dropped_frames_total",
-                "Access units dropped with those GOPs",
-                CAMERA,
+                "Access units received and never published, by reason",
+                &["camera", "reason"],
             ),
             delivery_errors: b.counter_vec(
                 "framewire_ingest_delivery_errors_total",
@@ -235,6 +260,15 @@ impl Metrics {
                 "Cameras owned by this replica, by state",
                 &["state"],
             ),
+            lease_slots: b.gauge(
+                "framewire_ingest_lease_slots",
+                "Lease slots (partitions of the lease topic) this replica owns",
+            ),
+            lease_rebalances: b.counter_vec(
+                "framewire_ingest_lease_rebalances_total",
+                "Lease rebalance callbacks, by kind (assign, revoke, lost)",
+                &["kind"],
+            ),
         }
     }
 
@@ -254,7 +288,6 @@ impl Metrics {
             queue_bytes: self.queue_bytes.with_label_values(c),
             queue_frames: self.queue_frames.with_label_values(c),
             dropped_gops: self.dropped_gops.with_label_values(c),
-            dropped_frames: self.dropped_frames.with_label_values(c),
             delivery_errors: self.delivery_errors.with_label_values(c),
             oversize: self.oversize.with_label_values(c),
             reconnects: self.reconnects.with_label_values(c),
@@ -263,6 +296,10 @@ impl Metrics {
         };
         for reason in ["before_keyframe", "sampling", "no_parameters"] {
             self.skipped.with_label_values(&[camera, reason]);
+        }
+        for reason in DropReason::ALL {
+            self.dropped_frames
+                .with_label_values(&[camera, reason.as_str()]);
         }
         m
     }
@@ -278,7 +315,6 @@ impl Metrics {
             &self.rtp_lost,
             &self.timestamp_jumps,
             &self.dropped_gops,
-            &self.dropped_frames,
             &self.delivery_errors,
             &self.oversize,
         ] {
@@ -300,6 +336,11 @@ impl Metrics {
         }
         for reason in ["before_keyframe", "sampling", "no_parameters"] {
             let _ = self.skipped.remove_label_values(&[camera, reason]);
+        }
+        for reason in DropReason::ALL {
+            let _ = self
+                .dropped_frames
+                .remove_label_values(&[camera, reason.as_str()]);
         }
         // session_errors has a second label; drop every kind this camera had.
         for kind in crate::camera::ERROR_KINDS {

@@ -4,18 +4,107 @@
 //! GOPs, oldest first, so what reaches Kafka stays decodable: a GOP is either published
 //! from its keyframe on or (when its tail is dropped) cut short, never started in the
 //! middle. If the GOP still being received has to go, the rest of it is dropped as it
-//! arrives, until the next keyframe.
+//! arrives, until the next keyframe. The same holds when a keyframe could not be
+//! delivered ([`GopQueue::fail_gop`]): the frames of its GOP still queued, and those still
+//! to arrive, are dropped, because nothing could decode them.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+/// A camera's queue and the notification its sender waits on; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    /// The queue.
+    pub queue: Arc<Mutex<GopQueue>>,
+    /// Notified on every push.
+    pub wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `max_bytes` of access units.
+    pub fn new(max_bytes: usize) -> Self {
+        Outbox {
+            queue: Arc::new(Mutex::new(GopQueue::new(max_bytes))),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The queue, locked (a panic elsewhere does not poison it for good).
+    pub fn lock(&self) -> MutexGuard<'_, GopQueue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// One access unit and what travels with it.
 pub struct QueuedFrame {
     /// Header metadata.
     pub meta: framewire_wire::FrameMeta,
+    /// `fw-seq` of the keyframe that starts this frame's GOP (the frame's own for a
+    /// keyframe): with the session it names the GOP the frame depends on.
+    pub gop_seq: u64,
     /// Annex B bytes.
     pub data: Vec<u8>,
     /// The frame's span, for `traceparent`.
     pub span: tracing::Span,
+}
+
+impl QueuedFrame {
+    /// The GOP this frame belongs to.
+    pub fn gop(&self) -> GopId {
+        GopId {
+            session: self.meta.session.clone(),
+            seq: self.gop_seq,
+        }
+    }
+
+    fn in_gop(&self, gop: &GopId) -> bool {
+        self.gop_seq == gop.seq && self.meta.session == gop.session
+    }
+}
+
+/// A GOP: the session and the `fw-seq` of its keyframe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GopId {
+    /// `fw-session`.
+    pub session: String,
+    /// `fw-seq` of the keyframe.
+    pub seq: u64,
+}
+
+/// Why access units were dropped (the `reason` label of
+/// `framewire_ingest_dropped_frames_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The outage queue was full: whole GOPs went, oldest first.
+    QueueFull,
+    /// Their keyframe was not delivered (oversize, refused or failed): they would not decode.
+    ReferenceLost,
+    /// The camera's lease was lost and went to another replica before they were published.
+    LeaseLost,
+    /// The camera stopped before Kafka took them (shutdown grace or Kafka gone).
+    Stopped,
+}
+
+impl DropReason {
+    /// Every reason, for the metric's series.
+    pub const ALL: [DropReason; 4] = [
+        DropReason::QueueFull,
+        DropReason::ReferenceLost,
+        DropReason::LeaseLost,
+        DropReason::Stopped,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::ReferenceLost => "reference_lost",
+            DropReason::LeaseLost => "lease_lost",
+            DropReason::Stopped => "stopped",
+        }
+    }
 }
 
 struct Gop {
@@ -26,10 +115,13 @@ struct Gop {
 /// What a push did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pushed {
-    /// Whole or partial GOPs dropped to make room (or because their start was dropped).
+    /// Whole or partial GOPs dropped to make room.
     pub dropped_gops: u64,
-    /// Access units dropped, including the pushed one if it was.
+    /// Access units of those GOPs (reason `queue_full`).
     pub dropped_frames: u64,
+    /// The pushed access unit itself was dropped, because the start of its GOP was
+    /// dropped earlier (for this reason).
+    pub skipped: Option<DropReason>,
 }
 
 /// The queue. Not thread-safe by itself; the camera wraps it in a mutex.
@@ -38,8 +130,12 @@ pub struct GopQueue {
     bytes: usize,
     frames: usize,
     max_bytes: usize,
-    /// The current GOP was dropped: drop what follows until the next keyframe.
-    skip_to_keyframe: bool,
+    /// The current GOP was dropped (and why): drop what follows until the next keyframe.
+    skip_to_keyframe: Option<DropReason>,
+    /// The GOP of the last frame pushed (the one still being received).
+    receiving: Option<GopId>,
+    /// The last GOP whose keyframe was not delivered.
+    failed: Option<GopId>,
 }
 
 impl GopQueue {
@@ -50,7 +146,9 @@ impl GopQueue {
             bytes: 0,
             frames: 0,
             max_bytes,
-            skip_to_keyframe: false,
+            skip_to_keyframe: None,
+            receiving: None,
+            failed: None,
         }
     }
 
@@ -68,10 +166,11 @@ impl GopQueue {
     pub fn push(&mut self, frame: QueuedFrame) -> Pushed {
         let mut out = Pushed::default();
         let key = frame.meta.keyframe;
+        self.receiving = Some(frame.gop());
         if key {
-            self.skip_to_keyframe = false;
-        } else if self.skip_to_keyframe {
-            out.dropped_frames = 1;
+            self.skip_to_keyframe = None;
+        } else if let Some(reason) = self.skip_to_keyframe {
+            out.skipped = Some(reason);
             return out;
         }
         let size = frame.data.len();
@@ -99,7 +198,7 @@ impl GopQueue {
             out.dropped_frames += gop.frames.len() as u64;
             if self.gops.is_empty() {
                 // The GOP being received is gone: its remaining frames would not decode.
-                self.skip_to_keyframe = true;
+                self.skip_to_keyframe = Some(DropReason::QueueFull);
             }
         }
         out
@@ -123,23 +222,58 @@ impl GopQueue {
         Some(frame)
     }
 
-    /// Drops everything up to the next keyframe (used when a keyframe could not be sent,
-    /// so its P-frames would not decode). Returns the access units dropped.
-    pub fn skip_rest_of_gop(&mut self) -> u64 {
+    /// The keyframe of `gop` was not delivered: drops the frames of that GOP still
+    /// queued, and those still to arrive (until the next keyframe). Returns how many were
+    /// dropped now; [`GopQueue::depends_on_failed`] tells the sender about a frame it
+    /// already took.
+    pub fn fail_gop(&mut self, gop: &GopId) -> u64 {
         let mut dropped = 0;
-        if let Some(gop) = self.gops.front_mut()
-            && gop.frames.front().is_none_or(|f| !f.meta.keyframe)
-        {
-            dropped = gop.frames.len() as u64;
-            self.bytes -= gop.bytes;
-            self.frames -= gop.frames.len();
-            gop.frames.clear();
-            gop.bytes = 0;
-            if self.gops.len() > 1 {
-                self.gops.pop_front();
-            } else {
-                self.skip_to_keyframe = true;
-            }
+        for g in &mut self.gops {
+            let before = g.frames.len();
+            let mut freed = 0;
+            g.frames.retain(|f| {
+                let drop = !f.meta.keyframe && f.in_gop(gop);
+                if drop {
+                    freed += f.data.len();
+                }
+                !drop
+            });
+            let n = before - g.frames.len();
+            dropped += n as u64;
+            g.bytes -= freed;
+            self.bytes -= freed;
+            self.frames -= n;
+        }
+        // Empty GOPs go, except the last one (later frames of the current GOP continue it).
+        let last = self.gops.len().saturating_sub(1);
+        let mut i = 0;
+        self.gops.retain(|g| {
+            let keep = !g.frames.is_empty() || i == last;
+            i += 1;
+            keep
+        });
+        if self.receiving.as_ref() == Some(gop) {
+            self.skip_to_keyframe = Some(DropReason::ReferenceLost);
+        }
+        self.failed = Some(gop.clone());
+        dropped
+    }
+
+    /// Whether `frame` (taken from the queue, not yet sent) depends on a keyframe that
+    /// was not delivered.
+    pub fn depends_on_failed(&self, frame: &QueuedFrame) -> bool {
+        !frame.meta.keyframe && self.failed.as_ref().is_some_and(|g| frame.in_gop(g))
+    }
+
+    /// Drops everything queued (a lost lease, a stop without Kafka); returns the access
+    /// units dropped. Frames still arriving start again at a keyframe.
+    pub fn clear(&mut self) -> u64 {
+        let dropped = self.frames as u64;
+        self.gops.clear();
+        self.bytes = 0;
+        self.frames = 0;
+        if dropped > 0 || self.receiving.is_some() {
+            self.skip_to_keyframe = Some(DropReason::Stopped);
         }
         dropped
     }
@@ -150,21 +284,27 @@ mod tests {
     use super::*;
     use framewire_wire::FrameMeta;
 
-    fn frame(seq: u64, key: bool, size: usize) -> QueuedFrame {
+    fn frame_in(session: &str, seq: u64, gop_seq: u64, size: usize) -> QueuedFrame {
         QueuedFrame {
             meta: FrameMeta {
                 camera: "c".into(),
-                session: "s".into(),
+                session: session.into(),
                 seq,
                 pts_90k: 0,
                 capture_ms: 0,
-                keyframe: key,
+                keyframe: seq == gop_seq,
                 codec: "h264".into(),
                 dimensions: None,
             },
+            gop_seq,
             data: vec![0; size],
             span: tracing::Span::none(),
         }
+    }
+
+    /// Frame `seq` of session "s" with GOPs of `gop` frames.
+    fn frame(seq: u64, gop: u64, size: usize) -> QueuedFrame {
+        frame_in("s", seq, seq - seq % gop, size)
     }
 
     /// Pushes a camera's frames (GOP of `gop`, keyframes 10x bigger) and pops `send`
@@ -176,7 +316,7 @@ mod tests {
         for seq in 0..frames {
             let key = seq % gop == 0;
             dropped += q
-                .push(frame(seq, key, if key { 100 } else { 10 }))
+                .push(frame(seq, gop, if key { 100 } else { 10 }))
                 .dropped_gops;
             assert!(q.bytes() <= max_bytes);
             if send_every > 0 && seq % send_every == 0 {
@@ -234,19 +374,71 @@ mod tests {
     }
 
     #[test]
-    fn skip_rest_of_gop_after_a_lost_keyframe() {
+    fn a_failed_keyframe_drops_its_queued_and_arriving_frames() {
         let mut q = GopQueue::new(10_000);
-        for seq in 0..15 {
-            q.push(frame(seq, seq % 10 == 0, 10));
+        for seq in 0..7 {
+            q.push(frame(seq, 10, 10));
         }
         let key = q.pop().unwrap();
         assert!(key.meta.keyframe);
+        let p1 = q.pop().unwrap();
+        // The keyframe's delivery fails while frames 2-6 wait and 7-9 are still to come.
         assert_eq!(
-            q.skip_rest_of_gop(),
-            9,
-            "frames 1-9 depend on the lost keyframe"
+            q.fail_gop(&key.gop()),
+            5,
+            "frames 2-6 depend on the lost keyframe"
         );
-        assert_eq!(q.pop().map(|f| f.meta.seq), Some(10));
-        assert_eq!(q.len(), 4);
+        assert!(
+            q.depends_on_failed(&p1),
+            "the frame the sender holds goes too"
+        );
+        assert_eq!(q.len(), 0);
+        for seq in 7..10 {
+            assert_eq!(
+                q.push(frame(seq, 10, 10)).skipped,
+                Some(DropReason::ReferenceLost),
+                "seq {seq}"
+            );
+        }
+        // The next GOP is untouched.
+        for seq in 10..13 {
+            assert_eq!(q.push(frame(seq, 10, 10)), Pushed::default());
+        }
+        let next = q.pop().unwrap();
+        assert_eq!((next.meta.seq, next.meta.keyframe), (10, true));
+        assert!(!q.depends_on_failed(&next));
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn a_failed_keyframe_leaves_later_gops_and_sessions_alone() {
+        let mut q = GopQueue::new(10_000);
+        for seq in 0..25 {
+            q.push(frame(seq, 10, 10));
+        }
+        let key = q.pop().unwrap();
+        // Frames 1-9 go; GOPs 10 and 20 stay, and frames of GOP 20 still arrive.
+        assert_eq!(q.fail_gop(&key.gop()), 9);
+        assert_eq!(q.push(frame(25, 10, 10)), Pushed::default());
+        let seqs: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|f| f.meta.seq).collect();
+        assert_eq!(seqs, (10..26).collect::<Vec<_>>());
+        // A new session's GOP with the same seq is another GOP.
+        q.push(frame_in("t", 0, 0, 10));
+        q.push(frame_in("t", 1, 0, 10));
+        assert_eq!(q.fail_gop(&frame_in("s", 0, 0, 1).gop()), 0);
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn clear_drops_everything_and_restarts_at_a_keyframe() {
+        let mut q = GopQueue::new(10_000);
+        for seq in 0..5 {
+            q.push(frame(seq, 10, 10));
+        }
+        assert_eq!(q.clear(), 5);
+        assert_eq!((q.len(), q.bytes()), (0, 0));
+        assert_eq!(q.push(frame(5, 10, 10)).skipped, Some(DropReason::Stopped));
+        assert_eq!(q.push(frame(10, 10, 10)), Pushed::default());
+        assert_eq!(q.len(), 1);
     }
 }

@@ -20,16 +20,20 @@ pub enum State {
     Failed,
     /// Registered but `enabled = false`.
     Disabled,
+    /// The control topic's latest record for the camera is not a valid spec and there is
+    /// no earlier good spec to run: not running until a good record or a tombstone.
+    Invalid,
 }
 
 impl State {
     /// Every state, for the state gauge.
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Connecting,
         State::Streaming,
         State::BackingOff,
         State::Failed,
         State::Disabled,
+        State::Invalid,
     ];
 
     /// The label value.
@@ -40,6 +44,7 @@ impl State {
             State::BackingOff => "backing_off",
             State::Failed => "failed",
             State::Disabled => "disabled",
+            State::Invalid => "invalid",
         }
     }
 }
@@ -53,6 +58,17 @@ pub struct LastError {
     pub message: String,
     /// When, ms since the epoch.
     pub at_ms: i64,
+}
+
+/// A control record for a camera that is not a valid spec (`spec_error` on `/cameras`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecError {
+    /// Why the record was refused, one line naming the camera.
+    pub message: String,
+    /// The record's partition in the control topic.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
 }
 
 /// A camera's live status.
@@ -69,6 +85,17 @@ pub struct Snapshot {
 /// Shared between a camera's task and the admin API.
 #[derive(Debug)]
 pub struct CameraStatus(Mutex<Snapshot>);
+
+impl Snapshot {
+    /// The status of a camera that runs no task (state `invalid`).
+    pub fn idle(state: State) -> Self {
+        Snapshot {
+            state,
+            last_error: None,
+            session: None,
+        }
+    }
+}
 
 impl CameraStatus {
     /// A camera that is about to connect (or is disabled).
