@@ -8,8 +8,9 @@ always kept: podman resolves configMap volumes against the same file).
 
 Kept: ConfigMaps and Deployments as they are (podman runs one replica of a Deployment).
 Converted: a StatefulSet becomes the pods its controller would create, <name>-0 … <name>-(n-1),
-with the same spec and the pod name as hostname (so [ingest] shard_from_hostname finds the
-ordinal exactly as in a cluster). Dropped: objects podman does not run — Services,
+with the same spec, the pod name as hostname, and an env var taken from the pod's own name
+(fieldRef metadata.name: ingest's [ingest] instance_id, its static lease-group membership)
+set to that name, as in a cluster. Dropped: objects podman does not run — Services,
 NetworkPolicies, PDBs, ServiceAccounts, KEDA, Prometheus-operator objects — and `helm test` pods.
 With --network=host podman refuses containerPort declarations (it would map them), so ports
 are dropped and the probes' named ports replaced by their numbers. Probes stay otherwise;
@@ -42,6 +43,16 @@ def host_network(pod_spec):
                 http["port"] = named[http["port"]]
 
 
+def pod_name_env(pod, pod_spec):
+    """Env vars from the downward API's metadata.name get the pod's name as a plain value."""
+    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
+        for e in c.get("env", []):
+            ref = (e.get("valueFrom") or {}).get("fieldRef") or {}
+            if ref.get("fieldPath") == "metadata.name":
+                e.pop("valueFrom")
+                e["value"] = pod
+
+
 only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 skip = sys.argv[sys.argv.index("--except") + 1] if "--except" in sys.argv else None
 out = []
@@ -65,6 +76,7 @@ for doc in yaml.safe_load_all(open(sys.argv[1])):
             tmpl = copy.deepcopy(doc["spec"]["template"])
             name = f"{doc['metadata']['name']}-{i}"
             tmpl["spec"]["hostname"] = name
+            pod_name_env(name, tmpl["spec"])
             host_network(tmpl["spec"])
             private_volumes(name, tmpl["spec"])
             out.append({"apiVersion": "v1", "kind": "Pod",

@@ -16,15 +16,16 @@
 {{- define "framewire.ingest.toml" -}}
 {{- $cfg := include "framewire.kafkaConfig" . | fromJson -}}
 {{- $ingest := deepCopy .Values.ingest.config -}}
-{{- $_ := set $ingest "shards" (int .Values.ingest.replicas) -}}
-{{- $_ := set $ingest "shard_from_hostname" true -}}
+{{- $_ := set $ingest "group_id" .Values.ingest.groupId -}}
+{{- $_ := set $ingest "lease_slots" (int .Values.ingest.leaseSlots) -}}
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.ingest.adminPort))) -}}
 {{- $_ := set $cfg "ingest" $ingest -}}
 {{- $cams := include "framewire.ingest.cameras" . | fromJsonArray -}}
 {{- if $cams }}{{ $_ := set $cfg "cameras" $cams }}{{ end -}}
 # framewire-ingest configuration (docs/config.md), rendered by the Helm chart.
 # Secrets are files under /etc/framewire/secrets (FRAMEWIRE_INGEST__ADMIN_TOKEN_FILE,
-# FRAMEWIRE_KAFKA__OPTIONS__SASL_*_FILE, the cameras' password_file).
+# FRAMEWIRE_KAFKA__OPTIONS__SASL_*_FILE, the cameras' password_file). Each pod's
+# [ingest] instance_id is its name (FRAMEWIRE_INGEST__INSTANCE_ID).
 {{ include "framewire.toml" $cfg }}
 {{- end -}}
 

@@ -138,7 +138,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $t := .Values.topics -}}
 {{- toJson (dict
   "kafka" (dict "brokers" .Values.kafka.brokers "options" $opts)
-  "topics" (dict "frames" $t.frames "stats" $t.stats "control" $t.control "dlq" $t.dlq
+  "topics" (dict "frames" $t.frames "stats" $t.stats "control" $t.control "dlq" $t.dlq "leases" $t.leases
     "create" $t.create "partitions" $t.partitions "replication_factor" $t.replicationFactor
     "frames_retention_ms" $t.framesRetentionMs "stats_retention_ms" $t.statsRetentionMs
     "max_message_bytes" $t.maxMessageBytes)) -}}
