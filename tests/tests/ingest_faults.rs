@@ -90,10 +90,10 @@ async fn rtcp_without_video_stalls() {
     })
     .await;
     let series = format!("framewire_ingest_session_errors_total{{camera=\"{id}\",kind=\"stall\"}}");
-    // 6 s of video, then the stall timeout (2 s); with margin for a slow start.
+    // 6 s of video, then the stall timeout (9 s); with margin for a slow start.
     let stalled = eventually(
         "the session declared stalled",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || async {
             let (_, m) = ingest.get("/metrics").await;
             match metric(&m, &series) {
