@@ -5,7 +5,7 @@
 #   scripts/stack.sh down     stop everything (data is kept)
 #   scripts/stack.sh status   one line per component; exit 1 if any is down
 #   scripts/stack.sh env      print `export ...` lines:  eval "$(scripts/stack.sh env)"
-#   scripts/stack.sh verify   check the RTSP cameras with ffprobe/ffmpeg
+#   scripts/stack.sh verify   check the RTSP cameras with ffprobe/ffmpeg (not rtcponly: rtsp.sh)
 #   scripts/stack.sh reset    stop everything and delete Kafka and PostgreSQL data
 #
 # Data, logs and pid files: ${FW_STACK_DIR:-<repo>/.stack} (logs in $FW_STACK_DIR/logs).
@@ -91,7 +91,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   env) print_env ;;
-  verify) shift; exec "$S/verify-rtsp.sh" "$@" ;;
+  verify) shift; exec "$S/rtsp.sh" verify "$@" ;;   # all mounts but rtcponly by default
   reset) cmd_reset ;;
   *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

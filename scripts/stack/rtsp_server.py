@@ -13,8 +13,8 @@ no B-frames, IDR every 50 frames (2 s), ~1000 kbit/s, SPS/PPS before every IDR:
     black    all black (mean luma 16, limited range)
     frozen   one still SMPTE picture for ever (mean luma ~121, bit-identical decoded frames)
 
-More default mounts for the ingest tests (same pipeline model: shared, nothing runs until a
-client connects, the pipeline stops when the last client leaves):
+More default mounts for the ingest tests (same pipeline model: shared -- except rtcponly --,
+nothing runs until a client connects, the pipeline stops when the last client leaves):
     secure   = moving, but needs RTSP auth: user "framewire", password "s3cret-cam"; the server
              offers Digest AND Basic (two WWW-Authenticate headers). No or wrong credentials: 401.
     h265     H.265 Main (x265enc) 640x360 25 fps, no B-frames, IDR every 50 frames, ~1000 kbit/s
@@ -26,6 +26,10 @@ client connects, the pipeline stops when the last client leaves):
              SPS/PPS), P 2.41 MiB; ~42 Mbit/s; ~11% of one core while a client is connected.
              Use TCP: over UDP the ~2,000-packet bursts overflow a default client socket buffer
              and most frames lose packets.
+    rtcponly = moving, but each client's video stops 6 s after its playback started
+             (video_stops_after=6): the RTSP session stays up and RTCP keeps coming (see
+             video_stops_after below). Not shared: every client gets its own pipeline and
+             timeline (6 s of video, then RTCP only).
 
 Like a live camera, and hardened against gst-rtsp-server 1.22 races that many clients of one
 mount trigger (measured: 6 ffprobe loops joining and leaving /moving aborted or wedged the server
@@ -68,6 +72,19 @@ Mount spec keys (a dict per mount; --mount NAME:k=v,... or --mounts-json {"name"
     overlay     true: burn a running timestamp into the picture (needs the pango plugin)
     location    media file (plays once per client, in real time, then EOS)  [file]
     shared      share one pipeline between all clients (default true for test, false for file)
+    video_stops_after   SECONDS: a camera that keeps sending RTCP but no more video. That many
+                seconds after the client's first RTP packet, the RTP packets stop (every stream
+                of the mount); the RTSP session stays up (keep-alives are answered) and RTCP
+                sender reports keep coming every ~5 s (rtpbin's RTCP interval, randomised
+                0.5-1.5x), over UDP and over TCP (interleaved channel 1, 3, ...). Implies
+                shared=false (each client its own timeline).
+                How: a pad probe on rtpbin's send_rtp_src_N pads drops the packets AFTER the RTP
+                session has counted them, so the session stays a sender and its SRs go on (their
+                RTP timestamp follows the clock, their packet/octet counts keep growing: as if
+                the network lost every RTP packet). Dropping before the session (a valve or
+                probe at the payloader) makes GStreamer demote the source to a receiver after
+                max(2 RTCP intervals, 5 s) without RTP: RTCP then continues as receiver reports
+                (RR + SDES), no SR. rtsp_server.py logs when a client's video stops.
     user, password   require RTSP auth (--auth-methods, default Digest and Basic) for this mount.
                 A user name stands for one password across all mounts.
 """
@@ -131,6 +148,8 @@ MOUNTS = {
     # 3.2 MiB, QP 16: 2.2 MiB). 2 fps + ultrafast keep it at ~11% of one core while playing.
     "big": {"pattern": "snow", "width": 1920, "height": 1080, "fps": 2, "gop": 2,
             "preset": "ultrafast", "enc_extra": "pass=quant quantizer=10"},
+    # /moving whose RTP stops 6 s into each client's playback; RTCP SRs keep coming.
+    "rtcponly": {"pattern": "smpte", "speed": 4, "video_stops_after": 6},
 }
 
 
@@ -254,9 +273,10 @@ class CameraFactory(GstRtspServer.RTSPMediaFactory):
     last and, when a client arrives and that media is in ERROR or UNPREPARING, moves the mount
     to a new key: the client gets a fresh pipeline, the old one finishes on its own."""
 
-    def __init__(self, name):
+    def __init__(self, name, video_stops_after=None):
         super().__init__()
         self.name = name
+        self.video_stops_after = video_stops_after
         self.generation = 0
         self.current = None
         self.medias = set()
@@ -292,6 +312,9 @@ class CameraFactory(GstRtspServer.RTSPMediaFactory):
         media.fw_playing = False
         media.connect("target-state", self._on_target_state)
         media.connect("unprepared", self._on_unprepared)
+        if self.video_stops_after is not None:
+            # rtpbin joins the pipeline while the media prepares: arm the stop once prepared.
+            media.connect("prepared", self._arm_video_stop)
         pipeline = media.get_element().get_parent()
         if pipeline is not None:
             pipeline.get_bus().set_sync_handler(self._on_message)
@@ -300,6 +323,39 @@ class CameraFactory(GstRtspServer.RTSPMediaFactory):
     def _on_target_state(media, state):
         # PLAYING once a client plays it; PAUSED (not NULL) while it is only prepared.
         media.fw_playing = int(state) == int(Gst.State.PLAYING)
+
+    def _arm_video_stop(self, media):
+        """Drop every RTP packet leaving rtpbin (send_rtp_src_N) from `video_stops_after` seconds
+        after the first one on: the RTP session has counted them, so it stays a sender and keeps
+        sending SRs, but the client gets no more video (UDP or TCP)."""
+        pipeline = media.get_element().get_parent()
+        rtpbins = [] if pipeline is None else [
+            e for e in iter_elements(pipeline)
+            if e.get_factory() is not None and e.get_factory().get_name() == "rtpbin"]
+        pads = [p for b in rtpbins for p in b.srcpads if p.get_name().startswith("send_rtp_src_")]
+        if not pads:
+            log(f"mount /{self.name}: no rtpbin send_rtp_src pad found: video_stops_after not applied")
+            return
+        limit = float(self.video_stops_after)
+        state = {"first": None, "stopped": False}
+        lock = threading.Lock()
+        name = self.name
+
+        def probe(_pad, _info):
+            now = time.monotonic()
+            with lock:
+                if state["first"] is None:
+                    state["first"] = now
+                if now - state["first"] < limit:
+                    return Gst.PadProbeReturn.OK
+                if not state["stopped"]:
+                    state["stopped"] = True
+                    log(f"mount /{name}: video stopped {limit:g} s after the first RTP packet "
+                        f"(RTSP session and RTCP go on)")
+            return Gst.PadProbeReturn.DROP
+
+        for pad in pads:
+            pad.add_probe(Gst.PadProbeType.BUFFER | Gst.PadProbeType.BUFFER_LIST, probe)
 
     def _on_unprepared(self, media):
         with self.lock:
@@ -310,6 +366,21 @@ class CameraFactory(GstRtspServer.RTSPMediaFactory):
             err, debug = message.parse_error()
             log(f"mount /{self.name}: pipeline error from {message.src.get_name()}: {err.message} ({debug})")
         return Gst.BusSyncReply.PASS
+
+
+def iter_elements(bin_):
+    """Every element in bin_, recursively (Gst.Iterator as a Python list)."""
+    out = []
+    it = bin_.iterate_recurse()
+    while True:
+        res, elem = it.next()
+        if res == Gst.IteratorResult.OK:
+            out.append(elem)
+        elif res == Gst.IteratorResult.RESYNC:
+            out.clear()
+            it.resync()
+        else:
+            return out
 
 
 def hold_play_until_streams_flow(_client, ctx):
@@ -370,6 +441,17 @@ def build_mounts(args):
         full.update(KIND_DEFAULTS.get(spec.get("kind", "test"), {}))
         full.update(spec)
         full.setdefault("shared", True)
+        if full.get("video_stops_after") not in (None, ""):
+            try:
+                secs = float(full["video_stops_after"])
+            except ValueError:
+                sys.exit(f"rtsp_server: mount /{name}: bad video_stops_after {full['video_stops_after']!r}")
+            if secs < 0:
+                sys.exit(f"rtsp_server: mount /{name}: video_stops_after must be >= 0")
+            full["video_stops_after"] = secs
+            full["shared"] = False   # one timeline per client
+        else:
+            full["video_stops_after"] = None
         out[name] = full
     return out
 
@@ -444,7 +526,7 @@ def main():
         server.set_auth(auth)
 
     for name, spec in mounts.items():
-        factory = CameraFactory(name)
+        factory = CameraFactory(name, spec["video_stops_after"])
         factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
         factory.set_launch(lines[name])
         factory.set_shared(as_bool(spec["shared"]))
@@ -462,6 +544,8 @@ def main():
                     f'media.factory.construct=(boolean){"true" if construct else "false"}'))
         mpoints.add_factory(f"/{name}", factory)
         extra = f", user {spec['user']}" if spec.get("user") else ""
+        if spec["video_stops_after"] is not None:
+            extra += f", video stops after {spec['video_stops_after']:g} s"
         log(f"mount rtsp://{args.address}:{args.port}/{name} (shared={as_bool(spec['shared'])}{extra}): {lines[name]}")
 
     def on_client(_server, client):
