@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash
 
-.PHONY: help demo test bench lint fmt build stack-up stack-down stack-status prereqs clean deploy-check image
+.PHONY: help demo test chaos soak bench lint fmt build stack-up stack-down stack-status prereqs clean deploy-check image
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -12,6 +12,12 @@ demo: ## Start the local stack and the fleet with 3 synthetic cameras; live tabl
 
 test: ## The whole suite: fmt check, clippy, unit, integration and end-to-end tests on the real local stack
 	@scripts/test.sh
+
+chaos: ## The fault suite alone: the fleet on a 3-node Kafka through broker, worker, sink, ingest, database and camera faults; prints the accounting table (CHAOS_ONLY=a,b)
+	@scripts/chaos.sh
+
+soak: ## 50 cameras through the whole fleet for an hour, RSS of every service each minute and its slope (SOAK_MINUTES, SOAK_CAMERAS; not in CI)
+	@scripts/soak.sh
 
 deploy-check: ## Deploy checks (chart, kustomize, schemas, policy, alerts, dashboard on a live fleet) + the full image build
 	@scripts/deploy/check.sh --image=full

@@ -449,6 +449,33 @@ impl Fleet {
         ))
     }
 
+    /// The warnings and errors each process of the fleet logged (the last `per` of each),
+    /// for a failure message.
+    pub fn warnings(&self, per: usize) -> String {
+        let mut out = String::new();
+        let all = self
+            .ingests
+            .iter()
+            .chain(&self.workers)
+            .chain(self.sink.iter());
+        for (i, s) in all.enumerate() {
+            let log = s.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("--- {} #{i} ---\n", s.name));
+            for l in &lines[lines.len().saturating_sub(per)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// A metric summed over the running processes of one kind.
     pub async fn sum_metric(services: &[Service], series: &str) -> f64 {
         let mut total = 0.0;

@@ -141,13 +141,32 @@ impl Topics {
         }
     }
 
+    /// The ingest lease topic that goes with these topics.
+    pub fn leases(&self) -> String {
+        format!("{}.leases", self.frames.trim_end_matches(".frames"))
+    }
+
     /// The `[kafka]` and `[topics]` TOML sections for these topics (4 partitions).
     pub fn toml(&self) -> String {
         format!(
-            "[kafka]\nbrokers = \"{KAFKA}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\npartitions = 4\nreplication_factor = 1\n",
-            self.frames, self.stats, self.control, self.dlq
+            "[kafka]\nbrokers = \"{KAFKA}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\nleases = \"{}\"\npartitions = 4\nreplication_factor = 1\n",
+            self.frames,
+            self.stats,
+            self.control,
+            self.dlq,
+            self.leases()
         )
     }
+}
+
+/// Whether an ingest configuration's `[ingest]` section sets `group_id`.
+fn ingest_sets_group(config: &str) -> bool {
+    config.split_once("[ingest]").is_some_and(|(_, rest)| {
+        let section = rest.split("\n[").next().unwrap_or("");
+        section
+            .lines()
+            .any(|l| l.trim_start().starts_with("group_id"))
+    })
 }
 
 /// A running Framewire binary with its own config file and log.
@@ -182,6 +201,14 @@ impl Service {
             && !env.iter().any(|(k, _)| *k == "FRAMEWIRE_SINK__HTTP_LISTEN")
         {
             command.env("FRAMEWIRE_SINK__HTTP_LISTEN", "127.0.0.1:0");
+        }
+        // Every ingest joins a lease group: one of its own unless the test chose one, so that
+        // ingests of tests running side by side never take each other's cameras.
+        if binary == "framewire-ingest"
+            && !ingest_sets_group(config)
+            && !env.iter().any(|(k, _)| *k == "FRAMEWIRE_INGEST__GROUP_ID")
+        {
+            command.env("FRAMEWIRE_INGEST__GROUP_ID", unique("e2e-ingest"));
         }
         // Likewise its own preview consumer group, so test sinks never share one.
         if binary == "framewire-sink"

@@ -80,6 +80,14 @@ async fn finish(
             Default::default()
         }
     };
+    if verdict.lost > 0 || verdict.double_counted > 0 || !errors.is_empty() {
+        println!(
+            "{}: problems {:?}\n{}",
+            fleet.spec.name,
+            verdict.problems,
+            fleet.warnings(20)
+        );
+    }
     Row {
         scenario: fleet.spec.name.clone(),
         verdict,

@@ -51,6 +51,9 @@ pub fn consumer(
                 ("auto.commit.interval.ms", "1000"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
+                // A sink that died hands its partitions over after this long.
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "3000"),
             ],
         )
         .create()

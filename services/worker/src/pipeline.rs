@@ -110,7 +110,6 @@ pub struct Worker {
     deliveries: JoinSet<()>,
     metrics: Metrics,
     shared: Shared,
-    last_commit: Instant,
     last_sweep: Instant,
 }
 
@@ -170,6 +169,9 @@ impl Worker {
                     ("enable.auto.offset.store", "false"),
                     ("auto.offset.reset", &w.auto_offset_reset),
                     ("partition.assignment.strategy", "cooperative-sticky"),
+                    // A worker that died hands its partitions over after this long.
+                    ("session.timeout.ms", "10000"),
+                    ("heartbeat.interval.ms", "3000"),
                     ("max.partition.fetch.bytes", &max_bytes),
                     ("fetch.wait.max.ms", "20"),
                     ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
@@ -243,7 +245,6 @@ impl Worker {
             deliveries: JoinSet::new(),
             metrics,
             shared,
-            last_commit: Instant::now(),
             last_sweep: Instant::now(),
         })
     }
@@ -251,8 +252,7 @@ impl Worker {
     /// Runs the loop until shutdown (or a decoder thread dies).
     async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let consumer = self.consumer.clone();
-        let commit_every = Duration::from_millis(self.config.commit_interval_ms);
-        let mut tick = tokio::time::interval(commit_every.min(IDLE_SWEEP));
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.commit_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.on_revoked().await?;
@@ -516,19 +516,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Commits progress that moved, and forgets cameras that went silent.
+    /// Every commit interval: commits progress that moved, and (about once a second)
+    /// forgets cameras that went silent.
     fn on_tick(&mut self) {
         let now = Instant::now();
         if now.duration_since(self.last_sweep) >= IDLE_SWEEP {
             self.last_sweep = now;
             self.callbacks.commits().release_idle(now);
         }
-        if now.duration_since(self.last_commit)
-            >= Duration::from_millis(self.config.commit_interval_ms)
-        {
-            self.last_commit = now;
-            self.commit(CommitMode::Async);
-        }
+        self.commit(CommitMode::Async);
     }
 
     /// Commits every partition whose position changed (`Sync`: and waits for it).

@@ -26,10 +26,14 @@ use crate::assignment::Assignment;
 use crate::commit::{CommitTracker, Position, resume_from_metadata};
 use crate::metrics::Metrics;
 
-/// Attempts to fetch the committed offsets of newly assigned partitions.
-const FETCH_ATTEMPTS: u32 = 3;
-/// Timeout of one such attempt.
+/// How long the assignment callback keeps trying to fetch the committed offsets of newly
+/// assigned partitions (a group coordinator that moved after a broker failure answers
+/// again within seconds).
+const FETCH_FOR: Duration = Duration::from_secs(30);
+/// Timeout of one attempt.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts.
+const FETCH_PAUSE: Duration = Duration::from_millis(500);
 
 /// What the callbacks took away since the consumer loop last looked.
 #[derive(Debug, Default)]
@@ -144,26 +148,36 @@ impl WorkerContext {
         tracing::info!(partitions = tpl.count(), "partitions assigned");
     }
 
-    /// The group's committed offsets (with metadata) for `tpl`, retried a few times;
-    /// `None` when they cannot be read (librdkafka then starts at the committed offset
-    /// itself, without the replay).
+    /// The group's committed offsets (with metadata) for `tpl`, tried for [`FETCH_FOR`]
+    /// (a new owner that starts at the committed offset without replaying from the resume
+    /// offset meets cameras mid-GOP); `None` when they cannot be read (librdkafka then
+    /// starts at the committed offset itself, without the replay).
     fn committed(
         &self,
         base: &BaseConsumer<Self>,
         tpl: &TopicPartitionList,
     ) -> Option<TopicPartitionList> {
-        for attempt in 1..=FETCH_ATTEMPTS {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
             match base.committed_offsets(tpl.clone(), FETCH_TIMEOUT) {
-                Ok(c) => return Some(c),
+                Ok(c) => {
+                    if attempt > 1 {
+                        tracing::info!(attempt, "committed offsets fetched");
+                    }
+                    return Some(c);
+                }
+                Err(e) if started.elapsed() < FETCH_FOR => {
+                    tracing::warn!(attempt, error = %e, "cannot fetch the committed offsets of assigned partitions yet; retrying");
+                    std::thread::sleep(FETCH_PAUSE);
+                }
                 Err(e) => {
-                    tracing::warn!(attempt, error = %e, "cannot fetch the committed offsets of assigned partitions")
+                    tracing::error!(attempt, error = %e, "starting assigned partitions without their resume offsets: cameras mid-GOP there go to the DLQ as missing_reference until their next keyframe");
+                    return None;
                 }
             }
         }
-        tracing::error!(
-            "starting assigned partitions without their resume offsets: cameras mid-GOP there go to the DLQ as missing_reference until their next keyframe"
-        );
-        None
     }
 
     fn revoke(&self, base: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
