@@ -238,7 +238,7 @@ n=0
 for cfg in "$OUT"/configs/*.toml; do
   svc="$(basename "$cfg" .toml)"; svc="${svc##*--}"
   # The secrets the chart passes as environment variables, with dummy values.
-  envs=(PATH="$PATH" HOSTNAME=framewire-ingest-0 FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME=u FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD=p)
+  envs=(PATH="$PATH" FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME=u FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD=p)
   case "$svc" in
     ingest) envs+=(FRAMEWIRE_INGEST__ADMIN_TOKEN=0123456789abcdef0123 CAMERA_PASSWORD_0=secret) ;;
     sink) envs+=(FRAMEWIRE_SINK__DATABASE_URL=postgres://u:p@db:5432/framewire) ;;

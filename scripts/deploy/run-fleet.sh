@@ -5,7 +5,8 @@
 #      Prometheus operator labels a ServiceMonitor's targets, with the chart's alert rules
 #   3. podman kube play --network=host of its Deployments, ConfigMaps and the ingest
 #      StatefulSet's pods (scripts/deploy/kube-play.py), against the local stack: ingest and
-#      sink first, the worker once frames flow (so it joins mid-GOP and skips to a keyframe);
+#      sink first, the worker once frames flow (so it joins mid-GOP: the frames before each
+#      camera's next keyframe have no reference and go to the DLQ as missing_reference);
 #      every pod ready (/readyz 200), the sink's web page and API answer
 #   4. a few records without fw-* headers go to the frames topic (decode errors, DLQ); the
 #      worker pod is killed (SIGKILL) and started again, as after a node failure: it
@@ -147,12 +148,13 @@ ok "worker container runs as $user"
 
 # The worker dies without a goodbye and comes back (rebalance, re-processing, duplicates).
 at_least 29092 framewire_worker_frames_decoded_total 150
-# ... once Prometheus has its skip counter twice (it joined mid-GOP), so that rate() over the
-# first process's samples has two points after the restart resets the counters.
+# ... once Prometheus has scraped the worker's per-camera skip counters twice (they exist from
+# a camera's first frame on), so that rate() over the first process's samples has two points
+# after the restart resets the counters.
 deadline=$((SECONDS + 60))
 until [[ "$(curl -s "$PROM_URL/api/v1/query" --data-urlencode 'query=max(count_over_time(framewire_worker_frames_skipped_total[1m])) >= 2' \
            | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["result"]))')" == 1 ]]; do
-  (( SECONDS < deadline )) || fw_die "the first worker never counted frames skipped until a keyframe"
+  (( SECONDS < deadline )) || fw_die "the first worker's per-camera counters were never scraped twice"
   sleep 1
 done
 podman pod kill --signal KILL "$RELEASE-framewire-worker-pod-0" >/dev/null

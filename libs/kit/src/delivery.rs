@@ -178,6 +178,16 @@ impl DeliveryMetrics {
     }
 }
 
+impl DeliveryMetrics {
+    /// Creates the series of `topic` at zero (delivered, retries, and failures by
+    /// timeout), so that dashboards and `rate()` see the topic before anything happens.
+    pub fn touch(&self, topic: &str) {
+        self.delivered.with_label_values(&[topic]);
+        self.retries.with_label_values(&[topic]);
+        self.failures.with_label_values(&[topic, "timeout"]);
+    }
+}
+
 /// A producer with delivery tracking; cheap to clone.
 #[derive(Clone)]
 pub struct Delivery {
@@ -205,6 +215,11 @@ impl Delivery {
     /// The producer (to flush it, or for metadata probes).
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &DeliveryMetrics {
+        &self.metrics
     }
 
     /// Hands the record to the producer without waiting; [`DeliveryError::QueueFull`]

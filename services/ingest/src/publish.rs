@@ -93,6 +93,7 @@ impl Publisher {
         let max_payload = usize::try_from(max_message_bytes)
             .unwrap_or(0)
             .saturating_sub(RECORD_OVERHEAD);
+        metrics.touch(topic);
         Ok(Publisher {
             delivery: Delivery::new(producer, metrics),
             topic: topic.into(),

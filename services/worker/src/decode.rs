@@ -475,6 +475,7 @@ impl Thread {
         }
         if !self.cameras.contains_key(camera) {
             let decoder = new_decoder(false).map_err(|e| e.to_string())?;
+            self.metrics.touch_camera(camera);
             self.cameras.insert(
                 camera.to_owned(),
                 CameraDecoder {

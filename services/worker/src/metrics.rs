@@ -64,10 +64,21 @@ pub struct Metrics {
     pub undeliverable: IntCounterVec,
 }
 
-/// `skipped` reasons besides poison.
-pub const SKIP_REASONS: [&str; 3] = ["realtime", "replay", "keyframes_mode"];
+/// `skipped` reasons.
+pub const SKIP_REASONS: [&str; 2] = ["realtime", "replay"];
 
 impl Metrics {
+    /// Creates a camera's main series at zero (its decoder was created), so that
+    /// dashboards and `rate()` see it before anything happens.
+    pub fn touch_camera(&self, camera: &str) {
+        let c = [camera];
+        self.records.with_label_values(&c);
+        self.decoded.with_label_values(&c);
+        for reason in SKIP_REASONS {
+            self.skipped.with_label_values(&[camera, reason]);
+        }
+    }
+
     /// Removes every series of `camera` (its decoder was dropped).
     pub fn forget_camera(&self, camera: &str) {
         let c = [camera];

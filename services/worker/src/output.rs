@@ -68,6 +68,9 @@ impl Output {
         finished: mpsc::UnboundedSender<Finished>,
         metrics: Metrics,
     ) -> Self {
+        for topic in [stats_topic, dlq_topic] {
+            delivery.metrics().touch(topic);
+        }
         Output {
             delivery,
             stats_topic: stats_topic.into(),

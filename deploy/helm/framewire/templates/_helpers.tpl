@@ -73,6 +73,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- if kindIs "invalid" $v -}}{{ int .root.Values.topics.partitions }}{{- else -}}{{ int $v }}{{- end -}}
 {{- end -}}
 
+{{/* KEDA's target lag per worker replica: lagThreshold when set, else lagSeconds of the
+frames one replica decodes per second (the backlog, in seconds, the fleet settles at). */}}
+{{- define "framewire.lagThreshold" -}}
+{{- $k := .Values.worker.autoscaling.keda -}}
+{{- if kindIs "invalid" $k.lagThreshold -}}
+{{- max 1 (int (mulf $k.lagSeconds $k.replicaFramesPerSecond)) -}}
+{{- else -}}
+{{- int $k.lagThreshold -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "framewire.kedaEnabled" -}}
 {{- if and .Values.worker.enabled .Values.worker.autoscaling.keda.enabled -}}true{{- end -}}
 {{- end -}}
