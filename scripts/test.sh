@@ -22,9 +22,19 @@ scripts/stack.sh up
 step "build binaries"
 cargo build --workspace --bins --locked
 
-step "tests: unit, integration, end-to-end"
+step "tests: unit, property, integration, end-to-end, fault suite (tests/tests/chaos.rs)"
 export FRAMEWIRE_TEST_PG_DSN="${FRAMEWIRE_TEST_PG_DSN:-postgres://framewire:framewire@127.0.0.1:55432/framewire}"
+# The fault suite starts its own 3-node Kafka cluster and a second RTSP server; stop them once
+# the tests are done (pass or fail), so that the deploy checks get the machine back.
+stop_fault_stack() {
+  KAFKA_CLUSTER=chaos KAFKA_NODES=3 KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29192 \
+    scripts/stack/kafka.sh down >/dev/null 2>&1 || true
+  RTSP_INSTANCE=freeze RTSP_PORT=8654 scripts/stack/rtsp.sh down >/dev/null 2>&1 || true
+}
+trap stop_fault_stack EXIT
 cargo test --workspace --locked --no-fail-fast
+stop_fault_stack
+trap - EXIT
 
 step "deploy checks: chart, kustomize, schemas, policy, alerts, dashboard, image, kube play (scripts/deploy/check.sh)"
 scripts/deploy/check.sh
