@@ -116,17 +116,22 @@ pub fn read_headers(bootstrap: &str, topic: &str) -> Result<Vec<HashMap<String, 
     Ok(out)
 }
 
+/// The frame identity in a record's `fw-*` headers (missing parts empty, or seq `u64::MAX`).
+fn frame_id(h: &HashMap<String, String>) -> FrameId {
+    (
+        h.get("fw-camera").cloned().unwrap_or_default(),
+        h.get("fw-session").cloned().unwrap_or_default(),
+        h.get("fw-seq")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX),
+    )
+}
+
 /// The frames topic as a ledger of distinct frames.
 pub fn ledger(bootstrap: &str, topic: &str) -> Result<Ledger, String> {
     let mut l = Ledger::default();
     for h in read_headers(bootstrap, topic)? {
-        let id = (
-            h.get("fw-camera").cloned().unwrap_or_default(),
-            h.get("fw-session").cloned().unwrap_or_default(),
-            h.get("fw-seq")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(u64::MAX),
-        );
+        let id = frame_id(&h);
         let p = Produced {
             capture_ms: h
                 .get("fw-capture-ms")
@@ -148,13 +153,7 @@ pub fn dead_letters(bootstrap: &str, topic: &str) -> Result<HashMap<FrameId, Str
         if h.get("fw-dlq-source").map(String::as_str) != Some("worker") {
             continue;
         }
-        let id = (
-            h.get("fw-camera").cloned().unwrap_or_default(),
-            h.get("fw-session").cloned().unwrap_or_default(),
-            h.get("fw-seq")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(u64::MAX),
-        );
+        let id = frame_id(&h);
         out.insert(id, h.get("fw-dlq-reason").cloned().unwrap_or_default());
     }
     Ok(out)

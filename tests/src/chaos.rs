@@ -476,6 +476,18 @@ impl Fleet {
         out
     }
 
+    /// What the running workers report about takeovers: partitions resumed at GOP starts,
+    /// records replayed, partitions started without their resume offset.
+    pub async fn takeovers(&self) -> String {
+        let sum = |series: &'static str| Self::sum_metric(&self.workers, series);
+        let resumed = sum("framewire_worker_resumes_total{from=\"resume_offset\"}").await;
+        let replayed = sum("framewire_worker_records_replayed_total").await;
+        let unknown = sum("framewire_worker_resumes_total{from=\"unknown\"}").await;
+        format!(
+            "{resumed} partitions resumed at GOP starts, {replayed} records replayed, {unknown} started without resume offset (running workers)"
+        )
+    }
+
     /// A metric summed over the running processes of one kind.
     pub async fn sum_metric(services: &[Service], series: &str) -> f64 {
         let mut total = 0.0;

@@ -264,16 +264,18 @@ async fn camera_freeze(cluster: &Cluster) -> Row {
     tokio::time::sleep(Duration::from_secs(8)).await;
     signal("-CONT");
     let ended = Instant::now();
-    let stalls = Fleet::sum_metric(
-        &fleet.ingests,
-        &format!(
-            "framewire_ingest_session_errors_total{{camera=\"{}\",kind=\"stall\"}}",
-            fleet.spec.cameras[2].0
-        ),
-    )
-    .await;
+    let stalls = stalls_of(&fleet, 2).await;
     notes.push_str(&format!("; stalls detected: {stalls}"));
     finish(fleet, ended, notes, errors).await
+}
+
+/// Stalled sessions ingest counted for the fleet's camera `index`.
+async fn stalls_of(fleet: &Fleet, index: usize) -> f64 {
+    let series = format!(
+        "framewire_ingest_session_errors_total{{camera=\"{}\",kind=\"stall\"}}",
+        fleet.spec.cameras[index].0
+    );
+    Fleet::sum_metric(&fleet.ingests, &series).await
 }
 
 /// One camera keeps its session and sends RTCP sender reports, but its video stops
@@ -283,14 +285,7 @@ async fn rtcp_only(cluster: &Cluster) -> Row {
     urls.push(format!("{RTSP}/rtcponly"));
     let fleet = Fleet::start(cluster, spec("rtcp-only", cameras("ro", &urls), 2, true)).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let stalls = Fleet::sum_metric(
-        &fleet.ingests,
-        &format!(
-            "framewire_ingest_session_errors_total{{camera=\"{}\",kind=\"stall\"}}",
-            fleet.spec.cameras[2].0
-        ),
-    )
-    .await;
+    let stalls = stalls_of(&fleet, 2).await;
     let notes = format!("video stops after 6 s, RTCP goes on; stalls detected in 26 s: {stalls}");
     let mut errors = Vec::new();
     if stalls < 1.0 {

@@ -15,30 +15,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use framewire_e2e::{Service, Topics, artifacts_dir, camera_toml, metric, unique};
+use framewire_e2e::{
+    Service, Topics, artifacts_dir, camera_toml, cli_arg as arg, metric, process_usage, unique,
+};
 
 const PORT: &str = "8754";
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Resident memory of a process, bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
 
 /// Least-squares slope of (x, y) points.
 fn slope(points: &[(f64, f64)]) -> f64 {
@@ -74,9 +55,9 @@ fn rtsp(action: &str) -> bool {
 
 #[tokio::main]
 async fn main() {
-    let cameras = arg("--cameras", 50);
-    let minutes = arg("--minutes", 60);
-    let warmup = arg("--warmup", 10).min(minutes.saturating_sub(1));
+    let cameras: u64 = arg("--cameras", 50);
+    let minutes: u64 = arg("--minutes", 60);
+    let warmup: u64 = arg("--warmup", 10u64).min(minutes.saturating_sub(1));
     framewire_e2e::require_stack();
     assert!(rtsp("up"), "the soak RTSP server did not start");
     let topics = Topics::unique("soak");
@@ -138,7 +119,7 @@ async fn main() {
             let Some(pid) = s.pid() else {
                 panic!("{name} is gone\n{}", s.log());
             };
-            let bytes = rss(pid);
+            let bytes = process_usage(pid).1;
             let _ = writeln!(csv, "{minute},{name},{bytes}");
             if minute >= warmup {
                 series[i].push((minute as f64 / 60.0, bytes as f64 / 1_048_576.0));
