@@ -50,6 +50,20 @@ fn start_ingest(config: &str) -> Service {
     )
 }
 
+/// Waits (30 s at most) until camera `id` streams and has published more than `frames`
+/// frames; returns its `/cameras` entry.
+async fn streaming(ingest: &Service, id: &str, frames: u64) -> Value {
+    eventually("camera streaming", Duration::from_secs(30), || async {
+        let c = camera(ingest, id).await?;
+        if c["state"] == "streaming" && c["frames"].as_u64().unwrap_or(0) > frames {
+            Ok(c)
+        } else {
+            Err(c.to_string())
+        }
+    })
+    .await
+}
+
 async fn camera(s: &Service, id: &str) -> Result<Value, String> {
     let (code, body) = s.get(&format!("/cameras/{id}")).await;
     if code != 200 {
@@ -80,15 +94,7 @@ async fn rtcp_without_video_stalls() {
     );
     let mut ingest = start_ingest(&config);
     ingest.wait_ready(Duration::from_secs(60)).await;
-    let first = eventually("camera streaming", Duration::from_secs(30), || async {
-        let c = camera(&ingest, &id).await?;
-        if c["state"] == "streaming" && c["frames"].as_u64().unwrap_or(0) > 10 {
-            Ok(c)
-        } else {
-            Err(c.to_string())
-        }
-    })
-    .await;
+    let first = streaming(&ingest, &id, 10).await;
     let series = format!("framewire_ingest_session_errors_total{{camera=\"{id}\",kind=\"stall\"}}");
     // 6 s of video, then the stall timeout (9 s); with margin for a slow start.
     let stalled = eventually(
@@ -136,15 +142,7 @@ async fn rtsp_server_restart() {
     );
     let mut ingest = start_ingest(&config);
     ingest.wait_ready(Duration::from_secs(60)).await;
-    let first = eventually("camera streaming", Duration::from_secs(30), || async {
-        let c = camera(&ingest, &id).await?;
-        if c["state"] == "streaming" && c["frames"].as_u64().unwrap_or(0) > 25 {
-            Ok(c)
-        } else {
-            Err(c.to_string())
-        }
-    })
-    .await;
+    let first = streaming(&ingest, &id, 25).await;
     {
         let _restore = Restore("rtsp");
         stack("rtsp", "down");
