@@ -71,11 +71,16 @@ impl Validate for KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// A librdkafka config: brokers, client id, then `defaults`, then the user's options.
+    /// A librdkafka config: brokers, client id, Framewire's reconnect backoff, then
+    /// `defaults`, then the user's options.
     pub fn client_config(&self, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         c.set("client.id", self.client_id.as_deref().unwrap_or(client_id));
+        // librdkafka backs off up to 10 s between reconnects to a broker that was down; a
+        // camera fleet wants frames flowing again within a couple of seconds of the brokers'
+        // return (the backoff keeps its jitter, so clients do not reconnect in step).
+        c.set("reconnect.backoff.max.ms", "2000");
         for (k, v) in defaults {
             c.set(*k, *v);
         }
