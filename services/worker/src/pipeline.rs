@@ -509,9 +509,25 @@ impl Worker {
         self.pause(&resume, false);
         self.count_parking();
         self.output.stop_partitions(&partitions);
-        let pool = running(&self.pool)?;
         for camera in &cameras {
-            pool.forget(camera).await;
+            // A decoder thread with a full queue takes the message only after it handed its
+            // outcomes over: keep taking them meanwhile (they are handled right after), or
+            // the thread and this loop would wait for each other.
+            let mut held = Vec::new();
+            {
+                let forget = running(&self.pool)?.forget(camera);
+                tokio::pin!(forget);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut forget => break,
+                        Some(o) = self.outcomes.recv() => held.push(o),
+                    }
+                }
+            }
+            for o in held {
+                self.on_outcome(o).await;
+            }
         }
         Ok(())
     }
