@@ -261,10 +261,12 @@ impl Worker {
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Event::Shutdown,
+                // Commits first: a busy pipeline must not hold the lag KEDA reads back.
+                _ = tick.tick() => Event::Tick,
+                // Then what frees memory and finishes records, before new records come in.
                 Some(f) = self.finished.recv() => Event::Finished(f),
                 Some(o) = self.outcomes.recv() => Event::Outcome(o),
                 Some(_) = self.deliveries.join_next(), if !self.deliveries.is_empty() => Event::Delivered,
-                _ = tick.tick() => Event::Tick,
                 room = pool.room(&waiting), if !waiting.is_empty() => Event::Room(room),
                 m = consumer.recv() => Event::Record(m),
             };
