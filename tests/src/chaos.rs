@@ -426,6 +426,32 @@ impl Fleet {
         Ok(())
     }
 
+    /// Deletes the scenario's topics (a cluster with hundreds of idle test partitions
+    /// spends its CPU replicating nothing, and the next scenarios' latency shows it).
+    pub async fn delete_topics(&self) -> Result<(), String> {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.cluster.bootstrap)
+            .create()
+            .map_err(|e| e.to_string())?;
+        let t = &self.topics;
+        let leases = format!("{}.leases", t.frames);
+        let names = [
+            t.frames.as_str(),
+            t.stats.as_str(),
+            t.dlq.as_str(),
+            t.control.as_str(),
+            leases.as_str(),
+        ];
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        admin
+            .delete_topics(&names, &opts)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// Judges the run.
     pub async fn account(&self) -> Result<Verdict, String> {
         let bootstrap = self.cluster.bootstrap.clone();
@@ -483,8 +509,10 @@ impl Fleet {
         let resumed = sum("framewire_worker_resumes_total{from=\"resume_offset\"}").await;
         let replayed = sum("framewire_worker_records_replayed_total").await;
         let unknown = sum("framewire_worker_resumes_total{from=\"unknown\"}").await;
+        let ok = sum("framewire_worker_commits_total{result=\"ok\"}").await;
+        let failed = sum("framewire_worker_commits_total{result=\"error\"}").await;
         format!(
-            "{resumed} partitions resumed at GOP starts, {replayed} records replayed, {unknown} started without resume offset (running workers)"
+            "{resumed} partitions resumed at GOP starts, {replayed} records replayed, {unknown} started without resume offset, {ok} commits ok, {failed} failed (running workers)"
         )
     }
 

@@ -81,6 +81,9 @@ async fn finish(
             Default::default()
         }
     };
+    if let Err(e) = fleet.delete_topics().await {
+        println!("{}: topics not deleted: {e}", fleet.spec.name);
+    }
     if verdict.lost > 0 || verdict.double_counted > 0 || !errors.is_empty() {
         println!(
             "{}: problems {:?}\n{}",
@@ -98,10 +101,11 @@ async fn finish(
     }
 }
 
-/// No fault: the committed lag KEDA reads while workers keep up, sampled every 250 ms.
+/// No fault: the committed lag KEDA reads while workers keep up, sampled every 250 ms once
+/// the group has settled (the second worker's join moves partitions during the start).
 async fn steady(cluster: &Cluster) -> Row {
     let fleet = Fleet::start(cluster, spec("steady", main_cameras("steady"), 2, true)).await;
-    tokio::time::sleep(WARM).await;
+    tokio::time::sleep(2 * WARM).await;
     let mut samples = Vec::new();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(15) {
@@ -111,6 +115,7 @@ async fn steady(cluster: &Cluster) -> Row {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let reported = cluster.lag_reported(&fleet.worker_group);
+    println!("steady: committed lag samples (records, in order): {samples:?}");
     samples.sort_unstable();
     let max = samples.last().copied().unwrap_or(i64::MAX);
     let p50 = samples.get(samples.len() / 2).copied().unwrap_or(i64::MAX);

@@ -31,6 +31,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
 use tokio::sync::mpsc;
+use futures::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::assignment::{Assignment, Seen};
@@ -50,6 +51,9 @@ const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// How often cameras that went silent are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
+
+/// A commit started on a blocking thread: its partitions and, once done, its result.
+type Commit = tokio::task::JoinHandle<(Vec<i32>, KafkaResult<()>)>;
 
 /// What the pipeline shares with the admin server's debug routes.
 #[derive(Clone, Default)]
@@ -111,6 +115,7 @@ pub struct Worker {
     metrics: Metrics,
     shared: Shared,
     last_sweep: Instant,
+    committing: Option<Commit>,
 }
 
 /// Builds the clients and runs the pipeline until shutdown, then drains.
@@ -246,13 +251,15 @@ impl Worker {
             metrics,
             shared,
             last_sweep: Instant::now(),
+            committing: None,
         })
     }
 
     /// Runs the loop until shutdown (or a decoder thread dies).
     async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let consumer = self.consumer.clone();
-        let mut tick = tokio::time::interval(Duration::from_millis(self.config.commit_interval_ms));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.config.commit_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.on_revoked().await?;
@@ -534,7 +541,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Every commit interval: commits progress that moved, and (about once a second)
+    /// Every commit interval: commits the progress that moved, and (about once a second)
     /// forgets cameras that went silent.
     fn on_tick(&mut self) {
         let now = Instant::now();
@@ -542,11 +549,21 @@ impl Worker {
             self.last_sweep = now;
             self.callbacks.commits().release_idle(now);
         }
-        self.commit(CommitMode::Async);
+        self.commit();
     }
 
-    /// Commits every partition whose position changed (`Sync`: and waits for it).
-    fn commit(&self, mode: CommitMode) {
+    /// Commits every partition whose position changed, one commit at a time, synchronously
+    /// on a blocking thread: librdkafka reports the result of an asynchronous commit only
+    /// through a commit callback rust-rdkafka does not install, and a failed commit must
+    /// be known (counted, and retried at the next interval).
+    fn commit(&mut self) {
+        if self.committing.as_ref().is_some_and(|c| !c.is_finished()) {
+            return;
+        }
+        if let Some(Ok((partitions, result))) = self.committing.take().and_then(|c| c.now_or_never())
+        {
+            self.committed(&partitions, &result);
+        }
         let due = self.callbacks.commits().take_due();
         if due.is_empty() {
             return;
@@ -555,15 +572,24 @@ impl Worker {
             self.shared.assignment.progress(partition, pos);
         }
         let tpl = rebalance::commit_list(&self.topic, &due);
-        if let Err(e) = self.consumer.commit(&tpl, mode) {
-            // Async commits report their result in the commit callback; this is a commit
-            // that could not even be sent.
-            self.metrics.commits.with_label_values(&["error"]).inc();
+        let partitions: Vec<i32> = due.iter().map(|(p, _)| *p).collect();
+        let consumer = self.consumer.clone();
+        self.committing = Some(tokio::task::spawn_blocking(move || {
+            let result = consumer.commit(&tpl, CommitMode::Sync);
+            (partitions, result)
+        }));
+    }
+
+    /// Counts a commit; a failed one is handed out again at the next interval.
+    fn committed(&self, partitions: &[i32], result: &KafkaResult<()>) {
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics.commits.with_label_values(&[label]).inc();
+        if let Err(e) = result {
             let mut commits = self.callbacks.commits();
-            for (p, _) in &due {
-                commits.commit_failed(*p);
+            for &p in partitions {
+                commits.commit_failed(p);
             }
-            tracing::debug!(error = %e, "offset commit not sent; retrying at the next interval");
+            tracing::debug!(error = %e, ?partitions, "offset commit failed; retrying at the next interval");
         }
     }
 
@@ -630,7 +656,23 @@ impl Worker {
         self.output.stop_all();
         let producer = self.output.producer().clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
-        self.commit(CommitMode::Sync);
+        // The last commit: after the one in flight, everything done so far.
+        if let Some(Ok((partitions, result))) = match self.committing.take() {
+            Some(c) => Some(c.await),
+            None => None,
+        } {
+            self.committed(&partitions, &result);
+        }
+        self.commit();
+        if let Some(Ok((partitions, result))) = match self.committing.take() {
+            Some(c) => Some(c.await),
+            None => None,
+        } {
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "final commit failed; the next owner re-processes from the previous commit");
+            }
+            self.committed(&partitions, &result);
+        }
         let unfinished = self.callbacks.commits().in_flight();
         if unfinished > 0 {
             tracing::warn!(

@@ -10,8 +10,7 @@
 //!   member may own it already, and an old commit must not overwrite its progress). The
 //!   consumer loop then drops the partition's parked records and decoders.
 //!
-//! librdkafka's statistics feed the lag gauge and the debug view; commit results feed
-//! `framewire_worker_commits_total`.
+//! librdkafka's statistics feed the lag gauge and the debug view.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -278,26 +277,5 @@ impl ConsumerContext for WorkerContext {
                 tracing::warn!(error = ?other, "rebalance error");
             }
         }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        self.count_commit(&result);
-        let failed: Vec<i32> = match &result {
-            Err(_) => offsets.elements().iter().map(|e| e.partition()).collect(),
-            Ok(()) => offsets
-                .elements()
-                .iter()
-                .filter(|e| e.error().is_err())
-                .map(|e| e.partition())
-                .collect(),
-        };
-        if failed.is_empty() {
-            return;
-        }
-        let mut commits = self.shared.commits();
-        for &p in &failed {
-            commits.commit_failed(p);
-        }
-        tracing::debug!(partitions = ?failed, result = ?result, "offset commit failed; retrying at the next interval");
     }
 }
