@@ -25,13 +25,13 @@ use framewire_kit::kafka::{self, KafkaSetupError, header, headers};
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::telemetry;
 use framewire_wire::{FrameMeta, validate_camera_id};
+use futures::FutureExt;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
 use tokio::sync::mpsc;
-use futures::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::assignment::{Assignment, Seen};
@@ -258,8 +258,7 @@ impl Worker {
     /// Runs the loop until shutdown (or a decoder thread dies).
     async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let consumer = self.consumer.clone();
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(self.config.commit_interval_ms));
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.commit_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.on_revoked().await?;
@@ -560,7 +559,8 @@ impl Worker {
         if self.committing.as_ref().is_some_and(|c| !c.is_finished()) {
             return;
         }
-        if let Some(Ok((partitions, result))) = self.committing.take().and_then(|c| c.now_or_never())
+        if let Some(Ok((partitions, result))) =
+            self.committing.take().and_then(|c| c.now_or_never())
         {
             self.committed(&partitions, &result);
         }
