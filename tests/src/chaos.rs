@@ -350,28 +350,34 @@ impl Fleet {
         }
     }
 
-    /// The sink's newest counted capture time of this fleet's cameras.
-    pub async fn newest_counted(&self) -> Option<i64> {
+    /// The oldest of the fleet's cameras' clocks in the sink (each camera's newest counted
+    /// capture time), once every camera has one.
+    pub async fn slowest_camera_clock(&self) -> Option<i64> {
         let ids: Vec<String> = self.spec.cameras.iter().map(|(id, _)| id.clone()).collect();
         let pool = sqlx::PgPool::connect(&pg_dsn()).await.ok()?;
-        let row: Option<(Option<i64>,)> =
-            sqlx::query_as("SELECT MAX(last_capture_ms) FROM cameras WHERE id = ANY($1)")
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT COUNT(*), MIN(last_capture_ms) FROM cameras WHERE id = ANY($1)")
                 .bind(&ids)
                 .fetch_optional(&pool)
                 .await
                 .ok()
                 .flatten();
         pool.close().await;
-        row.and_then(|r| r.0)
+        let (cameras, oldest) = row?;
+        (usize::try_from(cameras).ok()? == ids.len()).then_some(oldest?)
     }
 
-    /// Seconds from `since` until the sink counts frames captured less than 2 s before
-    /// (end to end back to live), at most `limit`.
+    /// Seconds from `since` (the end of a fault) until the sink has counted, for every
+    /// camera, a frame captured after it: the fleet is whole again end to end (for a backlog,
+    /// that is once the backlog is done). At most `limit`.
     pub async fn recovery(&self, since: Instant, limit: Duration) -> Option<f64> {
+        let fault_end_ms = crate::now_ms() - i64::try_from(since.elapsed().as_millis()).ok()?;
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Some(newest) = self.newest_counted().await
-                && crate::now_ms() - newest < 2_000
+            if self
+                .slowest_camera_clock()
+                .await
+                .is_some_and(|oldest| oldest >= fault_end_ms)
             {
                 return Some(since.elapsed().as_secs_f64());
             }

@@ -17,7 +17,7 @@ const MOUNTS: [&str; 3] = ["moving", "black", "frozen"];
 const FPS: f64 = 75.0;
 /// Warm-up before a fault.
 const WARM: Duration = Duration::from_secs(6);
-/// Longest wait for frames to flow end to end after a fault.
+/// Longest wait, after a fault, until every camera has a frame captured after it counted.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(90);
 /// Longest wait for the fleet to finish a scenario's frames.
 const SETTLE_LIMIT: Duration = Duration::from_secs(120);
