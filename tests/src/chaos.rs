@@ -518,7 +518,7 @@ impl Fleet {
         let ok = sum("framewire_worker_commits_total{result=\"ok\"}").await;
         let failed = sum("framewire_worker_commits_total{result=\"error\"}").await;
         format!(
-            "{resumed} partitions resumed at GOP starts, {replayed} records replayed, {unknown} started without resume offset, {ok} commits ok, {failed} failed (running workers)"
+            "partitions resumed at GOP starts: {resumed}, records replayed: {replayed}, partitions started without resume offset: {unknown}, commits ok: {ok}, failed: {failed} (running workers)"
         )
     }
 

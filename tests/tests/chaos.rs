@@ -114,13 +114,16 @@ async fn steady(cluster: &Cluster) -> Row {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let reported = cluster.lag_reported(&fleet.worker_group);
+    let reported = match cluster.lag_reported(&fleet.worker_group) {
+        Ok(lag) => format!("{lag} records"),
+        Err(e) => format!("unreadable ({e})"),
+    };
     println!("steady: committed lag samples (records, in order): {samples:?}");
     samples.sort_unstable();
     let max = samples.last().copied().unwrap_or(i64::MAX);
     let p50 = samples.get(samples.len() / 2).copied().unwrap_or(i64::MAX);
     let notes = format!(
-        "committed lag (KEDA's reading) over 15 s, {} samples: median {p50}, max {max} records = {:.2} s of frames at {FPS} fps (limit 1 s); kafka-consumer-groups.sh: {reported:?}",
+        "committed lag (KEDA's reading) over 15 s, {} samples: median {p50}, max {max} records = {:.2} s of frames at {FPS} fps (limit 1 s); kafka-consumer-groups.sh read {reported}",
         samples.len(),
         max as f64 / FPS,
     );
@@ -146,7 +149,10 @@ async fn broker_kill(cluster: &Cluster) -> Row {
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
     let moved = cluster.leader(&fleet.topics.frames, 0);
-    notes.push_str(&format!(", new leader {moved:?}"));
+    match moved {
+        Some(leader) => notes.push_str(&format!(", new leader node {leader}")),
+        None => notes.push_str(", no leader readable"),
+    }
     if let Err(e) = cluster.start(node) {
         errors.push(format!("restart failed: {e}"));
     }

@@ -589,7 +589,7 @@ impl Worker {
             for &p in partitions {
                 commits.commit_failed(p);
             }
-            tracing::debug!(error = %e, ?partitions, "offset commit failed; retrying at the next interval");
+            tracing::info!(error = %e, ?partitions, "offset commit failed; retrying at the next interval");
         }
     }
 
