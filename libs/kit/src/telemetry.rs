@@ -8,6 +8,7 @@
 //! - Panics are logged through tracing before the default hook runs.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -55,11 +56,15 @@ pub fn init(service_name: &'static str) -> TelemetryGuard {
         .with_tracer(provider.tracer(service_name))
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
 
-    let filter = std::env::var("FRAMEWIRE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let filter = match std::env::var("FRAMEWIRE_LOG").or_else(|_| std::env::var("RUST_LOG")) {
+        Ok(directives) => EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+            eprintln!("FRAMEWIRE_LOG: invalid filter {directives:?} ({e}); logging at info");
+            EnvFilter::new("info")
+        }),
+        Err(_) => EnvFilter::new("info"),
+    };
+    // Colours only on a terminal: `kubectl logs` and log collectors read the raw bytes.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let json = std::env::var("FRAMEWIRE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let fmt = if json {
         tracing_subscriber::fmt::layer()
@@ -72,6 +77,7 @@ pub fn init(service_name: &'static str) -> TelemetryGuard {
     } else {
         tracing_subscriber::fmt::layer()
             .with_target(false)
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed()
