@@ -134,6 +134,9 @@ pub struct TopicsConfig {
     /// Per-frame statistics from the workers.
     #[serde(default = "default_stats")]
     pub stats: String,
+    /// Object detections from the workers (one record per analysed picture).
+    #[serde(default = "default_detections")]
+    pub detections: String,
     /// Compacted camera registry.
     #[serde(default = "default_control")]
     pub control: String,
@@ -167,6 +170,9 @@ pub struct TopicsConfig {
 
 fn default_frames() -> String {
     framewire_wire::topics::FRAMES.to_owned()
+}
+fn default_detections() -> String {
+    framewire_wire::topics::DETECTIONS.to_owned()
 }
 fn default_stats() -> String {
     framewire_wire::topics::STATS.to_owned()
@@ -204,6 +210,7 @@ impl Default for TopicsConfig {
         TopicsConfig {
             frames: default_frames(),
             stats: default_stats(),
+            detections: default_detections(),
             control: default_control(),
             dlq: default_dlq(),
             leases: default_leases(),
@@ -307,6 +314,15 @@ impl TopicsConfig {
     pub fn stats_spec(&self) -> TopicSpec {
         self.spec(
             &self.stats,
+            self.partitions,
+            vec![("retention.ms", self.stats_retention_ms.to_string())],
+        )
+    }
+
+    /// The detections topic (partitioned like stats, same retention).
+    pub fn detections_spec(&self) -> TopicSpec {
+        self.spec(
+            &self.detections,
             self.partitions,
             vec![("retention.ms", self.stats_retention_ms.to_string())],
         )

@@ -10,6 +10,9 @@ use thiserror::Error;
 pub mod header {
     /// Camera id (same as the record key).
     pub const CAMERA: &str = "fw-camera";
+    /// The camera's object-detection rate when its spec sets one (an
+    /// [`AnalysisRate`](crate::AnalysisRate) in text form); absent: the worker's default.
+    pub const DETECT: &str = "fw-detect";
     /// Id of the RTSP session; changes on every (re)connect.
     pub const SESSION: &str = "fw-session";
     /// Frame number within the session, from 0.

@@ -3,17 +3,19 @@
 //! Every service speaks to the others only through Kafka records. This crate holds
 //! everything that has to agree between them: the default topic names, the `fw-*`
 //! header names and how frame metadata maps onto them, the JSON records
-//! ([`StatsRecord`], [`CameraSpec`]) and the Annex B helpers that check an access unit
+//! ([`StatsRecord`], [`DetectionsRecord`], [`CameraSpec`]) and the Annex B helpers that check an access unit
 //! is self-contained. It has no I/O and no Kafka client dependency, so tools and tests
 //! can use it freely.
 
 pub mod annexb;
 mod headers;
+mod rate;
 mod records;
 pub mod topics;
 
 pub use headers::{CODEC_H264, FrameMeta, HeaderError, header};
+pub use rate::{AnalysisRate, RateClock, RateError};
 pub use records::{
-    CameraSpec, CredentialsRef, MAX_CAMERA_ID_LEN, Sampling, StatsRecord, Transport,
-    validate_camera_id,
+    BoundingBox, CameraSpec, CredentialsRef, DetectedObject, DetectionsRecord, MAX_CAMERA_ID_LEN,
+    Sampling, StatsRecord, Transport, validate_camera_id,
 };

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::AnalysisRate;
+
 /// One decoded frame's statistics: the value of a `framewire.stats` record.
 ///
 /// Field names are the public schema (see `docs/stats.md`); new fields may be added,
@@ -74,6 +76,64 @@ pub struct StatsRecord {
     pub scene_cut: bool,
 }
 
+/// The objects found in one picture: the value of a `framewire.detections` record.
+///
+/// One record per picture the detector analysed (the camera's detection rate picks which),
+/// key = camera id; `(camera, session, seq)` names the picture, as in [`StatsRecord`]. A
+/// picture in which nothing was found still gets a record, with no objects: "analysed,
+/// empty" and "not analysed" differ. Schema: `docs/detections.schema.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectionsRecord {
+    /// Camera id.
+    pub camera: String,
+    /// RTSP session id the frame came from.
+    pub session: String,
+    /// Frame number within the session.
+    pub seq: u64,
+    /// Media timestamp at 90 kHz.
+    pub pts_90k: i64,
+    /// Wall clock at receipt by ingest, ms since the Unix epoch.
+    pub capture_ms: i64,
+    /// Wall clock when the worker finished the detection, ms since the Unix epoch.
+    pub detected_ms: i64,
+    /// Decoded picture width.
+    pub width: u32,
+    /// Decoded picture height.
+    pub height: u32,
+    /// The model that ran (`nanodet-g-416`).
+    pub model: String,
+    /// Objects above the score threshold, best first.
+    pub objects: Vec<DetectedObject>,
+}
+
+/// One object in a picture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectedObject {
+    /// Class name (COCO: `person`, `car`, `bicycle`, ...).
+    pub label: String,
+    /// Class index in the model's label list (COCO-80: 0 = person).
+    pub class: u16,
+    /// Confidence, 0-1.
+    pub score: f32,
+    /// Where it is.
+    #[serde(rename = "box")]
+    pub bbox: BoundingBox,
+}
+
+/// An axis-aligned box in fractions of the picture: 0,0 is the top-left corner, 1,1 the
+/// bottom-right one, whatever the resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox {
+    /// Left edge, 0-1.
+    pub x0: f32,
+    /// Top edge, 0-1.
+    pub y0: f32,
+    /// Right edge, `x0`-1.
+    pub x1: f32,
+    /// Bottom edge, `y0`-1.
+    pub y1: f32,
+}
+
 /// RTP transport towards a camera.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -134,6 +194,10 @@ pub struct CameraSpec {
     /// Credentials by reference (a password in the URL also works, and is redacted).
     #[serde(default)]
     pub credentials: Option<CredentialsRef>,
+    /// How often the worker runs object detection on this camera's pictures; absent: the
+    /// worker's default (`detect.rate`). Travels as the `fw-detect` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<AnalysisRate>,
 }
 
 fn enabled_by_default() -> bool {
@@ -450,10 +514,19 @@ mod props {
                 prop_oneof![Just(Sampling::All), Just(Sampling::Keyframes)],
                 prop_oneof![0u32..=10_001, any::<u32>()],
                 prop::option::of(credentials()),
+                prop::option::of(prop_oneof![
+                    Just(AnalysisRate::Off),
+                    Just(AnalysisRate::Keyframes),
+                    (2u32..100).prop_map(AnalysisRate::EveryNth),
+                    (1u32..100_000).prop_map(AnalysisRate::PerSecondMilli),
+                ]),
             ),
         )
             .prop_map(
-                |((id, url), (transport, enabled, sampling, every_nth_gop, credentials))| {
+                |(
+                    (id, url),
+                    (transport, enabled, sampling, every_nth_gop, credentials, detect),
+                )| {
                     CameraSpec {
                         id,
                         url,
@@ -462,6 +535,7 @@ mod props {
                         sampling,
                         every_nth_gop,
                         credentials,
+                        detect,
                     }
                 },
             )
@@ -472,6 +546,25 @@ mod props {
         fn stats_records_round_trip_through_json(record in stats_record()) {
             let json = serde_json::to_string(&record).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let parsed: StatsRecord =
+                serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+            prop_assert_eq!(parsed, record);
+        }
+
+        #[test]
+        fn detections_records_round_trip_through_json(
+            seq in any::<u64>(), pts in any::<i64>(),
+            objects in prop::collection::vec(
+                (0u16..80, 0f32..=1.0, 0f32..0.5, 0f32..0.5, 0.5f32..=1.0, 0.5f32..=1.0), 0..5),
+        ) {
+            let record = DetectionsRecord {
+                camera: "c".into(), session: "s".into(), seq, pts_90k: pts, capture_ms: 1,
+                detected_ms: 2, width: 640, height: 360, model: "nanodet-g-416".into(),
+                objects: objects.into_iter().map(|(class, score, x0, y0, x1, y1)| DetectedObject {
+                    label: "person".into(), class, score, bbox: BoundingBox { x0, y0, x1, y1 },
+                }).collect(),
+            };
+            let json = serde_json::to_string(&record).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let parsed: DetectionsRecord =
                 serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
             prop_assert_eq!(parsed, record);
         }

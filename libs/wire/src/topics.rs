@@ -4,6 +4,8 @@
 pub const FRAMES: &str = "framewire.frames";
 /// One JSON record per decoded frame, key = camera id.
 pub const STATS: &str = "framewire.stats";
+/// One JSON record per picture the object detector analysed, key = camera id.
+pub const DETECTIONS: &str = "framewire.detections";
 /// Compacted camera registry, key = camera id, tombstone = removal.
 pub const CONTROL: &str = "framewire.control";
 /// Records that could not be processed, with the reason in a header.

@@ -652,6 +652,7 @@ async fn session(
             gop_seq,
             data: frame.into_data(),
             span,
+            detect: spec.detect,
         });
         metrics.up.set(1);
         streamed = true;

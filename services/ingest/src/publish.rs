@@ -24,6 +24,7 @@ use framewire_kit::delivery::{Delivery, DeliveryError, DeliveryMetrics, Outgoing
 use framewire_kit::kafka::{KafkaConfig, KafkaSetupError, headers};
 use framewire_kit::shutdown::Shutdown;
 use framewire_kit::telemetry;
+use framewire_wire::header;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::error::RDKafkaErrorCode;
@@ -132,6 +133,9 @@ impl FrameSink for Publisher {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
+        if let Some(rate) = frame.detect {
+            pairs.push((header::DETECT.to_owned(), rate.to_string()));
+        }
         pairs.extend(telemetry::inject(&frame.span));
         let record = Outgoing {
             topic: self.topic.clone(),
@@ -447,6 +451,7 @@ mod tests {
 
     fn frame(seq: u64, gop: u64) -> QueuedFrame {
         QueuedFrame {
+            detect: None,
             meta: FrameMeta {
                 camera: "c".into(),
                 session: "s".into(),

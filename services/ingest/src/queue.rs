@@ -48,6 +48,8 @@ pub struct QueuedFrame {
     pub data: Vec<u8>,
     /// The frame's span, for `traceparent`.
     pub span: tracing::Span,
+    /// The camera's detection rate, when its spec sets one (the `fw-detect` header).
+    pub detect: Option<framewire_wire::AnalysisRate>,
 }
 
 impl QueuedFrame {
@@ -286,6 +288,7 @@ mod tests {
 
     fn frame_in(session: &str, seq: u64, gop_seq: u64, size: usize) -> QueuedFrame {
         QueuedFrame {
+            detect: None,
             meta: FrameMeta {
                 camera: "c".into(),
                 session: session.into(),
