@@ -223,6 +223,9 @@ need_bins() {
 need_bins
 
 phase "every rendered configuration is accepted by its binary (--print-config)"
+# The worker checks that [detect] model is a file: the image's /opt/framewire/models is the
+# host's scripts/model.sh output (image.sh copies it there), so the check reads that instead.
+MODEL_DIR="$("$ROOT/scripts/model.sh")" || fail "scripts/model.sh (the image ships its model)"
 $PY - "$REN" "$OUT/configs" <<'EOF'
 import os, sys, yaml
 ren, out = sys.argv[1], sys.argv[2]
@@ -243,12 +246,13 @@ for cfg in "$OUT"/configs/*.toml; do
     ingest) envs+=(FRAMEWIRE_INGEST__ADMIN_TOKEN=0123456789abcdef0123 CAMERA_PASSWORD_0=secret) ;;
     sink) envs+=(FRAMEWIRE_SINK__DATABASE_URL=postgres://u:p@db:5432/framewire) ;;
   esac
+  sed -i "s|\"/opt/framewire/models/|\"$MODEL_DIR/|" "$cfg"
   if ! env -i "${envs[@]}" "$FW_BIN_DIR/framewire-$svc" --config "$cfg" --print-config >"$OUT/print-config.log" 2>&1; then
     cat "$OUT/print-config.log"; fail "framewire-$svc refuses $(basename "$cfg")"
   fi
   n=$((n + 1))
 done
-ok "$n TOML files (helm variants and kustomize overlays) accepted"
+ok "$n TOML files (helm variants and kustomize overlays) accepted ([detect] model: /opt/framewire/models read as $MODEL_DIR)"
 must_fail "framewire-worker accepts $CANARY/bad-config.toml" "$FW_BIN_DIR/framewire-worker" --config "$CANARY/bad-config.toml" --print-config
 ok "framewire-worker refuses the canary configuration"
 

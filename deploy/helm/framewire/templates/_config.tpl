@@ -41,6 +41,18 @@
 {{- end -}}
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.worker.adminPort))) -}}
 {{- $_ := set $cfg "worker" $worker -}}
+{{- /* [detect]: the model in the image, the default rate and the inference threads, then
+       any other setting from worker.detect.config. Disabled = no [detect] table at all
+       (an empty model turns detection off). */}}
+{{- with .Values.worker.detect -}}
+{{- if .enabled -}}
+{{- $detect := deepCopy (default (dict) .config) -}}
+{{- $_ := set $detect "model" .model -}}
+{{- $_ := set $detect "rate" .rate -}}
+{{- $_ := set $detect "threads" (int .threads) -}}
+{{- $_ := set $cfg "detect" $detect -}}
+{{- end -}}
+{{- end -}}
 # framewire-worker configuration (docs/config.md), rendered by the Helm chart.
 {{ include "framewire.toml" $cfg }}
 {{- end -}}

@@ -149,7 +149,7 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
 {{- $t := .Values.topics -}}
 {{- toJson (dict
   "kafka" (dict "brokers" .Values.kafka.brokers "options" $opts)
-  "topics" (dict "frames" $t.frames "stats" $t.stats "control" $t.control "dlq" $t.dlq "leases" $t.leases
+  "topics" (dict "frames" $t.frames "stats" $t.stats "detections" $t.detections "control" $t.control "dlq" $t.dlq "leases" $t.leases
     "create" $t.create "partitions" $t.partitions "replication_factor" $t.replicationFactor
     "frames_retention_ms" $t.framesRetentionMs "stats_retention_ms" $t.statsRetentionMs
     "max_message_bytes" $t.maxMessageBytes)) -}}
