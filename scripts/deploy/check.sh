@@ -225,7 +225,7 @@ need_bins
 phase "every rendered configuration is accepted by its binary (--print-config)"
 # The worker checks that [detect] model is a file: the image's /opt/framewire/models is the
 # host's scripts/model.sh output (image.sh copies it there), so the check reads that instead.
-MODEL_DIR="$("$ROOT/scripts/model.sh")" || fail "scripts/model.sh (the image ships its model)"
+MODEL_DIR="$("$ROOT/scripts/model.sh" | tail -n 1)" || fail "scripts/model.sh (the image ships its model)"
 $PY - "$REN" "$OUT/configs" <<'EOF'
 import os, sys, yaml
 ren, out = sys.argv[1], sys.argv[2]

@@ -3,10 +3,15 @@
 # local Debian stand-ins for its public base images (scripts/deploy/bases.sh).
 #
 #   scripts/deploy/image.sh prebuilt BIN_DIR   target `prebuilt`: BIN_DIR's binaries (debug info
-#                                              stripped) on the runtime base; skipped when the
-#                                              inputs' hash matches an existing image
+#                                              stripped) and the object detector from the host's
+#                                              model cache (scripts/model.sh) on the runtime
+#                                              base; skipped when the inputs' hash matches an
+#                                              existing image
 #   scripts/deploy/image.sh full               the default target: the whole multi-stage build
-#                                              (cargo-chef dependency layer, release build)
+#                                              (cargo-chef dependency layer, release build, the
+#                                              model made by scripts/model.sh inside the build)
+#   scripts/deploy/image.sh model              only the Dockerfile's `model` stage; checks that
+#                                              it made the same ONNX bytes as the host's cache
 #   scripts/deploy/image.sh smoke IMAGE        run each binary as in Kubernetes: non-root,
 #                                              read-only root, all capabilities dropped; no shell
 #   scripts/deploy/image.sh compare IMAGE      the image's binaries = the workspace's binaries, same
@@ -23,6 +28,8 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
 ROOT="$FW_REPO_ROOT"
 FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
 BINS=(framewire-ingest framewire-worker framewire-sink)
+# What the image ships of scripts/model.sh's output (/opt/framewire/models).
+MODEL_FILES=(nanodet-g-416.onnx coco80.txt NOTICE.txt LICENSE.human-models.MIT.txt LICENSE.nanodet.Apache-2.0.txt)
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)"
 REVISION="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 
@@ -33,15 +40,35 @@ bases() {
 
 label() { podman image inspect --format "{{index .Labels \"$2\"}}" "$1" 2>/dev/null || true; }
 
+# The host's model directory (scripts/model.sh: a sha256 check when warm, else npm + venv).
+model_dir() {
+  local dir
+  # (its last line: a cold run also logs to stdout)
+  dir="$("$ROOT/scripts/model.sh" | tail -n 1)" || fw_die "scripts/model.sh failed: the image ships the model it makes"
+  [[ -f "$dir/nanodet-g-416.onnx" ]] || fw_die "scripts/model.sh printed '$dir', which has no nanodet-g-416.onnx"
+  echo "$dir"
+}
+
+# The build secret for the model stage's downloads: the host's CA bundle, so npm and pip in
+# the build trust what the host trusts (e.g. a TLS-intercepting proxy's CA).
+ca_secret() {
+  local ca=/etc/ssl/certs/ca-certificates.crt
+  if [[ -s "$ca" ]]; then echo "--secret=id=extra_ca,src=$ca"; fi
+}
+
 prebuilt() {
-  local bin_dir=$1 stage="$FW_CACHE/image-context" b key image
+  local bin_dir=$1 stage="$FW_CACHE/image-context" b f key image models
   bases
-  rm -rf "$stage" && mkdir -p "$stage/data"
+  models="$(model_dir)"
+  rm -rf "$stage" && mkdir -p "$stage/data" "$stage/models"
   for b in "${BINS[@]}"; do
     [[ -x "$bin_dir/$b" ]] || fw_die "$bin_dir/$b missing"
     objcopy --strip-debug "$bin_dir/$b" "$stage/$b"
   done
-  key="$( (sha256sum "$ROOT/Dockerfile" "$stage"/framewire-*; podman image inspect --format '{{.Id}}' "$RUNTIME_BASE" "$DEBIAN_BASE") \
+  for f in "${MODEL_FILES[@]}"; do
+    install -m 0644 "$models/$f" "$stage/models/$f"
+  done
+  key="$( (sha256sum "$ROOT/Dockerfile" "$stage"/framewire-* "$stage"/models/*; podman image inspect --format '{{.Id}}' "$RUNTIME_BASE" "$DEBIAN_BASE") \
     | sha256sum | cut -c1-16)"
   image="localhost/framewire:prebuilt-$key"
   if [[ "$(label "$image" io.framewire.inputs)" == "$key" ]]; then
@@ -61,6 +88,24 @@ prebuilt() {
   echo "$image"
 }
 
+# model: the Dockerfile's `model` stage alone (apt, npm pack, the venv, the conversion); its ONNX
+# must be byte-identical to the host's (both sha256-pinned by scripts/model.sh).
+model() {
+  local image=localhost/framewire:model host in_image
+  bases
+  log "podman build --target model → $image (npm + PyPI downloads the first time)"
+  # shellcheck disable=SC2046
+  podman build --pull=never -f "$ROOT/Dockerfile" --target model $(ca_secret) \
+    --build-arg DEBIAN_IMAGE="$DEBIAN_BASE" -t "$image" "$ROOT" >"$FW_CACHE/image-model.log" 2>&1 \
+    || { tail -40 "$FW_CACHE/image-model.log" >&2; fw_die "podman build --target model failed; log: $FW_CACHE/image-model.log"; }
+  host="$(sha256sum "$(model_dir)/nanodet-g-416.onnx" | cut -d' ' -f1)"
+  in_image="$(podman run --rm --network=none --entrypoint sha256sum "$image" /out/models/nanodet-g-416.onnx | cut -d' ' -f1)"
+  [[ "$in_image" == "$host" ]] || fw_die "the model stage made nanodet-g-416.onnx with sha256 $in_image, the host's is $host"
+  printf '    ok  model stage: %s\n' "$(podman run --rm --network=none --entrypoint ls "$image" /out/models | paste -sd' ')" >&2
+  printf '    ok  nanodet-g-416.onnx sha256 %s = the host cache'"'"'s\n' "${host:0:16}…" >&2
+  echo "$image"
+}
+
 full() {
   local build_base image=localhost/framewire:full
   bases
@@ -68,6 +113,7 @@ full() {
   local args=(--pull=never -f "$ROOT/Dockerfile"
     --build-arg RUST_IMAGE="$build_base" --build-arg RUNTIME_IMAGE="$RUNTIME_BASE"
     --build-arg DEBIAN_IMAGE="$DEBIAN_BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION")
+  local ca; ca="$(ca_secret)"; [[ -z "$ca" ]] || args+=("$ca")
   # The build stage is tagged so that its layers (the cargo-chef dependency layer: several GB of
   # target/) stay as the cache of the next build while older, untagged ones are pruned.
   log "podman build --target build (RUST_IMAGE=$build_base) → localhost/framewire:build-cache"
@@ -94,6 +140,23 @@ smoke() {
       --user 65532:65532 "$image" "$b" --version 2>&1)" || fw_die "$b --version failed in $image: $out"
     printf '    ok  %-18s %s\n' "$b" "$out" >&2
   done
+  # The object detector: every shipped file, byte-identical to scripts/model.sh's output, and a
+  # worker configured with it (the chart's default) passes its config check as 65532.
+  local cid tmp f models
+  models="$(model_dir)"
+  tmp="$(mktemp -d)"
+  cid="$(podman create "$image" framewire-worker --version)"
+  podman cp "$cid:/opt/framewire/models" "$tmp/" >/dev/null || { podman rm -f "$cid" >/dev/null; rm -rf "$tmp"; fw_die "$image has no /opt/framewire/models"; }
+  podman rm -f "$cid" >/dev/null
+  for f in "${MODEL_FILES[@]}"; do
+    cmp -s "$tmp/models/$f" "$models/$f" || { rm -rf "$tmp"; fw_die "$image: /opt/framewire/models/$f missing or not the same as $models/$f"; }
+  done
+  rm -rf "$tmp"
+  out="$(podman run --rm --network=none --read-only --cap-drop=ALL --user 65532:65532 \
+    -e FRAMEWIRE_DETECT__MODEL=/opt/framewire/models/nanodet-g-416.onnx "$image" framewire-worker --print-config 2>&1)" \
+    || fw_die "framewire-worker refuses [detect] model = /opt/framewire/models/nanodet-g-416.onnx in $image: $out"
+  grep -q 'nanodet-g-416.onnx' <<<"$out" || fw_die "framewire-worker --print-config does not show the model: $out"
+  printf '    ok  /opt/framewire/models: %s (= %s); the worker accepts [detect] model there\n' "${MODEL_FILES[*]}" "$models" >&2
   # No shell in the runtime image: nothing can need one at run time.
   if podman run --rm --network=none "$image" /bin/sh -c true >/dev/null 2>&1; then
     fw_die "$image has a shell"
@@ -121,7 +184,8 @@ compare() {
 case "${1:-}" in
   prebuilt) prebuilt "${2:?BIN_DIR}" ;;
   full) full ;;
+  model) model ;;
   smoke) smoke "${2:?IMAGE}" ;;
   compare) compare "${2:?IMAGE}" ;;
-  *) fw_die "usage: $0 prebuilt BIN_DIR | full | smoke IMAGE | compare IMAGE" ;;
+  *) fw_die "usage: $0 prebuilt BIN_DIR | full | model | smoke IMAGE | compare IMAGE" ;;
 esac
