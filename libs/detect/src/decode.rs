@@ -280,6 +280,7 @@ mod tests {
 
         /// Cell (x, y) of `level` predicts `class` at `score` with sides (in strides) put
         /// as one-hot distributions (logit 30 on the bin, 0 elsewhere: p ≈ 1 - 10 e^-30).
+        #[allow(clippy::too_many_arguments)] // a test helper: one cell, spelled out in place
         fn set(
             &mut self,
             level: usize,

@@ -257,7 +257,7 @@ mod tests {
     }
 
     impl Picture {
-        fn new(width: u32, height: u32, f: impl Fn(usize, usize) -> (u8, u8, u8)) -> Self {
+        fn new(width: u32, height: u32, mut f: impl FnMut(usize, usize) -> (u8, u8, u8)) -> Self {
             let (w, h) = (width as usize, height as usize);
             let (stride, c_stride) = (w + 16, w.div_ceil(2) + 8);
             let mut y = vec![0xEE; stride * h];
