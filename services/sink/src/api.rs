@@ -3,9 +3,10 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /api/cameras` | every camera: status, last seen, fps, last window, current incidents, thumbnail link |
-//! | `GET /api/cameras/{id}/summaries?from=&to=&limit=` | the camera's windows starting in `[from, to)` (ms since the epoch; default the last hour) |
-//! | `GET /api/cameras/{id}/events?from=&to=&kind=&limit=` | the camera's incidents overlapping `[from, to)` (default the last 24 h) |
+//! | `GET /api/cameras` | every camera: status, last seen, fps, last window, current incidents, objects present, the newest window with detections, thumbnail link |
+//! | `GET /api/cameras/{id}/summaries?from=&to=&limit=` | the camera's windows starting in `[from, to)` (ms since the epoch; default the last hour), with objects per class |
+//! | `GET /api/cameras/{id}/events?from=&to=&kind=&label=&limit=` | the camera's incidents overlapping `[from, to)` (default the last 24 h) |
+//! | `GET /api/cameras/{id}/detections/latest` | the camera's newest analysed picture and its objects (boxes on the page) |
 //! | `GET /api/cameras/{id}/thumbnail.jpg` | the latest keyframe as a JPEG |
 //! | `GET /api/openapi.json` | OpenAPI 3.1 description of the above |
 //!
@@ -27,6 +28,7 @@ use framewire_wire::validate_camera_id;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::cameras::LatestPicture;
 use crate::consume::now_ms;
 use crate::incidents::{Incident, Kind};
 use crate::metrics::Metrics;
@@ -57,6 +59,8 @@ pub struct ApiState {
     pub offline_after_ms: i64,
     /// Window width.
     pub window_ms: i64,
+    /// `sink.detections.min_score`, said beside the objects served.
+    pub min_score: f32,
 }
 
 /// The `/api` routes.
@@ -67,6 +71,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras/{id}/summaries", get(summaries))
         .route("/api/cameras/{id}/events", get(events))
         .route("/api/cameras/{id}/thumbnail.jpg", get(thumbnail))
+        .route(
+            "/api/cameras/{id}/detections/latest",
+            get(latest_detections),
+        )
         .route("/api/openapi.json", get(openapi))
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
@@ -132,6 +140,9 @@ struct CameraView {
     session: String,
     last_window: Option<Summary>,
     incidents: Vec<Value>,
+    objects_present: Vec<Value>,
+    detections_window: Option<Summary>,
+    last_analysed_ms: Option<i64>,
     thumbnail: Option<String>,
     thumbnail_capture_ms: Option<i64>,
 }
@@ -139,7 +150,11 @@ struct CameraView {
 async fn cameras(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
     let rows = s.store.cameras().await?;
-    let latest = s.store.latest_windows(now - HOUR_MS, 2).await?;
+    let mut latest = s.store.latest_windows(now - HOUR_MS, 2).await?;
+    s.store.attach_classes(&mut latest).await?;
+    let mut analysed = s.store.latest_analysed_windows(now - HOUR_MS).await?;
+    s.store.attach_classes(&mut analysed).await?;
+    let pictures = s.store.latest_picture_times().await?;
     let open = s.store.open_incidents().await?;
     let cameras: Vec<CameraView> = rows
         .into_iter()
@@ -147,9 +162,19 @@ async fn cameras(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
             let windows: Vec<&Summary> = latest.iter().filter(|w| w.camera == c.id).collect();
             let last_window = last_complete(&windows, c.last_capture_ms).cloned();
             let online = now - c.last_capture_ms <= s.offline_after_ms;
+            let objects_present: Vec<Value> = if online {
+                open.iter()
+                    .filter(|i| i.camera == c.id && i.kind == Kind::Appeared)
+                    .map(
+                        |i| json!({"label": i.label, "since_ms": i.start_ms, "pictures": i.frames}),
+                    )
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let incidents = if online {
                 open.iter()
-                    .filter(|i| i.camera == c.id)
+                    .filter(|i| i.camera == c.id && !i.kind.is_object())
                     .map(incident_json)
                     .collect()
             } else {
@@ -173,6 +198,9 @@ async fn cameras(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
                 session: c.session,
                 last_window,
                 incidents,
+                objects_present,
+                detections_window: analysed.iter().find(|w| w.camera == c.id).cloned(),
+                last_analysed_ms: pictures.get(&c.id).copied(),
                 thumbnail: thumb
                     .as_ref()
                     .map(|_| format!("/api/cameras/{}/thumbnail.jpg", c.id)),
@@ -219,6 +247,7 @@ pub fn camera_fps(windows: &[&Summary], first_seen_ms: i64, last_capture_ms: i64
 fn incident_json(i: &Incident) -> Value {
     json!({
         "kind": i.kind.as_str(),
+        "label": i.kind.is_object().then_some(i.label.as_str()),
         "start_ms": i.start_ms,
         "end_ms": i.end_ms,
         "duration_ms": i.duration_ms,
@@ -323,7 +352,8 @@ async fn summaries(
     let (from, to) = p.range(HOUR_MS)?;
     let limit = p.limit()?;
     known_camera(&s, &id).await?;
-    let windows = s.store.windows(&id, from, to, limit).await?;
+    let mut windows = s.store.windows(&id, from, to, limit).await?;
+    s.store.attach_classes(&mut windows).await?;
     Ok(Json(json!({
         "camera": id,
         "from_ms": from,
@@ -338,17 +368,19 @@ async fn events(
     Path(id): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(query, &["from", "to", "kind", "limit"])?;
+    let p = Params::parse(query, &["from", "to", "kind", "label", "limit"])?;
     let (from, to) = p.range(DAY_MS)?;
     let limit = p.limit()?;
     let kind = p
         .get("kind")?
         .map(|k| {
             Kind::parse(k).ok_or_else(|| {
-                ApiError::bad_request(format!("kind: {k:?} is not one of black, frozen, gap"))
+                let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                ApiError::bad_request(format!("kind: {k:?} is not one of {}", all.join(", ")))
             })
         })
         .transpose()?;
+    let label = p.get("label")?;
     known_camera(&s, &id).await?;
     let events: Vec<Value> = s
         .store
@@ -356,6 +388,7 @@ async fn events(
         .await?
         .iter()
         .filter(|i| kind.is_none_or(|k| i.kind == k))
+        .filter(|i| label.is_none_or(|l| i.kind.is_object() && i.label == l))
         .map(incident_json)
         .collect();
     Ok(Json(json!({
@@ -387,6 +420,33 @@ async fn thumbnail(
     Ok(response)
 }
 
+async fn latest_detections(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    validate_camera_id(&id).map_err(ApiError::bad_request)?;
+    let Some(p) = s.store.latest_picture(&id).await? else {
+        known_camera(&s, &id).await?;
+        return Err(ApiError::not_found(format!(
+            "camera {id:?} has no analysed picture yet (no detections record received)"
+        )));
+    };
+    Ok(Json(LatestView {
+        picture: &p,
+        min_score: s.min_score,
+    })
+    .into_response())
+}
+
+/// `GET /api/cameras/{id}/detections/latest`: the picture and the score floor. Serialized
+/// straight (not through `json!`), so scores and box edges keep their short f32 form.
+#[derive(Serialize)]
+struct LatestView<'a> {
+    #[serde(flatten)]
+    picture: &'a LatestPicture,
+    min_score: f32,
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
@@ -408,7 +468,7 @@ mod tests {
     use tower::ServiceExt;
 
     use crate::frame::FrameKind;
-    use crate::frame::tests::stats;
+    use crate::frame::tests::{analysed, stats};
     use crate::store::FlushInput;
     use crate::window::Batch;
 
@@ -462,23 +522,43 @@ mod tests {
             if let FrameKind::Stats(st) = &mut f.kind {
                 st.black = n >= 300;
             }
-            cams.observe(&f, t0);
-            let start = f.capture_ms.div_euclid(10_000) * 10_000;
-            match batches.iter_mut().find(|b| b.start_ms == start) {
-                Some(b) => b.frames.push(f),
-                None => batches.push(Batch {
-                    camera: "cam".into(),
-                    start_ms: start,
-                    frames: vec![f],
-                }),
+            // Every 5th frame analysed: two people on 100..200 every 10th, else one; a
+            // car from 400 on.
+            let mut frames = vec![f];
+            if n % 5 == 0 {
+                let mut objects: Vec<(&str, f32)> = Vec::new();
+                if (100..200).contains(&n) {
+                    objects.push(("person", 0.9));
+                    if n % 10 == 0 {
+                        objects.push(("person", 0.6));
+                    }
+                }
+                if n >= 400 {
+                    objects.push(("car", 0.8));
+                }
+                frames.push(analysed("cam", "s", n, t0 + n as i64 * 40, &objects));
+            }
+            for f in frames {
+                cams.observe(&f, t0);
+                let start = f.capture_ms.div_euclid(10_000) * 10_000;
+                match batches.iter_mut().find(|b| b.start_ms == start) {
+                    Some(b) => b.frames.push(f),
+                    None => batches.push(Batch {
+                        camera: "cam".into(),
+                        start_ms: start,
+                        frames: vec![f],
+                    }),
+                }
             }
         }
         let (rows, incidents) = cams.take_dirty();
+        let pictures = cams.take_pictures();
         store
             .flush(FlushInput {
                 windows: &batches,
                 cameras: &rows,
                 incidents: &incidents,
+                pictures: &pictures,
                 window_ms: 10_000,
                 now_ms: now,
             })
@@ -502,6 +582,7 @@ mod tests {
             metrics: Metrics::new(&framewire_kit::metrics::registry()),
             offline_after_ms: 60_000,
             window_ms: 10_000,
+            min_score: 0.5,
         };
         (state, dir, t0)
     }
@@ -589,8 +670,183 @@ mod tests {
             "/api/cameras/{id}/summaries",
             "/api/cameras/{id}/events",
             "/api/cameras/{id}/thumbnail.jpg",
+            "/api/cameras/{id}/detections/latest",
         ] {
             assert!(spec["paths"].get(path).is_some(), "{path} not described");
+        }
+    }
+
+    #[tokio::test]
+    async fn windows_carry_objects_per_class_and_objects_make_incidents() {
+        let (state, _dir, t0) = state().await;
+        let app = router(state);
+        let (code, body, _) = get(
+            &app,
+            &format!("/api/cameras/cam/summaries?from={t0}&to={}", t0 + 20_000),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let w = &v["windows"];
+        // Window 0: frames 0..250, every 5th analysed; people on 100..200.
+        assert_eq!(w[0]["pictures_analysed"], 50);
+        assert_eq!(
+            w[0]["classes"],
+            json!({"person": {"objects": 30, "max_per_picture": 2, "pictures": 20}})
+        );
+        assert_eq!(w[1]["pictures_analysed"], 50);
+        assert_eq!(
+            w[1]["classes"],
+            json!({"car": {"objects": 20, "max_per_picture": 1, "pictures": 20}})
+        );
+
+        let (_, body, _) = get(&app, "/api/cameras").await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let cam = &v["cameras"][0];
+        assert_eq!(
+            cam["incidents"].as_array().unwrap().len(),
+            1,
+            "objects are not problems: {cam}"
+        );
+        assert_eq!(
+            cam["objects_present"],
+            json!([{"label": "car", "since_ms": t0 + 16_000, "pictures": 20}])
+        );
+        assert_eq!(cam["detections_window"]["start_ms"], t0 + 10_000);
+        assert_eq!(cam["detections_window"]["classes"]["car"]["objects"], 20);
+        assert_eq!(cam["last_analysed_ms"], t0 + 495 * 40);
+
+        let (code, body, _) = get(&app, "/api/cameras/cam/events?kind=appeared").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let brief: Vec<(String, i64, Value)> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["label"].as_str().unwrap().to_owned(),
+                    e["start_ms"].as_i64().unwrap(),
+                    e["end_ms"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                ("person".to_owned(), t0 + 4_000, json!(t0 + 8_000)),
+                ("car".to_owned(), t0 + 16_000, Value::Null),
+            ],
+            "the person left at the first picture without them (200), noticed 5 s after 195"
+        );
+        let (_, body, _) = get(&app, "/api/cameras/cam/events?kind=left&label=person").await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(
+            (&v["events"][0]["start_ms"], &v["events"][0]["duration_ms"]),
+            (&json!(t0 + 8_000), &json!(0))
+        );
+        // A point event at exactly `from` is inside [from, to).
+        let (_, body, _) = get(
+            &app,
+            &format!("/api/cameras/cam/events?kind=left&from={}", t0 + 8_000),
+        )
+        .await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 1, "{v}");
+        let (_, body, _) = get(&app, "/api/cameras/cam/events?label=dog").await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v["events"].as_array().unwrap().is_empty());
+
+        let (code, body, _) = get(&app, "/api/cameras/cam/detections/latest").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&v["seq"], &v["capture_ms"]),
+            (&json!(495), &json!(t0 + 495 * 40))
+        );
+        assert_eq!(
+            (&v["width"], &v["height"], &v["min_score"]),
+            (&json!(640), &json!(360), &json!(0.5))
+        );
+        let objects = v["objects"].as_array().unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0]["label"], "car");
+        assert_eq!(
+            objects[0]["box"],
+            json!({"x0": 0.1, "y0": 0.2, "x1": 0.3, "y1": 0.4})
+        );
+    }
+
+    /// Validates `instance` against the schema at `pointer` (a JSON pointer) in the
+    /// OpenAPI document; panics listing every violation.
+    fn conforms(spec: &Value, pointer: &str, instance: &Value) {
+        let mut root = spec.clone();
+        root["$ref"] = Value::String(format!("#{pointer}"));
+        let validator = jsonschema::validator_for(&root).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{pointer}: {errors:#?}\n{instance:#}");
+    }
+
+    #[tokio::test]
+    async fn every_response_matches_the_openapi_document() {
+        let (state, _dir, t0) = state().await;
+        let app = router(state);
+        let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+        let ok = |path: &str| {
+            format!(
+                "/paths/{}/get/responses/200/content/application~1json/schema",
+                path.replace('~', "~0")
+                    .replace('/', "~1")
+                    .replace('{', "%7B")
+                    .replace('}', "%7D")
+            )
+        };
+        let error = "/components/schemas/Error";
+        for (uri, pointer) in [
+            ("/api/cameras".to_owned(), ok("/api/cameras")),
+            (
+                format!("/api/cameras/cam/summaries?from={t0}"),
+                ok("/api/cameras/{id}/summaries"),
+            ),
+            (
+                "/api/cameras/cam/events".to_owned(),
+                ok("/api/cameras/{id}/events"),
+            ),
+            (
+                "/api/cameras/cam/detections/latest".to_owned(),
+                ok("/api/cameras/{id}/detections/latest"),
+            ),
+            (
+                "/api/cameras/nope/detections/latest".to_owned(),
+                error.to_owned(),
+            ),
+            (
+                "/api/cameras/cam/events?kind=blue".to_owned(),
+                error.to_owned(),
+            ),
+        ] {
+            let (_, body, _) = get(&app, &uri).await;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            conforms(&spec, &pointer, &v);
+        }
+        // The document is strict: an undocumented field fails.
+        let (_, body, _) = get(&app, "/api/cameras").await;
+        let mut v: Value = serde_json::from_str(&body).unwrap();
+        v["cameras"][0]["detections_window"]["undocumented"] = json!(1);
+        let mut root = spec.clone();
+        root["$ref"] = Value::String(format!("#{}", ok("/api/cameras")));
+        assert!(!jsonschema::validator_for(&root).unwrap().is_valid(&v));
+        // Every kind the sink stores is in the document's enums.
+        let kinds = &spec["components"]["schemas"]["Incident"]["properties"]["kind"]["enum"];
+        for k in Kind::ALL {
+            assert!(
+                kinds.as_array().unwrap().contains(&json!(k.as_str())),
+                "{k:?}"
+            );
         }
     }
 
@@ -625,7 +881,7 @@ mod tests {
             ),
             (
                 "/api/cameras/cam/events?kind=blue",
-                "kind: \"blue\" is not one of black, frozen, gap",
+                "kind: \"blue\" is not one of black, frozen, gap, appeared, left",
             ),
             (
                 "/api/cameras/a%20b/summaries",
@@ -640,6 +896,10 @@ mod tests {
             ("/api/cameras/nope/summaries", "unknown camera \"nope\""),
             ("/api/cameras/nope/events", "unknown camera \"nope\""),
             ("/api/cameras/nope/thumbnail.jpg", "unknown camera \"nope\""),
+            (
+                "/api/cameras/nope/detections/latest",
+                "unknown camera \"nope\"",
+            ),
             (
                 "/api/nothing",
                 "no such API path /api/nothing; see /api/openapi.json",

@@ -1,6 +1,7 @@
 //! What the sink knows about each camera between flushes: when it was last seen, its
-//! newest capture time (its clock), picture size and session, its incident tracker, and
-//! the incidents waiting to be written.
+//! newest capture time (its clock), picture size and session, its incident tracker, the
+//! incidents waiting to be written, and its newest analysed picture (for the page's
+//! boxes).
 //!
 //! Everything here is written in the same transaction as the window states it goes with,
 //! and read back at start, so a restarted sink continues each camera's clock and
@@ -8,8 +9,53 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use framewire_wire::DetectedObject;
+use serde::Serialize;
+
 use crate::frame::Frame;
 use crate::incidents::{Incident, Kind, Rules, Tracker};
+
+/// A camera's newest analysed picture and the objects in it (those at or above
+/// `sink.detections.min_score`), as stored in `latest_pictures` and served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatestPicture {
+    /// Camera id.
+    pub camera: String,
+    /// Session of the picture.
+    pub session: String,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its capture time, ms since the epoch.
+    pub capture_ms: i64,
+    /// When the detector finished, ms since the epoch.
+    pub detected_ms: i64,
+    /// Picture width (boxes are fractions of it).
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// The model that ran.
+    pub model: String,
+    /// The objects, best first.
+    pub objects: Vec<DetectedObject>,
+}
+
+impl LatestPicture {
+    /// The picture of an analysed frame; `None` for other frames.
+    pub fn of(f: &Frame) -> Option<Self> {
+        let d = f.detections()?;
+        Some(LatestPicture {
+            camera: f.camera.clone(),
+            session: f.session.clone(),
+            seq: f.seq,
+            capture_ms: f.capture_ms,
+            detected_ms: d.detected_ms,
+            width: d.width,
+            height: d.height,
+            model: d.model.clone(),
+            objects: d.objects.clone(),
+        })
+    }
+}
 
 /// One camera as stored in the `cameras` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +84,8 @@ pub struct Cameras {
     rules: Rules,
     rows: HashMap<String, CameraRow>,
     dirty: HashSet<String>,
-    incidents: BTreeMap<(String, Kind, i64), Incident>,
+    incidents: BTreeMap<(String, Kind, String, i64), Incident>,
+    pictures: HashMap<String, LatestPicture>,
 }
 
 impl Cameras {
@@ -49,6 +96,7 @@ impl Cameras {
             rows: HashMap::new(),
             dirty: HashSet::new(),
             incidents: BTreeMap::new(),
+            pictures: HashMap::new(),
         }
     }
 
@@ -95,7 +143,10 @@ impl Cameras {
         }
         for i in row.tracker.observe(f, &self.rules) {
             self.incidents
-                .insert((i.camera.clone(), i.kind, i.start_ms), i);
+                .insert((i.camera.clone(), i.kind, i.label.clone(), i.start_ms), i);
+        }
+        if let Some(p) = LatestPicture::of(f) {
+            self.keep_picture(p);
         }
         if !self.dirty.contains(f.camera.as_str()) {
             self.dirty.insert(f.camera.clone());
@@ -122,8 +173,31 @@ impl Cameras {
         }
         for i in incidents {
             self.incidents
-                .entry((i.camera.clone(), i.kind, i.start_ms))
+                .entry((i.camera.clone(), i.kind, i.label.clone(), i.start_ms))
                 .or_insert(i);
+        }
+    }
+
+    /// The newest analysed picture of every camera that had one since the last call, for
+    /// a flush. If the flush fails, give them back with [`Cameras::restore_pictures`].
+    pub fn take_pictures(&mut self) -> Vec<LatestPicture> {
+        self.pictures.drain().map(|(_, p)| p).collect()
+    }
+
+    /// Queues the pictures of a failed flush again (unless a newer one came since).
+    pub fn restore_pictures(&mut self, pictures: Vec<LatestPicture>) {
+        for p in pictures {
+            self.keep_picture(p);
+        }
+    }
+
+    fn keep_picture(&mut self, p: LatestPicture) {
+        match self.pictures.get_mut(p.camera.as_str()) {
+            Some(old) if old.capture_ms > p.capture_ms => {}
+            Some(old) => *old = p,
+            None => {
+                self.pictures.insert(p.camera.clone(), p);
+            }
         }
     }
 
@@ -182,6 +256,49 @@ mod tests {
         c.restore(&rows, incidents.clone());
         let (rows2, again) = c.take_dirty();
         assert_eq!((rows2.len(), again), (1, incidents));
+    }
+
+    #[test]
+    fn the_newest_analysed_picture_waits_per_camera_and_objects_make_incidents() {
+        use crate::frame::tests::analysed;
+        let mut c = Cameras::new(RULES);
+        c.observe(&analysed("cam", "s", 3, 1_200, &[("person", 0.9)]), 5_000);
+        c.observe(&analysed("cam", "s", 1, 1_000, &[]), 5_001); // older, arriving late
+        c.observe(&analysed("other", "s", 0, 900, &[]), 5_002);
+        c.observe(&stats("cam", "s", 4, 1_240), 5_003);
+        let mut pics = c.take_pictures();
+        pics.sort_by(|a, b| a.camera.cmp(&b.camera));
+        assert_eq!(
+            pics.iter()
+                .map(|p| (p.camera.as_str(), p.seq, p.objects.len()))
+                .collect::<Vec<_>>(),
+            [("cam", 3, 1), ("other", 0, 0)]
+        );
+        assert!(c.take_pictures().is_empty());
+        c.observe(&analysed("cam", "s", 5, 1_300, &[]), 5_004);
+        c.restore_pictures(pics);
+        let again = c.take_pictures();
+        let cam = again.iter().find(|p| p.camera == "cam").unwrap();
+        assert_eq!(
+            cam.seq, 5,
+            "a failed flush's picture does not replace a newer one"
+        );
+
+        let (rows, incidents) = c.take_dirty();
+        let cam_row = rows.iter().find(|r| r.id == "cam").unwrap();
+        assert_eq!(
+            cam_row.last_capture_ms, 1_240,
+            "pictures do not move the clock"
+        );
+        assert_eq!(incidents.len(), 1);
+        assert_eq!(
+            (
+                incidents[0].kind,
+                incidents[0].label.as_str(),
+                incidents[0].start_ms
+            ),
+            (Kind::Appeared, "person", 1_200)
+        );
     }
 
     #[test]

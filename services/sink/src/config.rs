@@ -3,7 +3,7 @@
 //! The sink has one section of its own, `[sink]`: where summaries are stored and for how
 //! long, how wide a window is and how late a frame may be, how often windows are written,
 //! its consumer groups, incident rules, the keyframe preview and its HTTP port (API and
-//! web page). The shared `[admin]`, `[kafka]` and `[topics]` sections come from the kit.
+//! web page). `[sink.detections]` says how object detections are counted. The shared `[admin]`, `[kafka]` and `[topics]` sections come from the kit.
 
 use std::net::SocketAddr;
 
@@ -104,6 +104,43 @@ pub struct SinkConfig {
     /// Thumbnail width in pixels (height follows the picture).
     #[serde(default = "default_thumbnail_width")]
     pub thumbnail_width: u32,
+    /// How object detections (the detections topic) are counted.
+    #[serde(default)]
+    pub detections: DetectionsConfig,
+}
+
+/// `[sink.detections]`: counting objects per class and window, appeared/left incidents.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionsConfig {
+    /// Consume the detections topic (in the sink's consumer group, beside the stats).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Objects scoring below this are ignored: not counted, not drawn, no incidents. The
+    /// worker already drops objects below its own `detect.score_threshold`.
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+    /// A class in no analysed picture for this long (capture clock) has left; keep it
+    /// above the cameras' detection interval.
+    #[serde(default = "default_left_after_ms")]
+    pub left_after_ms: i64,
+}
+
+impl Default for DetectionsConfig {
+    fn default() -> Self {
+        DetectionsConfig {
+            enabled: true,
+            min_score: default_min_score(),
+            left_after_ms: default_left_after_ms(),
+        }
+    }
+}
+
+fn default_min_score() -> f32 {
+    0.5
+}
+fn default_left_after_ms() -> i64 {
+    5_000
 }
 
 fn default_sqlite_path() -> String {
@@ -183,6 +220,7 @@ impl Default for SinkConfig {
             preview_group_id: default_preview_group_id(),
             preview_interval_ms: default_preview_interval_ms(),
             thumbnail_width: default_thumbnail_width(),
+            detections: DetectionsConfig::default(),
         }
     }
 }
@@ -201,6 +239,7 @@ impl SinkConfig {
             black_min_ms: self.black_min_duration_ms,
             freeze_min_ms: self.freeze_min_duration_ms,
             gap_min_ms: self.gap_min_ms,
+            object_left_ms: self.detections.left_after_ms,
         }
     }
 }
@@ -301,7 +340,23 @@ impl Validate for Config {
             0,
             3_600_000,
         )?;
-        check_range("sink.thumbnail_width", s.thumbnail_width, 16, 3_840)
+        check_range("sink.thumbnail_width", s.thumbnail_width, 16, 3_840)?;
+        let d = &s.detections;
+        if !(0.0..=1.0).contains(&d.min_score) {
+            return Err(ConfigError::invalid(
+                "sink.detections.min_score",
+                format!(
+                    "{} is out of range; expected a score from 0 to 1",
+                    d.min_score
+                ),
+            ));
+        }
+        check_range(
+            "sink.detections.left_after_ms",
+            d.left_after_ms,
+            100,
+            86_400_000,
+        )
     }
 }
 
@@ -333,9 +388,13 @@ mod tests {
             Rules {
                 black_min_ms: 2_000,
                 freeze_min_ms: 2_000,
-                gap_min_ms: 5_000
+                gap_min_ms: 5_000,
+                object_left_ms: 5_000,
             }
         );
+        assert_eq!(c.sink.detections, DetectionsConfig::default());
+        assert!(c.sink.detections.enabled);
+        assert!((c.sink.detections.min_score - 0.5).abs() < f32::EPSILON);
     }
 
     #[test]
@@ -424,6 +483,50 @@ mod tests {
         assert!(err(&c).contains("sink.sqlite_path"));
         c.sink.database_url = Some("postgres://db/x".into());
         assert!(c.validate().is_ok(), "sqlite_path is unused with a DSN");
+    }
+
+    #[test]
+    fn detections_settings_are_checked_and_overridable() {
+        let mut c = Config::default();
+        c.sink.detections.min_score = 1.5;
+        assert_eq!(
+            err(&c),
+            "invalid setting `sink.detections.min_score`: 1.5 is out of range; expected a score from 0 to 1"
+        );
+        c.sink.detections.min_score = f32::NAN;
+        assert!(err(&c).contains("sink.detections.min_score"));
+        c.sink.detections.min_score = 0.0;
+        assert!(c.validate().is_ok());
+        c.sink.detections.left_after_ms = 50;
+        assert_eq!(
+            err(&c),
+            "invalid setting `sink.detections.left_after_ms`: 50 is out of range; expected 100 to 86400000"
+        );
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c: Config = framewire_kit::config::load_from(
+            None,
+            env(&[
+                ("FRAMEWIRE_SINK__DETECTIONS__MIN_SCORE", "0.7"),
+                ("FRAMEWIRE_SINK__DETECTIONS__LEFT_AFTER_MS", "8000"),
+                ("FRAMEWIRE_SINK__DETECTIONS__ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert!((c.sink.detections.min_score - 0.7).abs() < 1e-6);
+        assert_eq!(c.sink.incident_rules().object_left_ms, 8_000);
+        assert!(!c.sink.detections.enabled);
+        let e = framewire_kit::config::load_from::<Config>(
+            None,
+            env(&[("FRAMEWIRE_SINK__DETECTIONS__MINSCORE", "0.7")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("minscore"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! The sink's pipeline: stats records and dead letters from Kafka into windows, windows
-//! into the database, and Kafka offsets stored only once what they cover is durable.
+//! The sink's pipeline: stats records, dead letters and detections records from Kafka into
+//! windows, windows into the database, and Kafka offsets stored only once what they cover
+//! is durable. All three topics are read by one consumer in one group, so detections get
+//! exactly the machinery of statistics: merged into the same window states, idempotent on
+//! `(camera, session, seq)`, offsets stored only after the flush.
 //!
 //! Delivery is at-least-once with exactly-once counting:
 //! - `enable.auto.offset.store=false`: offsets are stored (and then auto-committed) only
@@ -13,8 +16,10 @@
 //!   duplicate ([`crate::store`]), so it is counted once.
 //! - Records that are neither stats records nor readable dead letters are counted,
 //!   logged with their partition and offset, and skipped: the sink never stops on input.
+//!   Detections records that break their schema are counted by reason
+//!   (`framewire_sink_bad_detections_total`) and logged once per camera and reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,8 +34,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::Instrument;
 
-use crate::cameras::{CameraRow, Cameras};
-use crate::frame::{self, Frame, Position};
+use crate::cameras::{CameraRow, Cameras, LatestPicture};
+use crate::frame::{self, BadDetections, Frame, Position, Refused};
 use crate::incidents::Incident;
 use crate::metrics::Metrics;
 use crate::store::{FlushInput, Store, StoreError};
@@ -148,6 +153,10 @@ pub struct Settings {
     pub stats_topic: String,
     /// Dead-letter topic.
     pub dlq_topic: String,
+    /// Detections topic, when detections are consumed.
+    pub detections_topic: Option<String>,
+    /// Objects scoring below this are dropped on reading.
+    pub min_score: f32,
     /// Time between flushes while writes succeed.
     pub flush_interval: Duration,
     /// Longest wait between attempts while writes fail.
@@ -181,7 +190,13 @@ pub struct Pipeline {
     failures: u32,
     last_warning: Option<Instant>,
     paused: bool,
+    /// (camera or key, reason) of bad detections records already logged as warnings.
+    warned: HashSet<(String, BadDetections)>,
 }
+
+/// Bad detections records are logged as a warning once per camera and reason, for at most
+/// this many pairs (then at debug level only).
+const MAX_WARNED: usize = 10_000;
 
 /// While writes keep failing, a warning is logged at most this often (every failure is
 /// counted in `framewire_sink_db_errors_total`).
@@ -218,6 +233,7 @@ impl Pipeline {
             failures: 0,
             last_warning: None,
             paused: false,
+            warned: HashSet::new(),
         }
     }
 
@@ -281,6 +297,25 @@ impl Pipeline {
     fn handle(&mut self, msg: &BorrowedMessage<'_>) {
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         self.offsets.consumed(topic, partition, offset);
+        if self.settings.detections_topic.as_deref() == Some(topic) {
+            match frame::from_detections(msg.payload(), self.settings.min_score) {
+                Ok(f) => {
+                    let span = tracing::info_span!("sink.detections", camera = %f.camera, session = %f.session, seq = f.seq, partition, offset);
+                    telemetry::set_parent_from(&span, |name| header(msg.headers(), name));
+                    let _entered = span.enter();
+                    self.metrics
+                        .detections
+                        .with_label_values(&[f.camera.as_str()])
+                        .inc();
+                    self.observe(f);
+                }
+                Err(refused) => {
+                    let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
+                    self.refused(&refused, key, partition, offset);
+                }
+            }
+            return;
+        }
         let dead_letter = topic == self.settings.dlq_topic;
         let parsed = if dead_letter {
             let at = Position {
@@ -311,6 +346,27 @@ impl Pipeline {
         };
         counter.with_label_values(&[frame.camera.as_str()]).inc();
         self.observe(frame);
+    }
+
+    /// A detections record that breaks the schema: counted by reason, logged as a warning
+    /// the first time per camera (its id, else the record key) and reason.
+    fn refused(&mut self, r: &Refused, key: Option<&str>, partition: i32, offset: i64) {
+        self.metrics
+            .bad_detections
+            .with_label_values(&[r.reason.as_str()])
+            .inc();
+        let whose = r
+            .camera
+            .as_deref()
+            .or(key.filter(|k| framewire_wire::validate_camera_id(k).is_ok()))
+            .unwrap_or("-");
+        let first =
+            self.warned.len() < MAX_WARNED && self.warned.insert((whose.to_owned(), r.reason));
+        if first {
+            tracing::warn!(camera = whose, reason = r.reason.as_str(), partition, offset, error = %r.message, "skipping a detections record that breaks its schema (logged once per camera and reason; counted in framewire_sink_bad_detections_total)");
+        } else {
+            tracing::debug!(camera = whose, reason = r.reason.as_str(), partition, offset, error = %r.message, "skipping a bad detections record");
+        }
     }
 
     fn observe(&mut self, frame: Frame) {
@@ -375,19 +431,21 @@ impl Pipeline {
     pub async fn flush(&mut self) -> bool {
         let mut batches = self.windows.take_pending();
         let (cameras, incidents) = self.cameras.take_dirty();
-        let mut last = (cameras, incidents);
+        let mut last = (cameras, incidents, self.cameras.take_pictures());
         loop {
             let rest = batches.split_off(batches.len().min(MAX_WINDOWS_PER_TRANSACTION));
-            let (cameras, incidents) = if rest.is_empty() {
+            let (cameras, incidents, pictures) = if rest.is_empty() {
                 std::mem::take(&mut last)
             } else {
-                (Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), Vec::new())
             };
-            if let Err(e) = self.write(&batches, &cameras, &incidents).await {
+            if let Err(e) = self.write(&batches, &cameras, &incidents, &pictures).await {
                 self.windows.restore(batches);
                 self.windows.restore(rest);
                 self.cameras.restore(&cameras, incidents);
                 self.cameras.restore(&last.0, std::mem::take(&mut last.1));
+                self.cameras.restore_pictures(pictures);
+                self.cameras.restore_pictures(std::mem::take(&mut last.2));
                 self.failed(&e);
                 return false;
             }
@@ -431,13 +489,15 @@ impl Pipeline {
         batches: &[Batch],
         cameras: &[CameraRow],
         incidents: &[Incident],
+        pictures: &[LatestPicture],
     ) -> Result<(), StoreError> {
-        let span = tracing::info_span!("sink.flush", windows = batches.len(), cameras = cameras.len(), incidents = incidents.len(), backend = %self.store.backend());
+        let span = tracing::info_span!("sink.flush", windows = batches.len(), cameras = cameras.len(), incidents = incidents.len(), pictures = pictures.len(), backend = %self.store.backend());
         let timer = self.metrics.write_seconds.start_timer();
         let input = FlushInput {
             windows: batches,
             cameras,
             incidents,
+            pictures,
             window_ms: self.windows.window_ms(),
             now_ms: now_ms(),
         };
@@ -460,6 +520,21 @@ impl Pipeline {
             }
             if m.state_reset {
                 self.metrics.state_resets.inc();
+            }
+            if m.pictures_counted > 0 {
+                self.metrics
+                    .pictures
+                    .with_label_values(&camera)
+                    .inc_by(m.pictures_counted);
+            }
+            if m.picture_duplicates > 0 {
+                self.metrics
+                    .picture_duplicates
+                    .with_label_values(&camera)
+                    .inc_by(m.picture_duplicates);
+            }
+            for (label, &n) in &m.objects_counted {
+                self.metrics.count_objects(camera[0], label, n);
             }
         }
         for i in incidents {

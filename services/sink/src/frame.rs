@@ -1,13 +1,21 @@
 //! What the sink reads, reduced to what it keeps: one frame's identity, capture time and
-//! statistics — from a `framewire.stats` record (a decoded frame) or a `framewire.dlq`
-//! record (a frame the worker could not decode).
+//! statistics — from a `framewire.stats` record (a decoded frame), a `framewire.dlq`
+//! record (a frame the worker could not decode) or a `framewire.detections` record (the
+//! objects the detector found in a frame it analysed).
+//!
+//! Detections records are schema-checked here (`docs/detections.schema.json`): a record
+//! that breaks the schema is refused whole, with a [`BadDetections`] reason for the
+//! metric and a message for the log. Objects scoring below `sink.detections.min_score`
+//! are dropped here, so nothing downstream ever counts or draws them.
 //!
 //! Dead letters keep the original frame's `fw-*` headers plus `fw-dlq-reason` and
 //! `fw-dlq-source`; only those from the worker are decode errors. A dead letter whose
 //! headers lack a session or sequence number is still counted, identified by its own
 //! Kafka partition and offset (so re-reading it does not count it twice).
 
-use framewire_wire::{StatsRecord, header, validate_camera_id};
+use std::collections::BTreeMap;
+
+use framewire_wire::{DetectedObject, DetectionsRecord, StatsRecord, header, validate_camera_id};
 
 /// The value of `fw-dlq-source` on dead letters written by the worker.
 pub const DLQ_SOURCE_WORKER: &str = "worker";
@@ -43,6 +51,34 @@ pub enum FrameKind {
     Stats(FrameStats),
     /// Sent to the dead-letter topic by the worker.
     DecodeError,
+    /// Analysed by the object detector.
+    Detections(Detections),
+}
+
+/// What the detector found in one picture, as the sink keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detections {
+    /// Decoded picture width.
+    pub width: u32,
+    /// Decoded picture height.
+    pub height: u32,
+    /// The model that ran.
+    pub model: String,
+    /// When the worker finished the detection, ms since the epoch.
+    pub detected_ms: i64,
+    /// Objects scoring at least `sink.detections.min_score`, best first.
+    pub objects: Vec<DetectedObject>,
+}
+
+impl Detections {
+    /// Objects per label in this picture (labels with none are absent).
+    pub fn per_label(&self) -> BTreeMap<&str, u64> {
+        let mut out: BTreeMap<&str, u64> = BTreeMap::new();
+        for o in &self.objects {
+            *out.entry(o.label.as_str()).or_default() += 1;
+        }
+        out
+    }
 }
 
 /// The statistics of one decoded frame that summaries and incidents use.
@@ -75,7 +111,15 @@ impl Frame {
     pub fn stats(&self) -> Option<&FrameStats> {
         match &self.kind {
             FrameKind::Stats(s) => Some(s),
-            FrameKind::DecodeError => None,
+            FrameKind::DecodeError | FrameKind::Detections(_) => None,
+        }
+    }
+
+    /// The detections, for an analysed picture.
+    pub fn detections(&self) -> Option<&Detections> {
+        match &self.kind {
+            FrameKind::Detections(d) => Some(d),
+            FrameKind::Stats(_) | FrameKind::DecodeError => None,
         }
     }
 }
@@ -133,6 +177,195 @@ fn check_values(r: &StatsRecord) -> Result<(), String> {
                 r.camera, r.seq
             ));
         }
+    }
+    Ok(())
+}
+
+/// Most objects one detections record may hold (the worker sends at most
+/// `detect.max_objects`, 100 by default): more is not a detector's output.
+pub const MAX_OBJECTS: usize = 1_000;
+
+/// Longest class label accepted, in bytes.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Why a detections record was refused: the `reason` label of
+/// `framewire_sink_bad_detections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BadDetections {
+    /// No value.
+    Empty,
+    /// Not JSON, or a required field missing or of the wrong type.
+    Json,
+    /// A camera id that is not one.
+    Camera,
+    /// An empty or reserved session id.
+    Session,
+    /// Width or height 0, or an empty model name.
+    Picture,
+    /// More than [`MAX_OBJECTS`] objects.
+    TooManyObjects,
+    /// An empty, too long or unprintable label.
+    Label,
+    /// A score that is not a number in 0-1.
+    Score,
+    /// A box edge outside 0-1, or a right/bottom edge before the left/top one.
+    Box,
+}
+
+impl BadDetections {
+    /// Every reason, for metrics that start at zero.
+    pub const ALL: [BadDetections; 9] = [
+        BadDetections::Empty,
+        BadDetections::Json,
+        BadDetections::Camera,
+        BadDetections::Session,
+        BadDetections::Picture,
+        BadDetections::TooManyObjects,
+        BadDetections::Label,
+        BadDetections::Score,
+        BadDetections::Box,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BadDetections::Empty => "empty",
+            BadDetections::Json => "json",
+            BadDetections::Camera => "camera",
+            BadDetections::Session => "session",
+            BadDetections::Picture => "picture",
+            BadDetections::TooManyObjects => "too_many_objects",
+            BadDetections::Label => "label",
+            BadDetections::Score => "score",
+            BadDetections::Box => "box",
+        }
+    }
+}
+
+/// A refused detections record: why (for the metric), whose when that can be told, and
+/// what exactly (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The reason.
+    pub reason: BadDetections,
+    /// The record's camera id, when it is a valid one.
+    pub camera: Option<String>,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+/// Parses and schema-checks a detections record value; keeps the objects scoring at least
+/// `min_score`.
+pub fn from_detections(payload: Option<&[u8]>, min_score: f32) -> Result<Frame, Refused> {
+    let refuse = |reason, camera: Option<&str>, message: String| Refused {
+        reason,
+        camera: camera.map(str::to_owned),
+        message,
+    };
+    let bytes =
+        payload.ok_or_else(|| refuse(BadDetections::Empty, None, "empty value".to_owned()))?;
+    let rec: DetectionsRecord = serde_json::from_slice(bytes).map_err(|e| {
+        refuse(
+            BadDetections::Json,
+            None,
+            format!("invalid detections JSON: {e}"),
+        )
+    })?;
+    validate_camera_id(&rec.camera).map_err(|e| refuse(BadDetections::Camera, None, e))?;
+    let camera = Some(rec.camera.as_str());
+    let at = |what: String| format!("camera {} seq {}: {what}", rec.camera, rec.seq);
+    if rec.session.is_empty() || !has_seq(&rec.session) {
+        return Err(refuse(
+            BadDetections::Session,
+            camera,
+            at(format!("session {:?} is empty or reserved", rec.session)),
+        ));
+    }
+    if rec.width == 0 || rec.height == 0 || rec.model.is_empty() {
+        return Err(refuse(
+            BadDetections::Picture,
+            camera,
+            at(format!(
+                "picture {}x{} of model {:?}: width, height and model must be set",
+                rec.width, rec.height, rec.model
+            )),
+        ));
+    }
+    if rec.objects.len() > MAX_OBJECTS {
+        return Err(refuse(
+            BadDetections::TooManyObjects,
+            camera,
+            at(format!(
+                "{} objects; at most {MAX_OBJECTS}",
+                rec.objects.len()
+            )),
+        ));
+    }
+    for (i, o) in rec.objects.iter().enumerate() {
+        check_object(o).map_err(|(reason, what)| {
+            refuse(reason, camera, at(format!("objects[{i}]: {what}")))
+        })?;
+    }
+    let DetectionsRecord {
+        camera,
+        session,
+        seq,
+        capture_ms,
+        detected_ms,
+        width,
+        height,
+        model,
+        mut objects,
+        ..
+    } = rec;
+    objects.retain(|o| o.score >= min_score);
+    Ok(Frame {
+        camera,
+        session,
+        seq,
+        capture_ms,
+        kind: FrameKind::Detections(Detections {
+            width,
+            height,
+            model,
+            detected_ms,
+            objects,
+        }),
+    })
+}
+
+/// One object against the schema: a printable label, a score and box edges in 0-1.
+fn check_object(o: &DetectedObject) -> Result<(), (BadDetections, String)> {
+    let label_ok = !o.label.trim().is_empty()
+        && o.label.len() <= MAX_LABEL_LEN
+        && !o.label.chars().any(char::is_control);
+    if !label_ok {
+        return Err((
+            BadDetections::Label,
+            format!(
+                "label {:?} must be 1-{MAX_LABEL_LEN} bytes of printable text",
+                o.label
+            ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&o.score) {
+        return Err((
+            BadDetections::Score,
+            format!("score {} is outside 0..=1", o.score),
+        ));
+    }
+    let b = o.bbox;
+    let edges_ok = [b.x0, b.y0, b.x1, b.y1]
+        .iter()
+        .all(|v| (0.0..=1.0).contains(v));
+    if !edges_ok || b.x1 < b.x0 || b.y1 < b.y0 {
+        return Err((
+            BadDetections::Box,
+            format!(
+                "box ({}, {}) - ({}, {}) is not inside 0..=1 with x0 <= x1 and y0 <= y1",
+                b.x0, b.y0, b.x1, b.y1
+            ),
+        ));
     }
     Ok(())
 }
@@ -272,6 +505,191 @@ pub(crate) mod tests {
                 .unwrap_err()
                 .contains("camera id")
         );
+    }
+
+    /// An analysed picture of `camera` with `objects` as (label, score).
+    pub(crate) fn analysed(
+        camera: &str,
+        session: &str,
+        seq: u64,
+        capture_ms: i64,
+        objects: &[(&str, f32)],
+    ) -> Frame {
+        Frame {
+            camera: camera.into(),
+            session: session.into(),
+            seq,
+            capture_ms,
+            kind: FrameKind::Detections(Detections {
+                width: 640,
+                height: 360,
+                model: "test".into(),
+                detected_ms: capture_ms + 80,
+                objects: objects
+                    .iter()
+                    .map(|&(label, score)| DetectedObject {
+                        label: label.into(),
+                        class: 0,
+                        score,
+                        bbox: framewire_wire::BoundingBox {
+                            x0: 0.1,
+                            y0: 0.2,
+                            x1: 0.3,
+                            y1: 0.4,
+                        },
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    fn detections_json() -> serde_json::Value {
+        serde_json::json!({
+            "camera": "gate-1", "session": "s", "seq": 7, "pts_90k": 0, "capture_ms": 1000,
+            "detected_ms": 1090, "width": 640, "height": 360, "model": "nanodet-g-416",
+            "objects": [
+                {"label": "person", "class": 0, "score": 0.9, "box": {"x0": 0.1, "y0": 0.2, "x1": 0.3, "y1": 0.9}},
+                {"label": "car", "class": 2, "score": 0.4, "box": {"x0": 0.5, "y0": 0.5, "x1": 0.6, "y1": 0.6}},
+                {"label": "person", "class": 0, "score": 0.5, "box": {"x0": 0.0, "y0": 0.0, "x1": 1.0, "y1": 1.0}}
+            ],
+            "future_field": true
+        })
+    }
+
+    fn refused(v: &serde_json::Value) -> Refused {
+        from_detections(Some(v.to_string().as_bytes()), 0.5).unwrap_err()
+    }
+
+    #[test]
+    fn detections_records_parse_and_keep_objects_at_the_minimum_score() {
+        let f = from_detections(Some(detections_json().to_string().as_bytes()), 0.5).unwrap();
+        assert_eq!(
+            (f.camera.as_str(), f.session.as_str(), f.seq, f.capture_ms),
+            ("gate-1", "s", 7, 1000)
+        );
+        assert!(f.stats().is_none());
+        let d = f.detections().unwrap();
+        assert_eq!(
+            (d.width, d.height, d.model.as_str(), d.detected_ms),
+            (640, 360, "nanodet-g-416", 1090)
+        );
+        assert_eq!(
+            d.objects.len(),
+            2,
+            "the car at 0.4 is below 0.5; 0.5 itself counts"
+        );
+        assert_eq!(d.per_label(), BTreeMap::from([("person", 2)]));
+        let all = from_detections(Some(detections_json().to_string().as_bytes()), 0.0).unwrap();
+        assert_eq!(
+            all.detections().unwrap().per_label(),
+            BTreeMap::from([("car", 1), ("person", 2)])
+        );
+        let mut empty = detections_json();
+        empty["objects"] = serde_json::json!([]);
+        let f = from_detections(Some(empty.to_string().as_bytes()), 0.5).unwrap();
+        assert!(
+            f.detections().unwrap().objects.is_empty(),
+            "analysed, nothing found"
+        );
+    }
+
+    #[test]
+    fn bad_detections_records_are_refused_with_a_reason_naming_the_field() {
+        assert_eq!(
+            from_detections(None, 0.5).unwrap_err().reason,
+            BadDetections::Empty
+        );
+        let r = from_detections(Some(b"{nope"), 0.5).unwrap_err();
+        assert_eq!((r.reason, r.camera), (BadDetections::Json, None));
+        let mut missing = detections_json();
+        missing.as_object_mut().unwrap().remove("objects");
+        assert!(
+            refused(&missing)
+                .message
+                .contains("missing field `objects`")
+        );
+        let cases: Vec<(&str, serde_json::Value, BadDetections, &str)> = vec![
+            ("/camera", "a b".into(), BadDetections::Camera, "camera id"),
+            ("/session", "".into(), BadDetections::Session, "session"),
+            (
+                "/session",
+                "#dlq-0".into(),
+                BadDetections::Session,
+                "reserved",
+            ),
+            ("/width", 0.into(), BadDetections::Picture, "0x360"),
+            ("/model", "".into(), BadDetections::Picture, "model"),
+            (
+                "/objects/0/label",
+                "".into(),
+                BadDetections::Label,
+                "objects[0]: label",
+            ),
+            (
+                "/objects/1/label",
+                "a\nb".into(),
+                BadDetections::Label,
+                "objects[1]: label",
+            ),
+            (
+                "/objects/1/label",
+                "x".repeat(65).into(),
+                BadDetections::Label,
+                "label",
+            ),
+            (
+                "/objects/0/score",
+                1.5.into(),
+                BadDetections::Score,
+                "objects[0]: score 1.5",
+            ),
+            (
+                "/objects/2/score",
+                (-0.1).into(),
+                BadDetections::Score,
+                "score -0.1",
+            ),
+            (
+                "/objects/0/box/x1",
+                1.01.into(),
+                BadDetections::Box,
+                "objects[0]: box",
+            ),
+            (
+                "/objects/0/box/x0",
+                0.35.into(),
+                BadDetections::Box,
+                "x0 <= x1",
+            ),
+            (
+                "/objects/2/box/y0",
+                (-0.5).into(),
+                BadDetections::Box,
+                "box",
+            ),
+        ];
+        for (pointer, value, reason, needle) in cases {
+            let mut v = detections_json();
+            *v.pointer_mut(pointer).unwrap() = value;
+            let r = refused(&v);
+            assert_eq!(r.reason, reason, "{pointer}: {}", r.message);
+            assert!(r.message.contains(needle), "{pointer}: {}", r.message);
+            if reason != BadDetections::Camera {
+                assert_eq!(r.camera.as_deref(), Some("gate-1"), "{pointer}");
+                assert!(
+                    r.message.starts_with("camera gate-1 seq 7: "),
+                    "{}",
+                    r.message
+                );
+            }
+        }
+        let mut many = detections_json();
+        let one = many["objects"][0].clone();
+        many["objects"] = serde_json::Value::Array(vec![one; MAX_OBJECTS + 1]);
+        assert_eq!(refused(&many).reason, BadDetections::TooManyObjects);
+        let labels: std::collections::BTreeSet<&str> =
+            BadDetections::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), BadDetections::ALL.len());
     }
 
     fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a [u8]> {

@@ -1,7 +1,8 @@
 //! `framewire-sink`: per-frame statistics in, per-camera window summaries, incidents, a
 //! JSON API and a live web page out.
 //!
-//! Consumes `framewire.stats` and `framewire.dlq`, keeps tumbling windows per camera and
+//! Consumes `framewire.stats`, `framewire.dlq` and `framewire.detections`, keeps tumbling
+//! windows per camera (frames, and objects per class from the detections) and
 //! merges them into PostgreSQL (when `sink.database_url` is set) or an embedded SQLite
 //! file, storing Kafka offsets only after the merge committed; a preview consumer on
 //! `framewire.frames` keeps each camera's latest keyframe as a thumbnail; the API and the
@@ -74,6 +75,9 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     if config.topics.create {
         let mut specs = vec![config.topics.stats_spec(), config.topics.dlq_spec()];
+        if sink.detections.enabled {
+            specs.push(config.topics.detections_spec());
+        }
         if sink.preview {
             specs.push(config.topics.frames_spec());
         }
@@ -85,7 +89,10 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let topics = [config.topics.stats.as_str(), config.topics.dlq.as_str()];
+    let mut topics = vec![config.topics.stats.as_str(), config.topics.dlq.as_str()];
+    if sink.detections.enabled {
+        topics.push(config.topics.detections.as_str());
+    }
     let consumer = Arc::new(consume::consumer(&config.kafka, &sink.group_id, &topics)?);
     {
         let consumer = consumer.clone();
@@ -131,6 +138,7 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         offline_after_ms: sink.offline_after_ms,
         window_ms: sink.window_ms,
+        min_score: sink.detections.min_score,
     };
     let http_stop = Shutdown::new();
     let http = {
@@ -164,11 +172,17 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         window_ms = sink.window_ms,
         allowed_lateness_ms = sink.allowed_lateness_ms,
         cameras = cameras.rows().count(),
-        "consuming stats and dead letters"
+        detections_min_score = sink.detections.min_score,
+        "consuming stats, dead letters and detections"
     );
     let settings = Settings {
         stats_topic: config.topics.stats.clone(),
         dlq_topic: config.topics.dlq.clone(),
+        detections_topic: sink
+            .detections
+            .enabled
+            .then(|| config.topics.detections.clone()),
+        min_score: sink.detections.min_score,
         flush_interval: Duration::from_millis(sink.flush_interval_ms),
         retry_max: Duration::from_millis(sink.retry_max_ms),
         max_pending_frames: sink.max_pending_frames,

@@ -2,11 +2,24 @@
 //!
 //! Label `camera` is the camera id (validated, so bounded by the fleet's cameras);
 //! `backend` is `sqlite` or `postgres`; `op` names a database or Kafka operation; `kind`
-//! an incident kind; `table` a table; `reason` one of a fixed list. Records are counted
-//! per record, which is per frame, not per pixel: cheap enough for the hot loop.
+//! an incident kind; `table` a table; `reason` one of a fixed list; `label` an object
+//! class, at most [`MAX_OBJECT_LABELS`] distinct ones per process (a model's label list:
+//! COCO has 80), any further class counted as `other`. Records are counted per record,
+//! which is per frame, not per pixel: cheap enough for the hot loop.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use framewire_kit::metrics::Builder;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+
+use crate::frame::BadDetections;
+
+/// Distinct object classes with series of their own; more are counted as `other`.
+pub const MAX_OBJECT_LABELS: usize = 100;
+
+/// The `label` of classes beyond [`MAX_OBJECT_LABELS`].
+pub const OTHER_LABEL: &str = "other";
 
 /// Every metric the sink exports.
 #[derive(Clone)]
@@ -55,6 +68,21 @@ pub struct Metrics {
     pub preview_errors: IntCounterVec,
     /// `framewire_sink_http_requests_total`: API and web requests by route and status.
     pub http_requests: IntCounterVec,
+    /// `framewire_sink_detections_total`: valid detections records consumed (one per
+    /// analysed picture, re-deliveries included).
+    pub detections: IntCounterVec,
+    /// `framewire_sink_bad_detections_total`: detections records refused, by `reason`.
+    pub bad_detections: IntCounterVec,
+    /// `framewire_sink_pictures_analysed_total`: distinct analysed pictures counted.
+    pub pictures: IntCounterVec,
+    /// `framewire_sink_picture_duplicates_total`: analysed pictures a window had already
+    /// counted; dropped.
+    pub picture_duplicates: IntCounterVec,
+    /// `framewire_sink_objects_total`: objects counted, by camera and class `label`
+    /// (each analysed picture once). Use [`Metrics::count_objects`].
+    pub objects: IntCounterVec,
+    /// The classes with series of their own so far.
+    object_labels: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Metrics {
@@ -71,6 +99,44 @@ impl Metrics {
             &self.preview_errors,
         ] {
             let _ = vec.remove_label_values(&c);
+        }
+        for vec in [&self.detections, &self.pictures, &self.picture_duplicates] {
+            let _ = vec.remove_label_values(&c);
+        }
+        for label in self
+            .labels()
+            .iter()
+            .map(String::as_str)
+            .chain([OTHER_LABEL])
+        {
+            let _ = self.objects.remove_label_values(&[camera, label]);
+        }
+    }
+
+    /// Counts `n` objects of class `label` for `camera`, under the class's own label while
+    /// fewer than [`MAX_OBJECT_LABELS`] classes have one, else under `other`.
+    pub fn count_objects(&self, camera: &str, label: &str, n: u64) {
+        let shown = {
+            let mut labels = match self.object_labels.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if labels.contains(label) {
+                label
+            } else if labels.len() < MAX_OBJECT_LABELS && label != OTHER_LABEL {
+                labels.insert(label.to_owned());
+                label
+            } else {
+                OTHER_LABEL
+            }
+        };
+        self.objects.with_label_values(&[camera, shown]).inc_by(n);
+    }
+
+    fn labels(&self) -> Vec<String> {
+        match self.object_labels.lock() {
+            Ok(g) => g.iter().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
         }
     }
 
@@ -168,6 +234,38 @@ impl Metrics {
                 "API and web page requests",
                 &["route", "status"],
             ),
+            detections: b.counter_vec(
+                "framewire_sink_detections_total",
+                "Valid detections records consumed (one per analysed picture, re-deliveries included)",
+                camera,
+            ),
+            bad_detections: {
+                let v = b.counter_vec(
+                    "framewire_sink_bad_detections_total",
+                    "Detections records refused by the schema check; skipped",
+                    &["reason"],
+                );
+                for r in BadDetections::ALL {
+                    v.with_label_values(&[r.as_str()]);
+                }
+                v
+            },
+            pictures: b.counter_vec(
+                "framewire_sink_pictures_analysed_total",
+                "Distinct analysed pictures counted into windows",
+                camera,
+            ),
+            picture_duplicates: b.counter_vec(
+                "framewire_sink_picture_duplicates_total",
+                "Analysed pictures a window had already counted (same camera, session and seq); dropped",
+                camera,
+            ),
+            objects: b.counter_vec(
+                "framewire_sink_objects_total",
+                "Objects counted per camera and class (each analysed picture once; classes beyond the first 100 as other)",
+                &["camera", "label"],
+            ),
+            object_labels: Arc::default(),
         }
     }
 }
@@ -201,8 +299,17 @@ mod tests {
         m.windows_open.set(3);
         m.pending_frames.set(7);
         m.paused.set(1);
+        m.detections.with_label_values(&["cam"]).inc();
+        m.pictures.with_label_values(&["cam"]).inc();
+        m.picture_duplicates.with_label_values(&["cam"]).inc();
+        m.count_objects("cam", "person", 3);
         let text = framewire_kit::metrics::render(&registry);
         for name in [
+            "framewire_sink_detections_total{camera=\"cam\"} 1",
+            "framewire_sink_bad_detections_total{reason=\"box\"} 0",
+            "framewire_sink_pictures_analysed_total{camera=\"cam\"} 1",
+            "framewire_sink_picture_duplicates_total{camera=\"cam\"} 1",
+            "framewire_sink_objects_total{camera=\"cam\",label=\"person\"} 3",
             "framewire_sink_records_total{camera=\"cam\"} 1",
             "framewire_sink_dead_letters_total{camera=\"cam\"} 1",
             "framewire_sink_duplicates_total{camera=\"cam\"} 1",
@@ -225,5 +332,27 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn object_labels_are_capped_and_forgotten_with_their_camera() {
+        let registry = framewire_kit::metrics::registry();
+        let m = Metrics::new(&registry);
+        for i in 0..MAX_OBJECT_LABELS + 5 {
+            m.count_objects("cam", &format!("class-{i}"), 1);
+        }
+        m.count_objects("cam", "class-0", 1);
+        m.count_objects("cam", OTHER_LABEL, 1);
+        let text = framewire_kit::metrics::render(&registry);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("framewire_sink_objects_total{"))
+            .count();
+        assert_eq!(series, MAX_OBJECT_LABELS + 1, "100 classes + other");
+        assert!(text.contains("framewire_sink_objects_total{camera=\"cam\",label=\"class-0\"} 2"));
+        assert!(text.contains("framewire_sink_objects_total{camera=\"cam\",label=\"other\"} 6"));
+        m.forget_camera("cam");
+        let text = framewire_kit::metrics::render(&registry);
+        assert!(!text.contains("framewire_sink_objects_total{"), "{text}");
     }
 }

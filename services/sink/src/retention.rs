@@ -1,5 +1,6 @@
-//! Retention: windows and incidents that ended more than `sink.retention_days` ago, and
-//! cameras silent that long, are deleted — a minute after start, then every hour, in the
+//! Retention: windows (with their per-class object counts) and incidents that ended more
+//! than `sink.retention_days` ago, and cameras silent that long (with their newest
+//! analysed picture), are deleted — a minute after start, then every hour, in the
 //! background so the pipeline never waits for a large delete.
 
 use std::time::Duration;
@@ -38,19 +39,23 @@ pub async fn run(store: Store, days: u32, metrics: Metrics, shutdown: Shutdown) 
             return;
         };
         match store.delete_older_than(before).await {
-            Ok((windows, events, cameras)) => {
-                for (table, n) in [
-                    ("window_summaries", windows),
-                    ("events", events),
-                    ("cameras", cameras),
-                ] {
+            Ok(deleted) => {
+                for (table, n) in deleted.tables() {
                     metrics
                         .retention_deleted
                         .with_label_values(&[table])
                         .inc_by(n);
                 }
-                if windows + events + cameras > 0 {
-                    tracing::info!(windows, events, cameras, days, "retention deleted old rows");
+                if deleted.total() > 0 {
+                    tracing::info!(
+                        windows = deleted.windows,
+                        window_objects = deleted.window_objects,
+                        events = deleted.events,
+                        pictures = deleted.pictures,
+                        cameras = deleted.cameras,
+                        days,
+                        "retention deleted old rows"
+                    );
                 }
             }
             Err(e) => {

@@ -9,6 +9,11 @@
 //! state read back from the database continues exactly where it was — after the window
 //! was written, after a restart, after another sink replica wrote it.
 //!
+//! Detections count the same way: the `(session, seq)` of every analysed picture, and per
+//! class the objects seen, the most in one picture and the pictures with at least one.
+//! A picture's detections may arrive before or after its statistics, in another flush:
+//! both meet in the same stored state, each counted once.
+//!
 //! Latency percentiles come from a fixed-bucket histogram: exact to the millisecond
 //! below 1024 ms, within 1.6% above, and independent of the order frames arrive in.
 
@@ -62,6 +67,23 @@ pub struct Summary {
     pub latency_p50_ms: i64,
     /// 99th percentile capture → statistics latency (nearest rank), ms.
     pub latency_p99_ms: i64,
+    /// Distinct pictures the object detector analysed (with or without objects).
+    pub pictures_analysed: i64,
+    /// Per class label, what the detector found in those pictures (stored in
+    /// `window_objects`, attached on read).
+    #[sqlx(skip)]
+    pub classes: BTreeMap<String, ClassCounts>,
+}
+
+/// What a window's analysed pictures held of one class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassCounts {
+    /// Objects seen, summed over the analysed pictures.
+    pub objects: u64,
+    /// The most objects of the class in any one picture.
+    pub max_per_picture: u64,
+    /// Pictures with at least one.
+    pub pictures: u64,
 }
 
 /// What adding a frame to a state did.
@@ -221,6 +243,20 @@ pub struct WindowState {
     pub decode_errors: u64,
     /// Capture → statistics latency.
     pub latency: LatencyHistogram,
+    /// Sequence numbers the object detector analysed, per session (absent in states
+    /// written before detections existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub analysed: BTreeMap<String, SeqSet>,
+    /// Distinct analysed pictures.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pictures: u64,
+    /// Per class label, what the analysed pictures held.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub classes: BTreeMap<String, ClassCounts>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl WindowState {
@@ -232,13 +268,14 @@ impl WindowState {
         }
     }
 
-    /// Adds a frame unless its `(session, seq)` is already counted (statistics and
-    /// decode errors are counted apart: a frame first dead-lettered and later decoded
-    /// counts in both).
+    /// Adds a frame unless its `(session, seq)` is already counted (statistics, decode
+    /// errors and detections are counted apart: a frame first dead-lettered and later
+    /// decoded counts in both; a frame's detections count beside its statistics).
     pub fn add(&mut self, frame: &Frame) -> Added {
         let set = match frame.kind {
             FrameKind::Stats(_) => &mut self.seen,
             FrameKind::DecodeError => &mut self.failed,
+            FrameKind::Detections(_) => &mut self.analysed,
         };
         let fresh = match set.get_mut(frame.session.as_str()) {
             Some(s) => s.insert(frame.seq),
@@ -252,6 +289,18 @@ impl WindowState {
         }
         match &frame.kind {
             FrameKind::DecodeError => self.decode_errors += 1,
+            FrameKind::Detections(d) => {
+                self.pictures += 1;
+                for (label, n) in d.per_label() {
+                    let c = match self.classes.get_mut(label) {
+                        Some(c) => c,
+                        None => self.classes.entry(label.to_owned()).or_default(),
+                    };
+                    c.objects += n;
+                    c.max_per_picture = c.max_per_picture.max(n);
+                    c.pictures += 1;
+                }
+            }
             FrameKind::Stats(s) => {
                 self.frames += 1;
                 self.keyframes += u64::from(s.keyframe);
@@ -319,6 +368,8 @@ impl WindowState {
             gaps: saturating_i64(self.gaps()),
             latency_p50_ms: self.latency.percentile(50.0).unwrap_or(0),
             latency_p99_ms: self.latency.percentile(99.0).unwrap_or(0),
+            pictures_analysed: saturating_i64(self.pictures),
+            classes: self.classes.clone(),
         }
     }
 
@@ -556,6 +607,129 @@ mod tests {
                     whole.frames + whole.decode_errors,
                     distinct.len() as u64
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn detections_count_pictures_and_classes_once_beside_the_statistics() {
+        use crate::frame::tests::analysed;
+        let mut st = WindowState::new();
+        assert_eq!(st.add(&stats("cam", "s", 1, 0)), Added::Counted);
+        let pictures = [
+            analysed(
+                "cam",
+                "s",
+                1,
+                0,
+                &[("person", 0.9), ("person", 0.8), ("car", 0.7)],
+            ),
+            analysed("cam", "s", 2, 40, &[]),
+            analysed("cam", "s", 3, 80, &[("person", 0.9)]),
+        ];
+        for p in &pictures {
+            assert_eq!(
+                st.add(p),
+                Added::Counted,
+                "detections beside the stats of seq 1"
+            );
+        }
+        for p in &pictures {
+            assert_eq!(st.add(p), Added::Duplicate);
+        }
+        let s = st.summary("cam", 0, 10_000);
+        assert_eq!((s.frames, s.pictures_analysed, s.gaps), (1, 3, 0));
+        let want = |objects, max_per_picture, pictures| ClassCounts {
+            objects,
+            max_per_picture,
+            pictures,
+        };
+        assert_eq!(
+            s.classes,
+            BTreeMap::from([
+                ("car".to_owned(), want(1, 1, 1)),
+                ("person".to_owned(), want(3, 2, 2)),
+            ])
+        );
+        // A state written before detections existed reads as none analysed.
+        let old = r#"{"v":1,"seen":{},"failed":{},"frames":0,"keyframes":0,"y_sum":0.0,"y_min":null,"y_max":null,"y_dif_sum":0.0,"sharpness_sum":0.0,"black":0,"frozen":0,"scene_cuts":0,"decode_errors":0,"latency":{}}"#;
+        let st = WindowState::from_json(old).unwrap();
+        assert_eq!((st.pictures, st.classes.len()), (0, 0));
+        assert_eq!(WindowState::from_json(&st.to_json()).unwrap(), st);
+    }
+
+    mod detection_props {
+        use super::*;
+        use crate::frame::tests::analysed;
+        use proptest::prelude::*;
+
+        const LABELS: [&str; 3] = ["person", "car", "dog"];
+
+        /// The objects of picture (session, seq): always the same for the same picture, as
+        /// a re-delivery carries them.
+        fn objects_of(session: usize, seq: u64) -> Vec<(&'static str, f32)> {
+            let n = (seq.wrapping_mul(7) + session as u64 * 3) % 5;
+            (0..n)
+                .map(|i| (LABELS[((seq + i) % 3) as usize], 0.9))
+                .collect()
+        }
+
+        fn picture(session: usize, seq: u64) -> Frame {
+            let s = ["a", "b"][session];
+            analysed("cam", s, seq, 1_000, &objects_of(session, seq))
+        }
+
+        proptest! {
+            /// Pictures delivered any number of times, in any order, written and read back
+            /// at any points, count exactly what the distinct pictures hold.
+            #[test]
+            fn redelivered_pictures_in_any_order_count_once(
+                ids in proptest::collection::vec((0usize..2, 0u64..60), 0..200),
+                order in proptest::collection::vec(any::<proptest::sample::Index>(), 0..200),
+                cuts in proptest::collection::vec(0usize..200, 0..4),
+            ) {
+                // Every picture at least once, plus re-deliveries in a shuffled order.
+                let mut deliveries: Vec<Frame> = ids.iter().map(|&(s, q)| picture(s, q)).collect();
+                for ix in &order {
+                    if !ids.is_empty() {
+                        let (s, q) = ids[ix.index(ids.len())];
+                        let at = ix.index(deliveries.len() + 1);
+                        deliveries.insert(at, picture(s, q));
+                    }
+                }
+                let mut stored = WindowState::new().to_json();
+                let mut cuts = cuts;
+                cuts.sort_unstable();
+                let mut from = 0;
+                for cut in cuts.into_iter().chain([deliveries.len()]) {
+                    let cut = cut.clamp(from, deliveries.len());
+                    let mut st = WindowState::from_json(&stored).expect("readable");
+                    for f in &deliveries[from..cut] {
+                        st.add(f);
+                    }
+                    stored = st.to_json();
+                    from = cut;
+                }
+                let got = WindowState::from_json(&stored).expect("readable").summary("cam", 0, 10_000);
+
+                // The reference: each distinct picture once.
+                let distinct: std::collections::BTreeSet<(usize, u64)> = ids.iter().copied().collect();
+                let mut want: BTreeMap<String, ClassCounts> = BTreeMap::new();
+                for &(s, q) in &distinct {
+                    let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+                    for (label, _) in objects_of(s, q) {
+                        *per.entry(label).or_default() += 1;
+                    }
+                    for (label, n) in per {
+                        let c = want.entry(label.to_owned()).or_default();
+                        c.objects += n;
+                        c.max_per_picture = c.max_per_picture.max(n);
+                        c.pictures += 1;
+                    }
+                }
+                prop_assert_eq!(got.pictures_analysed, distinct.len() as i64);
+                prop_assert_eq!(got.classes, want);
+                prop_assert_eq!(got.frames, 0);
             }
         }
     }

@@ -3,8 +3,10 @@
 //!
 //! Tables (migrations in `migrations/{sqlite,postgres}`, embedded and run at start):
 //! `window_summaries` keyed by `(camera, start_ms)` with each window's mergeable state
-//! beside its summary columns; `cameras` keyed by id; `events` keyed by
-//! `(camera, kind, start_ms)`.
+//! beside its summary columns; `window_objects` keyed by `(camera, start_ms, label)`, the
+//! detector's counts per class of those windows; `cameras` keyed by id; `events` keyed by
+//! `(camera, kind, label, start_ms)`; `latest_pictures` keyed by camera, its newest
+//! analysed picture.
 //!
 //! A flush is one transaction, in batches of [`CHUNK_ROWS`] rows per statement:
 //! 1. insert a placeholder row for every window that has none yet (`ON CONFLICT DO
@@ -12,13 +14,14 @@
 //! 2. read the windows' stored states, locked (`FOR UPDATE` on PostgreSQL; SQLite has
 //!    one writer), so two sinks can never merge into the same window at once;
 //! 3. merge the waiting frames into them — a frame whose `(session, seq)` the state
-//!    already counted is a duplicate and changes nothing — and upsert the results;
-//! 4. upsert the cameras and incidents that changed.
+//!    already counted is a duplicate and changes nothing — and upsert the results, with
+//!    their per-class rows (absolute values from the state, so rewriting is harmless);
+//! 4. upsert the cameras, incidents and newest pictures that changed.
 //!
 //! All or nothing: a failed flush changes nothing and is simply retried with the same
 //! frames, and the Kafka offsets behind them are stored only after the commit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -29,9 +32,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, QueryBuilder, SqlitePool};
 use thiserror::Error;
 
-use crate::cameras::CameraRow;
+use framewire_wire::DetectedObject;
+
+use crate::cameras::{CameraRow, LatestPicture};
+use crate::frame::FrameKind;
 use crate::incidents::{Incident, Kind, Tracker};
-use crate::state::{Added, Summary, WindowState};
+use crate::state::{Added, ClassCounts, Summary, WindowState};
 use crate::window::Batch;
 
 /// How long a ping may take before the database counts as unavailable.
@@ -43,7 +49,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a read for the API may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Rows per statement in a flush (20 parameters each: well inside both databases' limits).
+/// Rows per statement in a flush (21 parameters each: well inside both databases' limits).
 pub const CHUNK_ROWS: usize = 500;
 
 /// How long an operation waits for a pooled connection.
@@ -140,6 +146,8 @@ pub struct FlushInput<'a> {
     pub cameras: &'a [CameraRow],
     /// Incidents opened, extended or closed.
     pub incidents: &'a [Incident],
+    /// Each camera's newest analysed picture, where one came since the last flush.
+    pub pictures: &'a [LatestPicture],
     /// Window width, for the summaries' end and fps.
     pub window_ms: i64,
     /// Wall clock stamped on the rows.
@@ -155,6 +163,12 @@ pub struct Merged {
     pub counted: u64,
     /// Frames the window had already counted.
     pub duplicates: u64,
+    /// Analysed pictures newly counted.
+    pub pictures_counted: u64,
+    /// Analysed pictures the window had already counted.
+    pub picture_duplicates: u64,
+    /// Objects newly counted, per class label.
+    pub objects_counted: BTreeMap<String, u64>,
     /// The stored state was unreadable and the window started again from empty.
     pub state_reset: bool,
 }
@@ -170,7 +184,7 @@ pub enum Store {
 
 const SUMMARY_COLUMNS: &str = "camera, start_ms, end_ms, frames, fps, keyframes, y_avg_mean, \
 y_avg_min, y_avg_max, y_dif_mean, sharpness_mean, black_frames, frozen_frames, scene_cuts, \
-decode_errors, gaps, latency_p50_ms, latency_p99_ms";
+decode_errors, gaps, latency_p50_ms, latency_p99_ms, pictures_analysed";
 
 /// `INSERT INTO window_summaries (<summary columns>, state, updated_ms) `.
 fn window_insert() -> String {
@@ -184,7 +198,32 @@ y_dif_mean = excluded.y_dif_mean, sharpness_mean = excluded.sharpness_mean, \
 black_frames = excluded.black_frames, frozen_frames = excluded.frozen_frames, \
 scene_cuts = excluded.scene_cuts, decode_errors = excluded.decode_errors, gaps = excluded.gaps, \
 latency_p50_ms = excluded.latency_p50_ms, latency_p99_ms = excluded.latency_p99_ms, \
-state = excluded.state, updated_ms = excluded.updated_ms";
+pictures_analysed = excluded.pictures_analysed, state = excluded.state, updated_ms = excluded.updated_ms";
+
+const OBJECTS_UPSERT_HEAD: &str = "INSERT INTO window_objects (camera, start_ms, end_ms, label, \
+objects, max_per_picture, pictures, updated_ms) ";
+
+const OBJECTS_UPSERT_TAIL: &str = " ON CONFLICT (camera, start_ms, label) DO UPDATE SET \
+end_ms = excluded.end_ms, objects = excluded.objects, max_per_picture = excluded.max_per_picture, \
+pictures = excluded.pictures, updated_ms = excluded.updated_ms";
+
+const PICTURE_UPSERT_HEAD: &str = "INSERT INTO latest_pictures (camera, session, seq, capture_ms, \
+detected_ms, width, height, model, objects, updated_ms) ";
+
+// Another replica (or a failed flush retried after a newer one) may hold a newer picture.
+const PICTURE_UPSERT_TAIL: &str = " ON CONFLICT (camera) DO UPDATE SET session = excluded.session, \
+seq = excluded.seq, capture_ms = excluded.capture_ms, detected_ms = excluded.detected_ms, \
+width = excluded.width, height = excluded.height, model = excluded.model, \
+objects = excluded.objects, updated_ms = excluded.updated_ms \
+WHERE latest_pictures.capture_ms <= excluded.capture_ms";
+
+const PICTURE_COLUMNS: &str =
+    "camera, session, seq, capture_ms, detected_ms, width, height, model, objects";
+
+/// camera, start_ms, label, objects, max_per_picture, pictures.
+type ObjectTuple = (String, i64, String, i64, i64, i64);
+
+type PictureTuple = (String, String, i64, i64, i64, i64, i64, String, String);
 
 const CAMERA_UPSERT_HEAD: &str = "INSERT INTO cameras (id, first_seen_ms, last_seen_ms, \
 last_capture_ms, width, height, session, tracker, updated_ms) ";
@@ -200,11 +239,11 @@ session = CASE WHEN cameras.last_capture_ms > excluded.last_capture_ms THEN came
 last_capture_ms = CASE WHEN cameras.last_capture_ms > excluded.last_capture_ms THEN cameras.last_capture_ms ELSE excluded.last_capture_ms END, \
 tracker = excluded.tracker, updated_ms = excluded.updated_ms";
 
-const EVENT_UPSERT_HEAD: &str = "INSERT INTO events (camera, kind, start_ms, end_ms, duration_ms, \
-frames, session, updated_ms) ";
+const EVENT_UPSERT_HEAD: &str = "INSERT INTO events (camera, kind, label, start_ms, end_ms, \
+duration_ms, frames, session, updated_ms) ";
 
 // A closed incident stays closed (a replay may report it open again).
-const EVENT_UPSERT_TAIL: &str = " ON CONFLICT (camera, kind, start_ms) DO UPDATE SET \
+const EVENT_UPSERT_TAIL: &str = " ON CONFLICT (camera, kind, label, start_ms) DO UPDATE SET \
 end_ms = COALESCE(events.end_ms, excluded.end_ms), \
 duration_ms = CASE WHEN events.end_ms IS NULL THEN excluded.duration_ms ELSE events.duration_ms END, \
 frames = CASE WHEN events.end_ms IS NULL THEN excluded.frames ELSE events.frames END, \
@@ -213,10 +252,10 @@ updated_ms = excluded.updated_ms";
 const CAMERA_COLUMNS: &str =
     "id, first_seen_ms, last_seen_ms, last_capture_ms, width, height, session, tracker";
 
-const EVENT_COLUMNS: &str = "camera, kind, start_ms, end_ms, duration_ms, frames, session";
+const EVENT_COLUMNS: &str = "camera, kind, start_ms, end_ms, duration_ms, frames, session, label";
 
 type CameraTuple = (String, i64, i64, i64, i64, i64, String, String);
-type EventTuple = (String, String, i64, Option<i64>, i64, i64, String);
+type EventTuple = (String, String, i64, Option<i64>, i64, i64, String, String);
 
 /// Runs the same code on either pool: `$pool` is bound to the backend's pool.
 macro_rules! on_pool {
@@ -250,6 +289,7 @@ macro_rules! bind_window {
             .push_bind(s.gaps)
             .push_bind(s.latency_p50_ms)
             .push_bind(s.latency_p99_ms)
+            .push_bind(s.pictures_analysed)
             .push_bind($state)
             .push_bind($updated_ms);
     }};
@@ -342,7 +382,11 @@ impl Store {
     /// Writes a flush in one transaction (see the module doc), within [`WRITE_TIMEOUT`]:
     /// all or nothing. Returns each window's merge result.
     pub async fn flush(&self, input: FlushInput<'_>) -> Result<Vec<Merged>, StoreError> {
-        if input.windows.is_empty() && input.cameras.is_empty() && input.incidents.is_empty() {
+        if input.windows.is_empty()
+            && input.cameras.is_empty()
+            && input.incidents.is_empty()
+            && input.pictures.is_empty()
+        {
             return Ok(Vec::new());
         }
         self.within(WRITE_TIMEOUT, "flush", self.flush_now(input))
@@ -396,6 +440,26 @@ impl Store {
                 });
                 q.push(WINDOW_UPDATE);
                 q.build().execute(&mut *tx).await.map_err(err("upsert windows"))?;
+                let classes: Vec<(&Summary, &str, &ClassCounts)> = results
+                    .iter()
+                    .filter(|(m, _)| m.pictures_counted > 0)
+                    .flat_map(|(m, _)| m.summary.classes.iter().map(move |(l, c)| (&m.summary, l.as_str(), c)))
+                    .collect();
+                for rows in classes.chunks(CHUNK_ROWS) {
+                    let mut q = QueryBuilder::new(OBJECTS_UPSERT_HEAD);
+                    q.push_values(rows, |mut b, (s, label, c)| {
+                        b.push_bind(s.camera.clone())
+                            .push_bind(s.start_ms)
+                            .push_bind(s.end_ms)
+                            .push_bind((*label).to_owned())
+                            .push_bind(to_i64(c.objects))
+                            .push_bind(to_i64(c.max_per_picture))
+                            .push_bind(to_i64(c.pictures))
+                            .push_bind(input.now_ms);
+                    });
+                    q.push(OBJECTS_UPSERT_TAIL);
+                    q.build().execute(&mut *tx).await.map_err(err("upsert window objects"))?;
+                }
                 merged.extend(results.into_iter().map(|(m, _)| m));
             }
             // 4. Cameras and incidents.
@@ -420,6 +484,7 @@ impl Store {
                 q.push_values(chunk, |mut b, i| {
                     b.push_bind(i.camera.clone())
                         .push_bind(i.kind.as_str())
+                        .push_bind(i.label.clone())
                         .push_bind(i.start_ms)
                         .push_bind(i.end_ms)
                         .push_bind(i.duration_ms)
@@ -429,6 +494,23 @@ impl Store {
                 });
                 q.push(EVENT_UPSERT_TAIL);
                 q.build().execute(&mut *tx).await.map_err(err("upsert events"))?;
+            }
+            for chunk in input.pictures.chunks(CHUNK_ROWS) {
+                let mut q = QueryBuilder::new(PICTURE_UPSERT_HEAD);
+                q.push_values(chunk, |mut b, p| {
+                    b.push_bind(p.camera.clone())
+                        .push_bind(p.session.clone())
+                        .push_bind(to_i64(p.seq))
+                        .push_bind(p.capture_ms)
+                        .push_bind(p.detected_ms)
+                        .push_bind(i64::from(p.width))
+                        .push_bind(i64::from(p.height))
+                        .push_bind(p.model.clone())
+                        .push_bind(serde_json::to_string(&p.objects).unwrap_or_else(|_| "[]".to_owned()))
+                        .push_bind(input.now_ms);
+                });
+                q.push(PICTURE_UPSERT_TAIL);
+                q.build().execute(&mut *tx).await.map_err(err("upsert pictures"))?;
             }
             tx.commit().await.map_err(err("commit"))?;
         });
@@ -478,6 +560,96 @@ impl Store {
         .await
     }
 
+    /// The newest window with analysed pictures of every camera, starting at or after
+    /// `since_ms`, by camera.
+    pub async fn latest_analysed_windows(&self, since_ms: i64) -> Result<Vec<Summary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM (SELECT {SUMMARY_COLUMNS}, ROW_NUMBER() OVER \
+             (PARTITION BY camera ORDER BY start_ms DESC) AS rn FROM window_summaries \
+             WHERE start_ms >= $1 AND pictures_analysed > 0) t WHERE rn = 1 ORDER BY camera"
+        );
+        self.read(
+            "read latest analysed windows",
+            String::new(),
+            &sql,
+            &[Param::Int(since_ms)],
+        )
+        .await
+    }
+
+    /// Fills in the per-class counts of `windows` (from `window_objects`).
+    pub async fn attach_classes(&self, windows: &mut [Summary]) -> Result<(), StoreError> {
+        let analysed: Vec<(String, i64)> = windows
+            .iter()
+            .filter(|w| w.pictures_analysed > 0)
+            .map(|w| (w.camera.clone(), w.start_ms))
+            .collect();
+        let mut found: HashMap<(String, i64), BTreeMap<String, ClassCounts>> = HashMap::new();
+        for chunk in analysed.chunks(CHUNK_ROWS) {
+            let run = async {
+                let rows: Result<Vec<ObjectTuple>, sqlx::Error> = on_pool!(self, pool => {
+                    let mut q = QueryBuilder::new(
+                        "SELECT camera, start_ms, label, objects, max_per_picture, pictures \
+                         FROM window_objects WHERE (camera, start_ms) IN (",
+                    );
+                    q.push_values(chunk, |mut b, (camera, start)| {
+                        b.push_bind(camera.clone()).push_bind(*start);
+                    });
+                    q.push(")");
+                    q.build_query_as().fetch_all(pool).await
+                });
+                rows.map_err(|e| self.query_error("read window objects", String::new(), e))
+            };
+            for (camera, start, label, objects, max, pictures) in self
+                .within(READ_TIMEOUT, "read window objects", run)
+                .await?
+            {
+                let counts = ClassCounts {
+                    objects: to_u64(objects),
+                    max_per_picture: to_u64(max),
+                    pictures: to_u64(pictures),
+                };
+                found
+                    .entry((camera, start))
+                    .or_default()
+                    .insert(label, counts);
+            }
+        }
+        for w in windows {
+            if let Some(classes) = found.remove(&(w.camera.clone(), w.start_ms)) {
+                w.classes = classes;
+            }
+        }
+        Ok(())
+    }
+
+    /// A camera's newest analysed picture.
+    pub async fn latest_picture(&self, camera: &str) -> Result<Option<LatestPicture>, StoreError> {
+        let sql = format!("SELECT {PICTURE_COLUMNS} FROM latest_pictures WHERE camera = $1");
+        let rows: Vec<PictureTuple> = self
+            .read(
+                "read latest picture",
+                format!(" for camera {camera}"),
+                &sql,
+                &[Param::Text(camera)],
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(latest_picture))
+    }
+
+    /// Capture time of every camera's newest analysed picture.
+    pub async fn latest_picture_times(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = self
+            .read(
+                "read latest picture times",
+                String::new(),
+                "SELECT camera, capture_ms FROM latest_pictures",
+                &[],
+            )
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// A camera's windows whose start is in `[from_ms, to_ms)`, oldest first, at most `limit`.
     pub async fn windows(
         &self,
@@ -516,7 +688,8 @@ impl Store {
     ) -> Result<Vec<Incident>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE camera = $1 AND start_ms < $3 \
-             AND (end_ms IS NULL OR end_ms > $2) ORDER BY start_ms, kind LIMIT $4"
+             AND (end_ms IS NULL OR end_ms > $2 OR start_ms >= $2) \
+             ORDER BY start_ms, kind, label LIMIT $4"
         );
         let params = [
             Param::Text(camera),
@@ -546,36 +719,41 @@ impl Store {
         Ok(rows.into_iter().filter_map(incident).collect())
     }
 
-    /// Deletes windows that ended, incidents that ended and cameras last seen before
-    /// `cutoff_ms` (with their open incidents): (windows, events, cameras) deleted.
-    pub async fn delete_older_than(&self, cutoff_ms: i64) -> Result<(u64, u64, u64), StoreError> {
+    /// Deletes windows (and their per-class rows) that ended, incidents that ended, and
+    /// cameras last seen before `cutoff_ms` (with their open incidents and newest picture):
+    /// rows deleted per table.
+    pub async fn delete_older_than(&self, cutoff_ms: i64) -> Result<Deleted, StoreError> {
         let run = async {
             let err = |op: &'static str| move |e| self.query_error(op, String::new(), e);
             on_pool!(self, pool => {
                 let mut tx = pool.begin().await.map_err(err("begin"))?;
-                let windows = sqlx::query(self.sql("DELETE FROM window_summaries WHERE end_ms < $1"))
-                    .bind(cutoff_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err("delete old windows"))?
-                    .rows_affected();
-                let events = sqlx::query(self.sql(
-                    "DELETE FROM events WHERE end_ms < $1 OR (end_ms IS NULL AND camera IN \
-                     (SELECT id FROM cameras WHERE last_seen_ms < $1))",
-                ))
-                .bind(cutoff_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(err("delete old events"))?
-                .rows_affected();
-                let cameras = sqlx::query(self.sql("DELETE FROM cameras WHERE last_seen_ms < $1"))
-                    .bind(cutoff_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err("delete old cameras"))?
-                    .rows_affected();
+                let mut deleted = Deleted::default();
+                for (sql, op, count) in [
+                    ("DELETE FROM window_summaries WHERE end_ms < $1", "delete old windows", &mut deleted.windows),
+                    ("DELETE FROM window_objects WHERE end_ms < $1", "delete old window objects", &mut deleted.window_objects),
+                    (
+                        "DELETE FROM events WHERE end_ms < $1 OR (end_ms IS NULL AND camera IN \
+                         (SELECT id FROM cameras WHERE last_seen_ms < $1))",
+                        "delete old events",
+                        &mut deleted.events,
+                    ),
+                    (
+                        "DELETE FROM latest_pictures WHERE capture_ms < $1 AND camera IN \
+                         (SELECT id FROM cameras WHERE last_seen_ms < $1)",
+                        "delete old pictures",
+                        &mut deleted.pictures,
+                    ),
+                    ("DELETE FROM cameras WHERE last_seen_ms < $1", "delete old cameras", &mut deleted.cameras),
+                ] {
+                    *count = sqlx::query(self.sql(sql))
+                        .bind(cutoff_ms)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err(op))?
+                        .rows_affected();
+                }
                 tx.commit().await.map_err(err("commit"))?;
-                Ok((windows, events, cameras))
+                Ok(deleted)
             })
         };
         self.within(WRITE_TIMEOUT, "retention", run).await
@@ -650,6 +828,47 @@ impl Store {
     }
 }
 
+/// Rows retention deleted, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// `window_summaries` rows.
+    pub windows: u64,
+    /// `window_objects` rows.
+    pub window_objects: u64,
+    /// `events` rows.
+    pub events: u64,
+    /// `latest_pictures` rows.
+    pub pictures: u64,
+    /// `cameras` rows.
+    pub cameras: u64,
+}
+
+impl Deleted {
+    /// (table, rows) for each table.
+    pub fn tables(&self) -> [(&'static str, u64); 5] {
+        [
+            ("window_summaries", self.windows),
+            ("window_objects", self.window_objects),
+            ("events", self.events),
+            ("latest_pictures", self.pictures),
+            ("cameras", self.cameras),
+        ]
+    }
+
+    /// Rows deleted in all.
+    pub fn total(&self) -> u64 {
+        self.tables().iter().map(|(_, n)| n).sum()
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
 /// A read's parameter.
 #[derive(Debug, Clone, Copy)]
 enum Param<'a> {
@@ -669,10 +888,19 @@ fn merge(batch: &Batch, stored: Option<String>, window_ms: i64) -> (Merged, Stri
         }),
     };
     let (mut counted, mut duplicates) = (0, 0);
+    let (mut pictures_counted, mut picture_duplicates) = (0, 0);
+    let mut objects_counted: BTreeMap<String, u64> = BTreeMap::new();
     for f in &batch.frames {
-        match state.add(f) {
-            Added::Counted => counted += 1,
-            Added::Duplicate => duplicates += 1,
+        match (state.add(f), &f.kind) {
+            (Added::Counted, FrameKind::Detections(d)) => {
+                pictures_counted += 1;
+                for (label, n) in d.per_label() {
+                    *objects_counted.entry(label.to_owned()).or_default() += n;
+                }
+            }
+            (Added::Duplicate, FrameKind::Detections(_)) => picture_duplicates += 1,
+            (Added::Counted, _) => counted += 1,
+            (Added::Duplicate, _) => duplicates += 1,
         }
     }
     let summary = state.summary(&batch.camera, batch.start_ms, window_ms);
@@ -681,6 +909,9 @@ fn merge(batch: &Batch, stored: Option<String>, window_ms: i64) -> (Merged, Stri
             summary,
             counted,
             duplicates,
+            pictures_counted,
+            picture_duplicates,
+            objects_counted,
             state_reset,
         },
         state.to_json(),
@@ -706,7 +937,7 @@ fn camera_row(t: CameraTuple) -> CameraRow {
 }
 
 fn incident(t: EventTuple) -> Option<Incident> {
-    let (camera, kind, start_ms, end_ms, duration_ms, frames, session) = t;
+    let (camera, kind, start_ms, end_ms, duration_ms, frames, session, label) = t;
     Some(Incident {
         kind: Kind::parse(&kind)?,
         camera,
@@ -715,7 +946,27 @@ fn incident(t: EventTuple) -> Option<Incident> {
         duration_ms,
         frames,
         session,
+        label,
     })
+}
+
+fn latest_picture(t: PictureTuple) -> LatestPicture {
+    let (camera, session, seq, capture_ms, detected_ms, width, height, model, objects) = t;
+    let objects: Vec<DetectedObject> = serde_json::from_str(&objects).unwrap_or_else(|e| {
+        tracing::warn!(%camera, error = %e, "stored picture objects unreadable; serving none");
+        Vec::new()
+    });
+    LatestPicture {
+        camera,
+        session,
+        seq: to_u64(seq),
+        capture_ms,
+        detected_ms,
+        width: u32::try_from(width).unwrap_or(0),
+        height: u32::try_from(height).unwrap_or(0),
+        model,
+        objects,
+    }
 }
 
 #[cfg(test)]

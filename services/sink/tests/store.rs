@@ -6,12 +6,16 @@
 // Shared helpers below are not `#[test]` functions, but this whole file is test code.
 #![allow(clippy::unwrap_used)]
 
-use framewire_sink::cameras::CameraRow;
-use framewire_sink::frame::{Frame, FrameKind, FrameStats};
+use std::collections::BTreeMap;
+
+use framewire_sink::cameras::{CameraRow, LatestPicture};
+use framewire_sink::frame::{Detections, Frame, FrameKind, FrameStats};
 use framewire_sink::incidents::{Incident, Kind, Tracker};
+use framewire_sink::state::ClassCounts;
 use framewire_sink::state::Summary;
 use framewire_sink::store::{Backend, FlushInput, Merged, Store};
 use framewire_sink::window::Batch;
+use framewire_wire::{BoundingBox, DetectedObject};
 
 const T0: i64 = 1_700_000_000_000;
 const W: i64 = 10_000;
@@ -70,6 +74,55 @@ fn incident(camera: &str, start_ms: i64, end_ms: Option<i64>) -> Incident {
         duration_ms: end_ms.map_or(2_500, |e| e - start_ms),
         frames: 60,
         session: "s".into(),
+        label: String::new(),
+    }
+}
+
+fn object(label: &str) -> DetectedObject {
+    DetectedObject {
+        label: label.into(),
+        class: 0,
+        score: 0.9,
+        bbox: BoundingBox {
+            x0: 0.25,
+            y0: 0.5,
+            x1: 0.75,
+            y1: 1.0,
+        },
+    }
+}
+
+/// An analysed picture of frame `seq` with objects of `labels`.
+fn picture(camera: &str, seq: u64, labels: &[&str]) -> Frame {
+    Frame {
+        camera: camera.into(),
+        session: "s".into(),
+        seq,
+        capture_ms: T0 + seq as i64 * 40,
+        kind: FrameKind::Detections(Detections {
+            width: 640,
+            height: 360,
+            model: "test-model".into(),
+            detected_ms: T0 + seq as i64 * 40 + 90,
+            objects: labels.iter().map(|l| object(l)).collect(),
+        }),
+    }
+}
+
+fn newest_of(f: &Frame) -> LatestPicture {
+    LatestPicture::of(f).unwrap()
+}
+
+fn object_incident(camera: &str, kind: Kind, label: &str, start_ms: i64) -> Incident {
+    Incident {
+        camera: camera.into(),
+        kind,
+        start_ms,
+        end_ms: (kind == Kind::Left).then_some(start_ms),
+        duration_ms: 0,
+        frames: 1,
+        session: "s".into(),
+        label: label.into(),
     }
 }
 
@@ -84,6 +137,7 @@ async fn flush(
             windows,
             cameras,
             incidents,
+            pictures: &[],
             window_ms: W,
             now_ms: 5_000,
         })
@@ -226,9 +280,131 @@ async fn exercise(store: &Store, prefix: &str) {
     // Nothing to write is a no-op.
     assert!(flush(store, &[], &[], &[]).await.is_empty());
 
+    // Detections merge into the windows beside the frames; per class rows; a picture
+    // re-delivered after its window was written counts once.
+    let det = format!("{prefix}-det");
+    let mut first = batch(&det, T0, 0..10);
+    first.frames.extend([
+        picture(&det, 0, &["person"]),
+        picture(&det, 2, &["person", "person"]),
+        picture(&det, 4, &["car"]),
+        picture(&det, 2, &["person", "person"]),
+    ]);
+    let m = flush(store, &[first], &[], &[]).await;
+    assert_eq!(
+        (m[0].counted, m[0].pictures_counted, m[0].picture_duplicates),
+        (10, 3, 1)
+    );
+    let mut second = batch(&det, T0, [10]);
+    second.frames.extend([
+        picture(&det, 2, &["person", "person"]),
+        picture(&det, 4, &["car"]),
+        picture(&det, 6, &["person"]),
+    ]);
+    let m = flush(store, &[second], &[], &[]).await;
+    assert_eq!(
+        (
+            m[0].counted,
+            m[0].duplicates,
+            m[0].pictures_counted,
+            m[0].picture_duplicates
+        ),
+        (1, 0, 1, 2)
+    );
+    assert_eq!(
+        m[0].objects_counted,
+        BTreeMap::from([("person".to_owned(), 1)])
+    );
+    let mut rows = all(store, &det).await;
+    assert!(rows[0].classes.is_empty(), "attached on request only");
+    store.attach_classes(&mut rows).await.unwrap();
+    assert_eq!((rows[0].frames, rows[0].pictures_analysed), (11, 4));
+    let counts = |objects, max_per_picture, pictures| ClassCounts {
+        objects,
+        max_per_picture,
+        pictures,
+    };
+    assert_eq!(
+        rows[0].classes,
+        BTreeMap::from([
+            ("car".to_owned(), counts(1, 1, 1)),
+            ("person".to_owned(), counts(4, 2, 3)),
+        ])
+    );
+    assert_eq!(rows[0], m[0].summary, "values round-trip exactly");
+    let analysed = store.latest_analysed_windows(T0).await.unwrap();
+    assert!(analysed.iter().any(|w| w.camera == det && w.start_ms == T0));
+    assert!(
+        !analysed.iter().any(|w| w.camera == cam),
+        "no pictures there"
+    );
+
+    // The newest analysed picture wins, whatever order flushes bring them in.
+    let newest = picture(&det, 6, &["person"]);
+    store
+        .flush(FlushInput {
+            windows: &[],
+            cameras: &[],
+            incidents: &[],
+            pictures: &[newest_of(&newest)],
+            window_ms: W,
+            now_ms: 5_000,
+        })
+        .await
+        .unwrap();
+    store
+        .flush(FlushInput {
+            windows: &[],
+            cameras: &[],
+            incidents: &[],
+            pictures: &[newest_of(&picture(&det, 4, &["car"]))],
+            window_ms: W,
+            now_ms: 5_001,
+        })
+        .await
+        .unwrap();
+    let got = store.latest_picture(&det).await.unwrap().unwrap();
+    assert_eq!(got, newest_of(&newest));
+    assert_eq!(
+        store.latest_picture_times().await.unwrap().get(&det),
+        Some(&(T0 + 240))
+    );
+    assert!(store.latest_picture(&cam).await.unwrap().is_none());
+
+    // Two classes appearing in the same picture are two incidents; a `left` is a point.
+    flush(
+        store,
+        &[],
+        &[],
+        &[
+            object_incident(&det, Kind::Appeared, "person", T0),
+            object_incident(&det, Kind::Appeared, "car", T0),
+            object_incident(&det, Kind::Left, "car", T0 + 500),
+        ],
+    )
+    .await;
+    let ev = store.events(&det, T0, T0 + W, 10).await.unwrap();
+    let brief: Vec<(Kind, &str, i64)> = ev
+        .iter()
+        .map(|i| (i.kind, i.label.as_str(), i.start_ms))
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (Kind::Appeared, "car", T0),
+            (Kind::Appeared, "person", T0),
+            (Kind::Left, "car", T0 + 500)
+        ]
+    );
+    let at = store.events(&det, T0 + 500, T0 + W, 10).await.unwrap();
+    assert_eq!(at.len(), 3, "open ones and the point at `from`: {at:?}");
+
     // Retention removes what ended before the cutoff (this run's rows are from 2023).
-    let (windows, events, cameras) = store.delete_older_than(T0 + W + 1).await.unwrap();
-    assert!(windows >= 2 && events >= 1, "{windows} {events} {cameras}");
+    let deleted = store.delete_older_than(T0 + W + 1).await.unwrap();
+    assert!(
+        deleted.windows >= 3 && deleted.events >= 2 && deleted.window_objects >= 2,
+        "{deleted:?}"
+    );
     assert_eq!(
         all(store, &cam).await.len(),
         1,
@@ -331,6 +507,7 @@ async fn postgres_store() {
             windows,
             cameras: &[],
             incidents: &[],
+            pictures: &[],
             window_ms: W,
             now_ms: 1,
         };
@@ -351,6 +528,7 @@ async fn postgres_store() {
             windows: &[good.clone(), bad],
             cameras: &[],
             incidents: &[],
+            pictures: &[],
             window_ms: W,
             now_ms: 1,
         })
@@ -361,7 +539,12 @@ async fn postgres_store() {
 
     // Clean up this run's rows (the database is shared with the local stack).
     if let Store::Postgres(pool) = &store {
-        for table in ["window_summaries", "events"] {
+        for table in [
+            "window_summaries",
+            "window_objects",
+            "events",
+            "latest_pictures",
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE camera LIKE $1"
             )))
