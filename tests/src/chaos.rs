@@ -234,6 +234,7 @@ impl Fleet {
         let topics = crate::Topics {
             frames: format!("{p}.frames"),
             stats: format!("{p}.stats"),
+            detections: format!("{p}.detections"),
             control: format!("{p}.control"),
             dlq: format!("{p}.dlq"),
         };
@@ -262,10 +263,11 @@ impl Fleet {
 
     fn common(&self) -> String {
         format!(
-            "[kafka]\nbrokers = \"{}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\nleases = \"{}.leases\"\npartitions = 4\nreplication_factor = 3\n",
+            "[kafka]\nbrokers = \"{}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ndetections = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\nleases = \"{}.leases\"\npartitions = 4\nreplication_factor = 3\n",
             self.cluster.bootstrap,
             self.topics.frames,
             self.topics.stats,
+            self.topics.detections,
             self.topics.control,
             self.topics.dlq,
             self.topics.frames,

@@ -153,6 +153,8 @@ pub struct Topics {
     pub frames: String,
     /// Stats topic.
     pub stats: String,
+    /// Detections topic.
+    pub detections: String,
     /// Control topic.
     pub control: String,
     /// Dead-letter topic.
@@ -166,6 +168,7 @@ impl Topics {
         Topics {
             frames: format!("{p}.frames"),
             stats: format!("{p}.stats"),
+            detections: format!("{p}.detections"),
             control: format!("{p}.control"),
             dlq: format!("{p}.dlq"),
         }
@@ -179,9 +182,10 @@ impl Topics {
     /// The `[kafka]` and `[topics]` TOML sections for these topics (4 partitions).
     pub fn toml(&self) -> String {
         format!(
-            "[kafka]\nbrokers = \"{KAFKA}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\nleases = \"{}\"\npartitions = 4\nreplication_factor = 1\n",
+            "[kafka]\nbrokers = \"{KAFKA}\"\n\n[topics]\nframes = \"{}\"\nstats = \"{}\"\ndetections = \"{}\"\ncontrol = \"{}\"\ndlq = \"{}\"\nleases = \"{}\"\npartitions = 4\nreplication_factor = 1\n",
             self.frames,
             self.stats,
+            self.detections,
             self.control,
             self.dlq,
             self.leases()
@@ -663,6 +667,43 @@ pub fn stats_record(camera: &str, session: &str, seq: u64, capture_ms: i64) -> R
     Record {
         key: camera.to_owned(),
         value: serde_json::to_vec(&rec).expect("stats JSON"),
+        headers: Vec::new(),
+    }
+}
+
+/// A detections record (`framewire.detections`) of frame `seq` of `camera`'s `session`,
+/// captured at `capture_ms`, analysed 80 ms later by model `test-model` on a 640x360
+/// picture; `objects` as (label, class, score, [x0, y0, x1, y1]).
+pub fn detections_record(
+    camera: &str,
+    session: &str,
+    seq: u64,
+    capture_ms: i64,
+    objects: &[(&str, u16, f32, [f32; 4])],
+) -> Record {
+    let rec = framewire_wire::DetectionsRecord {
+        camera: camera.to_owned(),
+        session: session.to_owned(),
+        seq,
+        pts_90k: seq as i64 * 3_600,
+        capture_ms,
+        detected_ms: capture_ms + 80,
+        width: 640,
+        height: 360,
+        model: "test-model".to_owned(),
+        objects: objects
+            .iter()
+            .map(|&(label, class, score, [x0, y0, x1, y1])| framewire_wire::DetectedObject {
+                label: label.to_owned(),
+                class,
+                score,
+                bbox: framewire_wire::BoundingBox { x0, y0, x1, y1 },
+            })
+            .collect(),
+    };
+    Record {
+        key: camera.to_owned(),
+        value: serde_json::to_vec(&rec).expect("detections JSON"),
         headers: Vec::new(),
     }
 }

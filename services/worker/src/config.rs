@@ -1,7 +1,9 @@
 //! Worker configuration (`framewire-worker --config worker.toml`); reference in `docs/config.md`.
 
+use framewire_inference::BackendKind;
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
+use framewire_wire::AnalysisRate;
 use serde::{Deserialize, Serialize};
 
 /// Default admin port of the worker.
@@ -23,6 +25,140 @@ pub struct Config {
     /// Decoding and consumer behaviour.
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// Object detection (the second analyzer, after statistics).
+    #[serde(default)]
+    pub detect: DetectConfig,
+}
+
+/// `[detect]`: object detection on decoded pictures.
+///
+/// Detection runs when `model` names a model file; each camera is analysed at its own
+/// rate (its spec's `detect`, else `rate`). Inference runs on its own threads, fed by a
+/// bounded queue: pictures that find it full wait in the worker, and above
+/// `queue_max_bytes` the partitions they come from pause, as for decoding.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// The ONNX model (`nanodet-g-416.onnx`, made by `scripts/model.sh`); empty = no detection.
+    #[serde(default)]
+    pub model: String,
+    /// Rate for cameras whose spec sets none: `off`, `every`, `every:N`, `keyframes`, `fps:X`.
+    #[serde(default = "default_detect_rate")]
+    pub rate: AnalysisRate,
+    /// Inference backend: `tract` (pure Rust, always built) or `onnxruntime` (needs the
+    /// `onnxruntime` cargo feature and the ONNX Runtime library).
+    #[serde(default = "default_backend")]
+    pub backend: BackendKind,
+    /// Path of `libonnxruntime.so` for the `onnxruntime` backend; empty = `ORT_DYLIB_PATH`.
+    #[serde(default)]
+    pub onnxruntime_library: String,
+    /// Inference threads, each running one picture (or batch) at a time.
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Threads each inference may use inside the runtime (1 = the most pictures per core).
+    #[serde(default = "one")]
+    pub intra_threads: usize,
+    /// Most pictures run together in one inference, across cameras.
+    #[serde(default = "one")]
+    pub max_batch: usize,
+    /// Pictures queued for inference; further ones wait in the worker.
+    #[serde(default = "default_detect_queue")]
+    pub queue: usize,
+    /// Bytes of pictures waiting for inference above which the partitions they come from
+    /// pause (they resume at half). A picture is a 2 MB tensor at 416x416.
+    #[serde(default = "default_detect_queue_max_bytes")]
+    pub queue_max_bytes: usize,
+    /// Objects at or below this confidence are not reported.
+    #[serde(default = "default_score_threshold")]
+    pub score_threshold: f32,
+    /// Of two same-class boxes overlapping more than this (IoU), the weaker is dropped.
+    #[serde(default = "default_iou_threshold")]
+    pub iou_threshold: f32,
+    /// Most objects reported per picture, best first.
+    #[serde(default = "default_max_objects")]
+    pub max_objects: usize,
+}
+
+fn default_detect_rate() -> AnalysisRate {
+    AnalysisRate::PerSecondMilli(1000)
+}
+fn default_backend() -> BackendKind {
+    BackendKind::Tract
+}
+fn one() -> usize {
+    1
+}
+fn default_detect_queue() -> usize {
+    4
+}
+fn default_detect_queue_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_score_threshold() -> f32 {
+    0.35
+}
+fn default_iou_threshold() -> f32 {
+    0.5
+}
+fn default_max_objects() -> usize {
+    100
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            model: String::new(),
+            rate: default_detect_rate(),
+            backend: default_backend(),
+            onnxruntime_library: String::new(),
+            threads: 1,
+            intra_threads: 1,
+            max_batch: 1,
+            queue: default_detect_queue(),
+            queue_max_bytes: default_detect_queue_max_bytes(),
+            score_threshold: default_score_threshold(),
+            iou_threshold: default_iou_threshold(),
+            max_objects: default_max_objects(),
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Whether detection is on (a model is configured).
+    pub fn enabled(&self) -> bool {
+        !self.model.trim().is_empty()
+    }
+
+    /// The pre- and post-processing settings.
+    pub fn detect_config(&self) -> framewire_detect::Config {
+        framewire_detect::Config {
+            score_threshold: self.score_threshold,
+            iou_threshold: self.iou_threshold,
+            max_detections: self.max_objects,
+            ..framewire_detect::Config::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("detect.threads", self.threads, 1, 64)?;
+        check_range("detect.intra_threads", self.intra_threads, 1, 64)?;
+        check_range("detect.max_batch", self.max_batch, 1, 64)?;
+        check_range("detect.queue", self.queue, 1, 10_000)?;
+        check_range("detect.queue_max_bytes", self.queue_max_bytes, 0, 1 << 36)?;
+        check_range("detect.score_threshold", self.score_threshold, 0.0, 1.0)?;
+        check_range("detect.iou_threshold", self.iou_threshold, 0.0, 1.0)?;
+        check_range("detect.max_objects", self.max_objects, 1, 10_000)?;
+        if self.enabled() && !std::path::Path::new(self.model.trim()).is_file() {
+            return Err(ConfigError::invalid(
+                "detect.model",
+                format!(
+                    "{:?} is not a file (make it with scripts/model.sh, or leave detect.model empty to turn detection off)",
+                    self.model
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[worker]`: consumer group and decoding.
@@ -258,6 +394,7 @@ impl Validate for Config {
             0.0,
             100.0,
         )?;
+        self.detect.validate()?;
         if !matches!(w.auto_offset_reset.as_str(), "earliest" | "latest") {
             return Err(ConfigError::invalid(
                 "worker.auto_offset_reset",
@@ -284,6 +421,16 @@ mod tests {
                 .contains("worker.auto_offset_reset")
         );
         c = Config::default();
+        c.detect.model = "/nonexistent/nanodet.onnx".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("detect.model") && err.contains("scripts/model.sh"),
+            "{err}"
+        );
+        c = Config::default();
+        let rate: Result<Config, _> = toml::from_str("[detect]\nrate = \"often\"");
+        let err = rate.unwrap_err().to_string();
+        assert!(err.contains("often") && err.contains("fps:X"), "{err}");
         c.worker.queue_frames = 0;
         assert!(
             c.validate()

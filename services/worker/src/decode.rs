@@ -34,14 +34,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
+use framewire_detect::Yuv420;
 use framewire_framestats::{Analyzer, DetectorConfig, Picture, Plane};
-use framewire_wire::{FrameMeta, StatsRecord};
+use framewire_wire::{AnalysisRate, FrameMeta, StatsRecord};
 use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
 use tokio::sync::mpsc;
 
 use crate::config::DecodeMode;
+use crate::detection::{self, DetectInput, PickSettings, Picker};
 use crate::metrics::Metrics;
 use crate::poison::{self, Reason};
 use crate::snapshot::{Snapshot, Watchers};
@@ -62,6 +64,8 @@ pub struct Job {
     pub resync: bool,
     /// Done by an earlier owner: decode it to rebuild state, publish nothing.
     pub replay: bool,
+    /// The camera's detection rate from the `fw-detect` header (`None`: the default).
+    pub detect: Option<AnalysisRate>,
 }
 
 /// What became of a job.
@@ -76,6 +80,8 @@ pub enum Outcome {
         offset: i64,
         /// The job's span.
         span: tracing::Span,
+        /// The picture's input to the object detector, when its rate picked it.
+        detect: Option<Box<DetectInput>>,
     },
     /// The record is poison: copy it to the DLQ, then its offset is done.
     Poison {
@@ -139,6 +145,8 @@ pub struct PoolConfig {
     pub mode: DecodeMode,
     /// Who waits for a camera's next picture (debug snapshots).
     pub watchers: Arc<Watchers>,
+    /// Picking and preparing pictures for object detection; `None`: detection is off.
+    pub detect: Option<PickSettings>,
 }
 
 impl DecodePool {
@@ -251,6 +259,7 @@ struct Pending {
     offset: i64,
     span: tracing::Span,
     replay: bool,
+    detect: Option<AnalysisRate>,
 }
 
 struct CameraDecoder {
@@ -274,7 +283,13 @@ struct Measuring {
     pending: Vec<Pending>,
     /// Statistics and detectors, with the previous picture they compare against.
     analyzer: Analyzer,
+    /// Which pictures go to the object detector.
+    picker: Picker,
 }
+
+/// A measured picture: its access unit, its statistics (`None`: it could not be
+/// measured) and, when picked, its detector input.
+type Measured = (Pending, Option<StatsRecord>, Option<Box<DetectInput>>);
 
 impl Measuring {
     /// Removes the pending access unit of the smallest timestamp: the next picture out.
@@ -289,17 +304,57 @@ impl Measuring {
         &mut self,
         pictures: impl IntoIterator<Item = DecodedYUV<'a>>,
         metrics: &Metrics,
-        watchers: &Watchers,
-    ) -> Vec<(Pending, Option<StatsRecord>)> {
+        config: &PoolConfig,
+    ) -> Vec<Measured> {
         let mut measured = Vec::new();
         for yuv in pictures {
             let Some(p) = self.take_earliest() else { break };
             let started = Instant::now();
-            let record = measure(&yuv, &p.meta, &mut self.analyzer, watchers);
+            let record = measure(&yuv, &p.meta, &mut self.analyzer, &config.watchers);
             metrics
                 .stats_seconds
                 .observe(started.elapsed().as_secs_f64());
-            measured.push((p, record));
+            let detect = match &config.detect {
+                Some(settings)
+                    if record.is_some()
+                        && self.picker.pick(
+                            &p.meta,
+                            p.detect,
+                            Some(settings),
+                            p.replay,
+                            metrics,
+                        ) =>
+                {
+                    let (w, h) = yuv.dimensions();
+                    let (ys, us, vs) = yuv.strides();
+                    let picture = Yuv420 {
+                        y: yuv.y(),
+                        y_stride: ys,
+                        u: yuv.u(),
+                        u_stride: us,
+                        v: yuv.v(),
+                        v_stride: vs,
+                        width: w as u32,
+                        height: h as u32,
+                    };
+                    detection::prepare(
+                        &picture,
+                        settings,
+                        &p.meta,
+                        p.partition,
+                        p.offset,
+                        &p.span,
+                        metrics,
+                    )
+                    .map(Box::new)
+                }
+                Some(_) => None,
+                None => {
+                    self.picker.pick(&p.meta, p.detect, None, p.replay, metrics);
+                    None
+                }
+            };
+            measured.push((p, record, detect));
         }
         measured
     }
@@ -418,7 +473,7 @@ impl Thread {
     }
 
     /// Publishes a measured picture, or counts a picture that could not be measured.
-    fn picture(&self, p: Pending, record: Option<StatsRecord>) {
+    fn picture(&self, p: Pending, record: Option<StatsRecord>, detect: Option<Box<DetectInput>>) {
         if p.replay {
             self.metrics.replayed.inc();
             return self.done(&p);
@@ -434,6 +489,7 @@ impl Thread {
                     partition: p.partition,
                     offset: p.offset,
                     span: p.span,
+                    detect,
                 });
             }
             None => self.poison(p, Vec::new(), Reason::BadPicture),
@@ -446,14 +502,12 @@ impl Thread {
             return;
         };
         let measured = match cam.decoder.flush_remaining() {
-            Ok(frames) => cam
-                .m
-                .measure_all(frames, &self.metrics, &self.config.watchers),
+            Ok(frames) => cam.m.measure_all(frames, &self.metrics, &self.config),
             Err(_) => Vec::new(),
         };
         let rest = std::mem::take(&mut cam.m.pending);
-        for (p, record) in measured {
-            self.picture(p, record);
+        for (p, record, detect) in measured {
+            self.picture(p, record, detect);
         }
         for p in rest {
             tracing::warn!(%camera, seq = p.meta.seq, "the decoder produced no picture for an access unit");
@@ -488,6 +542,7 @@ impl Thread {
                     m: Measuring {
                         pending: Vec::new(),
                         analyzer: Analyzer::new(self.config.detectors),
+                        picker: Picker::default(),
                     },
                 },
             );
@@ -506,6 +561,7 @@ impl Thread {
             span,
             resync,
             replay,
+            detect,
         } = job;
         let camera = meta.camera.clone();
         let p = Pending {
@@ -514,6 +570,7 @@ impl Thread {
             offset,
             span,
             replay,
+            detect,
         };
         if let Err(e) = self.camera(&p.meta, resync) {
             tracing::error!(%camera, error = %e, "cannot create a decoder");
@@ -582,15 +639,13 @@ impl Thread {
             .decode_seconds
             .observe(started.elapsed().as_secs_f64());
         let decoded = match decoded {
-            Ok(picture) => Ok(cam
-                .m
-                .measure_all(picture, &self.metrics, &self.config.watchers)),
+            Ok(picture) => Ok(cam.m.measure_all(picture, &self.metrics, &self.config)),
             Err(e) => Err(e),
         };
         match decoded {
             Ok(measured) => {
-                for (p, record) in measured {
-                    self.picture(p, record);
+                for (p, record, detect) in measured {
+                    self.picture(p, record, detect);
                 }
                 if self.config.mode == DecodeMode::Keyframes {
                     // Each keyframe stands alone: get its picture out now.
@@ -726,6 +781,7 @@ mod tests {
             detectors: DetectorConfig::default(),
             mode: DecodeMode::All,
             watchers: Arc::default(),
+            detect: None,
         }
     }
 
@@ -747,6 +803,7 @@ mod tests {
             span: tracing::Span::none(),
             resync: false,
             replay: false,
+            detect: None,
         }
     }
 

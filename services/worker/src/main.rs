@@ -8,6 +8,7 @@ mod commit;
 mod config;
 mod debug;
 mod decode;
+mod detection;
 mod lag;
 mod metrics;
 #[cfg(test)]
@@ -60,6 +61,7 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let specs = [
             config.topics.frames_spec(),
             config.topics.stats_spec(),
+            config.topics.detections_spec(),
             config.topics.dlq_spec(),
         ];
         kafka::ensure_topics_with_retry(&config.kafka, SERVICE, &specs, &readiness, &shutdown).await

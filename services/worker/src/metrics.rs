@@ -62,7 +62,34 @@ pub struct Metrics {
     /// `framewire_worker_undeliverable_total{topic}`: records Kafka can never accept
     /// (too large or invalid); their frames are counted here and not retried.
     pub undeliverable: IntCounterVec,
+    /// `framewire_worker_detect_pictures_total`: pictures the object detector analysed.
+    pub detect_pictures: IntCounterVec,
+    /// `framewire_worker_detect_skipped_total{camera,reason}`: decoded pictures the
+    /// detector did not analyse: `rate` (the camera's rate left them out), `off` (detection
+    /// is not configured on this worker but the camera asked for it).
+    pub detect_skipped: IntCounterVec,
+    /// `framewire_worker_detect_objects_total{label}`: objects reported, by class.
+    pub detect_objects: IntCounterVec,
+    /// `framewire_worker_detect_errors_total{camera}`: pictures whose inference failed
+    /// (their statistics are still published).
+    pub detect_errors: IntCounterVec,
+    /// `framewire_worker_inference_seconds`: one inference (a batch), by backend.
+    pub inference_seconds: HistogramVec,
+    /// `framewire_worker_detect_batch_size`: pictures per inference.
+    pub detect_batch: Histogram,
+    /// `framewire_worker_detect_preprocess_seconds`: picture to input tensor, per picture.
+    pub detect_preprocess_seconds: Histogram,
+    /// `framewire_worker_detect_queue_depth`: pictures queued for inference.
+    pub detect_queue: IntGauge,
+    /// `framewire_worker_detect_parked_pictures`: pictures waiting for room in the
+    /// inference queue.
+    pub detect_parked: IntGauge,
+    /// `framewire_worker_detect_wait_seconds`: time from decode to inference start.
+    pub detect_wait_seconds: Histogram,
 }
+
+/// `detect_skipped` reasons.
+pub const DETECT_SKIP_REASONS: [&str; 2] = ["rate", "off"];
 
 /// `skipped` reasons.
 pub const SKIP_REASONS: [&str; 2] = ["realtime", "replay"];
@@ -76,6 +103,10 @@ impl Metrics {
         self.decoded.with_label_values(&c);
         for reason in SKIP_REASONS {
             self.skipped.with_label_values(&[camera, reason]);
+        }
+        self.detect_pictures.with_label_values(&c);
+        for reason in DETECT_SKIP_REASONS {
+            self.detect_skipped.with_label_values(&[camera, reason]);
         }
     }
 
@@ -97,6 +128,11 @@ impl Metrics {
         }
         for reason in SKIP_REASONS {
             let _ = self.skipped.remove_label_values(&[camera, reason]);
+        }
+        let _ = self.detect_pictures.remove_label_values(&c);
+        let _ = self.detect_errors.remove_label_values(&c);
+        for reason in DETECT_SKIP_REASONS {
+            let _ = self.detect_skipped.remove_label_values(&[camera, reason]);
         }
     }
 }
@@ -204,6 +240,55 @@ impl Metrics {
                 "framewire_worker_undeliverable_total",
                 "Records Kafka can never accept (too large or invalid)",
                 &["topic"],
+            ),
+            detect_pictures: b.counter_vec(
+                "framewire_worker_detect_pictures_total",
+                "Pictures the object detector analysed",
+                camera,
+            ),
+            detect_skipped: b.counter_vec(
+                "framewire_worker_detect_skipped_total",
+                "Decoded pictures the object detector did not analyse, by reason",
+                &["camera", "reason"],
+            ),
+            detect_objects: b.counter_vec(
+                "framewire_worker_detect_objects_total",
+                "Objects reported by the detector, by class",
+                &["label"],
+            ),
+            detect_errors: b.counter_vec(
+                "framewire_worker_detect_errors_total",
+                "Pictures whose inference failed",
+                camera,
+            ),
+            inference_seconds: b.histogram_vec(
+                "framewire_worker_inference_seconds",
+                "Time of one inference (one batch of pictures)",
+                &["backend"],
+                &[0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.4, 0.8, 1.6],
+            ),
+            detect_batch: b.histogram(
+                "framewire_worker_detect_batch_size",
+                "Pictures per inference",
+                &[1.0, 2.0, 4.0, 8.0, 16.0],
+            ),
+            detect_preprocess_seconds: b.histogram(
+                "framewire_worker_detect_preprocess_seconds",
+                "Decoded picture to input tensor",
+                &[0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032],
+            ),
+            detect_queue: b.gauge(
+                "framewire_worker_detect_queue_depth",
+                "Pictures queued for inference",
+            ),
+            detect_parked: b.gauge(
+                "framewire_worker_detect_parked_pictures",
+                "Pictures waiting for room in the inference queue",
+            ),
+            detect_wait_seconds: b.histogram(
+                "framewire_worker_detect_wait_seconds",
+                "Decoded to inference started",
+                &[0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
             ),
         }
     }

@@ -130,6 +130,7 @@ async fn worker_path_in(clip: &Path, mode: DecodeMode) -> Vec<StatsRecord> {
         detectors: Default::default(),
         mode,
         watchers: Default::default(),
+        detect: None,
     };
     let pool = DecodePool::start(config, tx, metrics).expect("pool");
     let mut expected = 0;
@@ -157,6 +158,7 @@ async fn worker_path_in(clip: &Path, mode: DecodeMode) -> Vec<StatsRecord> {
             span: tracing::Span::none(),
             resync: false,
             replay: false,
+            detect: None,
         };
         assert!(pool.submit(job).await.is_ok());
     }

@@ -1,5 +1,6 @@
-//! What the worker writes: a statistics record per measured picture and a dead letter per
-//! poison record, each delivered before its frames record counts as done.
+//! What the worker writes: a statistics record per measured picture, a detections record
+//! per analysed picture and a dead letter per poison record, each delivered before its
+//! frames record counts as done.
 //!
 //! Records are enqueued in the order they are produced (one camera's records stay in
 //! order) and their acknowledgements awaited in tasks. A delivery that fails is sent again
@@ -20,7 +21,7 @@ use framewire_kit::delivery::{Delivery, DeliveryError, Outgoing, Retry};
 use framewire_kit::kafka::headers;
 use framewire_kit::shutdown::Shutdown;
 use framewire_kit::telemetry;
-use framewire_wire::{StatsRecord, header as h};
+use framewire_wire::{DetectionsRecord, StatsRecord, header as h};
 use rdkafka::message::{Header, OwnedHeaders};
 use tokio::sync::mpsc;
 
@@ -44,6 +45,7 @@ pub const DLQ_PAYLOAD_DROPPED: &str = "fw-dlq-payload-dropped";
 pub struct Output {
     delivery: Delivery,
     stats_topic: Arc<str>,
+    detections_topic: Arc<str>,
     dlq_topic: Arc<str>,
     retry: Retry,
     finished: mpsc::UnboundedSender<Finished>,
@@ -55,6 +57,7 @@ pub struct Output {
 /// What a record carries for its frame.
 enum Kind {
     Stats,
+    Detections,
     DeadLetter(Reason),
 }
 
@@ -63,17 +66,19 @@ impl Output {
     pub fn new(
         delivery: Delivery,
         stats_topic: &str,
+        detections_topic: &str,
         dlq_topic: &str,
         retry_max: Duration,
         finished: mpsc::UnboundedSender<Finished>,
         metrics: Metrics,
     ) -> Self {
-        for topic in [stats_topic, dlq_topic] {
+        for topic in [stats_topic, detections_topic, dlq_topic] {
             delivery.metrics().touch(topic);
         }
         Output {
             delivery,
             stats_topic: stats_topic.into(),
+            detections_topic: detections_topic.into(),
             dlq_topic: dlq_topic.into(),
             retry: Retry::Backoff {
                 initial: Duration::from_millis(100),
@@ -121,23 +126,60 @@ impl Output {
         partition: i32,
         offset: i64,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
-        let payload = match serde_json::to_vec(record) {
+        let out = self.json(
+            &self.stats_topic,
+            &record.camera,
+            record,
+            record.capture_ms,
+            span,
+        )?;
+        Some(self.send(out, Kind::Stats, partition, offset).await)
+    }
+
+    /// Enqueues a detections record; the returned future completes its delivery.
+    pub async fn detections(
+        &self,
+        record: &DetectionsRecord,
+        span: &tracing::Span,
+        partition: i32,
+        offset: i64,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let out = self.json(
+            &self.detections_topic,
+            &record.camera,
+            record,
+            record.capture_ms,
+            span,
+        )?;
+        Some(self.send(out, Kind::Detections, partition, offset).await)
+    }
+
+    /// A JSON record of `camera` for `topic`, with the span's trace context and the
+    /// capture time as its timestamp (`None`, logged, if it does not serialise).
+    fn json(
+        &self,
+        topic: &Arc<str>,
+        camera: &str,
+        value: &impl serde::Serialize,
+        capture_ms: i64,
+        span: &tracing::Span,
+    ) -> Option<Outgoing> {
+        let payload = match serde_json::to_vec(value) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(camera = %record.camera, error = %e, "cannot serialize stats");
+                tracing::error!(%camera, %topic, error = %e, "cannot serialize a record");
                 return None;
             }
         };
         let mut pairs = telemetry::inject(span);
-        pairs.push((h::CAMERA.to_owned(), record.camera.clone()));
-        let out = Outgoing {
-            topic: self.stats_topic.clone(),
-            key: record.camera.clone(),
+        pairs.push((h::CAMERA.to_owned(), camera.to_owned()));
+        Some(Outgoing {
+            topic: topic.clone(),
+            key: camera.to_owned(),
             payload,
             headers: headers(pairs),
-            timestamp_ms: Some(record.capture_ms),
-        };
-        Some(self.send(out, Kind::Stats, partition, offset).await)
+            timestamp_ms: Some(capture_ms),
+        })
     }
 
     /// Enqueues a dead letter: the record's bytes with its headers plus `fw-dlq-reason`
@@ -218,7 +260,7 @@ impl Output {
                 }
                 Err(e) => {
                     let counter = match kind {
-                        Kind::Stats => &this.metrics.delivery_errors,
+                        Kind::Stats | Kind::Detections => &this.metrics.delivery_errors,
                         Kind::DeadLetter(_) => &this.metrics.dlq_delivery_errors,
                     };
                     counter.with_label_values(&camera).inc();

@@ -132,6 +132,11 @@ impl<J> Parking<J> {
         resume
     }
 
+    /// Whether `partition` is paused for records parked here.
+    pub fn holds(&self, partition: i32) -> bool {
+        self.paused.contains_key(&partition)
+    }
+
     /// Partitions paused now.
     pub fn paused(&self) -> usize {
         self.paused.len()

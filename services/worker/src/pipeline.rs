@@ -5,17 +5,21 @@
 //! - [`Worker::on_record`]: a frames record — parse its headers, note it as in flight,
 //!   then decode it (or park it while its decoder thread is busy, see [`crate::parking`]);
 //! - [`Worker::on_outcome`]: a decoder thread's result — enqueue its statistics or dead
-//!   letter ([`crate::output`]), or mark it done;
+//!   letter ([`crate::output`]), or mark it done; a picture picked for object detection
+//!   goes to the inference queue ([`crate::detection`]);
+//! - [`Worker::on_detected`]: an inference result — enqueue its detections record;
 //! - [`Worker::on_finished`]: an output was delivered — its record is done;
 //! - [`Worker::on_room`]: a decoder thread has room for parked records;
 //! - [`Worker::on_revoked`]: partitions moved away (the callbacks in
 //!   [`crate::rebalance`] committed them) — drop their parked records and decoders;
 //! - [`Worker::on_tick`]: commit progress ([`crate::commit`]) and forget silent cameras.
 //!
-//! A record is done only once its output is delivered (or it is known to produce none),
+//! A record is done only once its output is delivered (or it is known to produce none;
+//! statistics *and* detections when the picture was analysed),
 //! so a crash re-processes but never loses frames; the sink is idempotent on
 //! (camera, session, seq).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +28,7 @@ use framewire_kit::delivery::{Delivery, DeliveryMetrics};
 use framewire_kit::kafka::{self, KafkaSetupError, header, headers};
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::telemetry;
-use framewire_wire::{FrameMeta, validate_camera_id};
+use framewire_wire::{AnalysisRate, FrameMeta, header as h, validate_camera_id};
 use futures::FutureExt;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -38,6 +42,7 @@ use crate::assignment::{Assignment, Seen};
 use crate::commit::CommitTracker;
 use crate::config::{Config, DecodeMode, LagPolicy, WorkerConfig};
 use crate::decode::{DecodePool, Job, Outcome, PoolConfig, Refused};
+use crate::detection::{DetectInput, DetectOutcome, DetectPool};
 use crate::lag::{LagGate, Verdict};
 use crate::metrics::Metrics;
 use crate::output::{Finished, Output};
@@ -88,11 +93,28 @@ fn running(pool: &Option<DecodePool>) -> anyhow::Result<&DecodePool> {
         .ok_or_else(|| anyhow::anyhow!("the decoder pool is gone"))
 }
 
+/// The detection rate a frames record asks for in its `fw-detect` header; a value that
+/// does not parse is logged and the worker's default applies.
+fn detect_rate(camera: &str, value: Option<&[u8]>) -> Option<AnalysisRate> {
+    let raw = value?;
+    match std::str::from_utf8(raw)
+        .ok()
+        .map(str::parse::<AnalysisRate>)
+    {
+        Some(Ok(rate)) => Some(rate),
+        _ => {
+            tracing::warn!(%camera, value = %String::from_utf8_lossy(&raw[..raw.len().min(40)]), "fw-detect header is not a rate; using detect.rate");
+            None
+        }
+    }
+}
+
 /// One event of the consume loop.
 enum Event<'m> {
     Shutdown,
     Finished(Finished),
     Outcome(Outcome),
+    Detected(DetectOutcome),
     Delivered,
     Tick,
     Room(Option<usize>),
@@ -110,6 +132,14 @@ pub struct Worker {
     lag_gate: Option<LagGate>,
     output: Output,
     outcomes: mpsc::Receiver<Outcome>,
+    /// The inference threads (`None`: detection off, or shut down).
+    detect: Option<DetectPool>,
+    /// Pictures waiting for room in the inference queue (one "thread": the queue).
+    detect_parking: Parking<DetectInput>,
+    detect_outcomes: mpsc::Receiver<DetectOutcome>,
+    /// Frames whose offset waits for more than one output (statistics and detections):
+    /// how many are still to be delivered.
+    awaiting: HashMap<(i32, i64), u8>,
     finished: mpsc::UnboundedReceiver<Finished>,
     deliveries: JoinSet<()>,
     metrics: Metrics,
@@ -213,12 +243,23 @@ impl Worker {
         let output = Output::new(
             Delivery::new(producer, delivery_metrics),
             &config.topics.stats,
+            &config.topics.detections,
             &config.topics.dlq,
             Duration::from_millis(w.retry_max_ms),
             finished_tx,
             metrics.clone(),
         );
         let (out_tx, outcomes) = mpsc::channel(1024);
+        let (detect_tx, detect_outcomes) = mpsc::channel(256);
+        let detect = if config.detect.enabled() {
+            Some(DetectPool::start(
+                &config.detect,
+                detect_tx,
+                metrics.clone(),
+            )?)
+        } else {
+            None
+        };
         let pool_config = PoolConfig {
             threads: w.threads(),
             queue: w.queue_frames,
@@ -227,6 +268,7 @@ impl Worker {
             detectors: w.detectors,
             mode: w.decode_mode,
             watchers: shared.watchers.clone(),
+            detect: detect.as_ref().map(DetectPool::pick_settings),
         };
         let pool = DecodePool::start(pool_config, out_tx, metrics.clone())?;
         tracing::info!(threads = w.threads(), group = %w.group_id, mode = ?w.decode_mode, lag_policy = ?w.lag_policy, "decoding");
@@ -246,6 +288,10 @@ impl Worker {
             lag_gate,
             output,
             outcomes,
+            detect,
+            detect_parking: Parking::new(1, config.detect.queue_max_bytes),
+            detect_outcomes,
+            awaiting: HashMap::new(),
             finished,
             deliveries: JoinSet::new(),
             metrics,
@@ -271,6 +317,7 @@ impl Worker {
                 _ = tick.tick() => Event::Tick,
                 // Then what frees memory and finishes records, before new records come in.
                 Some(f) = self.finished.recv() => Event::Finished(f),
+                Some(d) = self.detect_outcomes.recv() => Event::Detected(d),
                 Some(o) = self.outcomes.recv() => Event::Outcome(o),
                 Some(_) = self.deliveries.join_next(), if !self.deliveries.is_empty() => Event::Delivered,
                 room = pool.room(&waiting), if !waiting.is_empty() => Event::Room(room),
@@ -280,6 +327,7 @@ impl Worker {
                 Event::Shutdown => return Ok(()),
                 Event::Finished(f) => self.on_finished(f),
                 Event::Outcome(o) => self.on_outcome(o).await,
+                Event::Detected(d) => self.on_detected(d).await,
                 Event::Delivered => {}
                 Event::Tick => self.on_tick(),
                 Event::Room(room) => self.on_room(room)?,
@@ -382,6 +430,7 @@ impl Worker {
             self.finish(partition, offset);
             return Ok(());
         }
+        let detect = detect_rate(&meta.camera, header(hdrs, h::DETECT));
         let span = tracing::info_span!("worker_frame", camera = %meta.camera, seq = meta.seq);
         telemetry::set_parent_from(&span, |name| header(hdrs, name));
         let job = Job {
@@ -392,6 +441,7 @@ impl Worker {
             span,
             resync: verdict == Verdict::Resume,
             replay,
+            detect,
         };
         self.submit(job)
     }
@@ -452,7 +502,13 @@ impl Worker {
                 partition,
                 offset,
                 span,
+                detect,
             } => {
+                if let Some(input) = detect {
+                    // Done once both the statistics and the detections are delivered.
+                    self.awaiting.insert((partition, offset), 2);
+                    self.submit_detection(*input);
+                }
                 let latency = (record.decoded_ms - record.capture_ms).max(0) as f64 / 1000.0;
                 self.metrics
                     .latency_seconds
@@ -468,12 +524,86 @@ impl Worker {
         }
     }
 
+    /// An inference result: publish the detections (the frame's second output), then hand
+    /// the inference queue what waits for it.
+    async fn on_detected(&mut self, outcome: DetectOutcome) {
+        match outcome {
+            DetectOutcome::Detected {
+                record,
+                partition,
+                offset,
+                span,
+            } => match self
+                .output
+                .detections(&record, &span, partition, offset)
+                .await
+            {
+                Some(delivery) => {
+                    self.deliveries.spawn(delivery);
+                }
+                None => self.finish(partition, offset),
+            },
+            DetectOutcome::Failed { partition, offset } => self.finish(partition, offset),
+        }
+        self.on_detect_room();
+    }
+
+    /// Queues a picture for inference, or parks it behind those waiting; pauses its
+    /// partition when too much is parked (see `crate::parking`).
+    fn submit_detection(&mut self, input: DetectInput) {
+        let Some(pool) = &self.detect else {
+            return self.finish(input.partition, input.offset);
+        };
+        let partition = input.partition;
+        let input = if self.detect_parking.must_wait(0, partition) {
+            input
+        } else {
+            match pool.try_submit(input) {
+                Ok(()) => return self.count_parking(),
+                Err(input) => input,
+            }
+        };
+        let bytes = input.bytes();
+        if let Some(p) = self.detect_parking.park(0, partition, bytes, input) {
+            self.metrics.partition_pauses.inc();
+            self.pause(&[p], true);
+        }
+        self.count_parking();
+    }
+
+    /// The inference queue may have room: hand it parked pictures, oldest first; resume
+    /// the partitions that no longer wait.
+    fn on_detect_room(&mut self) {
+        let Some(pool) = &self.detect else {
+            return;
+        };
+        while let Some(input) = self.detect_parking.take(0) {
+            let (partition, bytes) = (input.partition, input.bytes());
+            if let Err(input) = pool.try_submit(input) {
+                self.detect_parking.put_back(0, partition, bytes, input);
+                break;
+            }
+        }
+        let resume = self.detect_parking.resumable(0);
+        self.pause(&resume, false);
+        self.count_parking();
+    }
+
     /// An output was delivered.
     fn on_finished(&mut self, f: Finished) {
         self.finish(f.partition, f.offset);
     }
 
-    fn finish(&self, partition: i32, offset: i64) {
+    /// One output of a frames record is delivered (or will never be): the record is done
+    /// when it was the last one it waited for.
+    fn finish(&mut self, partition: i32, offset: i64) {
+        if let Some(left) = self.awaiting.get_mut(&(partition, offset)) {
+            *left -= 1;
+            if *left > 0 {
+                return;
+            }
+            self.awaiting.remove(&(partition, offset));
+        }
         self.callbacks.commits().finish(partition, offset);
     }
 
@@ -513,7 +643,11 @@ impl Worker {
         if partitions.is_empty() && cameras.is_empty() {
             return Ok(());
         }
-        let resume = self.parking.revoke(&partitions);
+        let mut resume = self.parking.revoke(&partitions);
+        resume.extend(self.detect_parking.revoke(&partitions));
+        resume.sort_unstable();
+        resume.dedup();
+        self.awaiting.retain(|(p, _), _| !partitions.contains(p));
         self.pause(&resume, false);
         self.count_parking();
         self.output.stop_partitions(&partitions);
@@ -593,12 +727,20 @@ impl Worker {
         }
     }
 
+    /// Pauses or resumes partitions; a partition that the decoder or the inference
+    /// parking still holds back stays paused.
     fn pause(&self, partitions: &[i32], pause: bool) {
+        let held = |p: &i32| self.parking.holds(*p) || self.detect_parking.holds(*p);
+        let partitions: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| pause || !held(p))
+            .collect();
         if partitions.is_empty() {
             return;
         }
         let mut tpl = TopicPartitionList::new();
-        for &p in partitions {
+        for &p in &partitions {
             tpl.add_partition(&self.topic, p);
         }
         let done = if pause {
@@ -617,10 +759,16 @@ impl Worker {
     fn count_parking(&self) {
         self.metrics
             .paused_partitions
-            .set(self.parking.paused() as i64);
+            .set((self.parking.paused() + self.detect_parking.paused()) as i64);
         self.metrics
             .parked_records
             .set(self.parking.parked() as i64);
+        self.metrics
+            .detect_parked
+            .set(self.detect_parking.parked() as i64);
+        if let Some(pool) = &self.detect {
+            self.metrics.detect_queue.set(pool.queued() as i64);
+        }
     }
 
     /// After the loop: the decoders finish what they hold, outputs are delivered (within
@@ -633,12 +781,28 @@ impl Worker {
                 pool.finish();
             }
         });
+        let mut detect_finishing = None;
         drain_within(grace, async {
             let mut outcomes_open = true;
-            while outcomes_open || !self.deliveries.is_empty() {
+            let mut detect_open = true;
+            while outcomes_open || detect_open || !self.deliveries.is_empty() {
+                if !outcomes_open && detect_finishing.is_none() {
+                    // The decoders are done: no new pictures. Parked ones stay unfinished
+                    // (the partition's next owner redoes them); queued ones are run.
+                    let pool = self.detect.take();
+                    detect_finishing = Some(tokio::task::spawn_blocking(move || {
+                        if let Some(pool) = pool {
+                            pool.finish();
+                        }
+                    }));
+                }
                 tokio::select! {
                     biased;
                     Some(f) = self.finished.recv() => self.on_finished(f),
+                    d = self.detect_outcomes.recv(), if detect_open => match d {
+                        Some(d) => self.on_detected(d).await,
+                        None => detect_open = false,
+                    },
                     o = self.outcomes.recv(), if outcomes_open => match o {
                         Some(o) => self.on_outcome(o).await,
                         None => outcomes_open = false,
@@ -653,6 +817,9 @@ impl Worker {
         })
         .await;
         let _ = finishing.await;
+        if let Some(f) = detect_finishing {
+            let _ = f.await;
+        }
         self.output.stop_all();
         let producer = self.output.producer().clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
