@@ -693,12 +693,14 @@ pub fn detections_record(
         model: "test-model".to_owned(),
         objects: objects
             .iter()
-            .map(|&(label, class, score, [x0, y0, x1, y1])| framewire_wire::DetectedObject {
-                label: label.to_owned(),
-                class,
-                score,
-                bbox: framewire_wire::BoundingBox { x0, y0, x1, y1 },
-            })
+            .map(
+                |&(label, class, score, [x0, y0, x1, y1])| framewire_wire::DetectedObject {
+                    label: label.to_owned(),
+                    class,
+                    score,
+                    bbox: framewire_wire::BoundingBox { x0, y0, x1, y1 },
+                },
+            )
             .collect(),
     };
     Record {

@@ -9,7 +9,8 @@ const HOUR_MS = 3600000;
 
 const grid = document.getElementById("grid");
 const template = document.getElementById("tile-template");
-const tiles = new Map();      // camera id → { el, seriesAt, thumbAt }
+const tiles = new Map();      // camera id → { el, seriesAt, thumbAt, pictureAt }
+const SVG = "http://www.w3.org/2000/svg";
 
 function fmt(value, digits) {
   return typeof value === "number" && isFinite(value) ? value.toFixed(digits) : "–";
@@ -35,6 +36,8 @@ function describe(incident, now) {
     case "offline": return "offline for " + long + " (last frame " + since + ")";
     case "black": return "black picture for " + long + " (since " + since + ")";
     case "frozen": return "frozen picture for " + long + " (since " + since + ")";
+    case "appeared": return incident.label + " in view for " + long + " (since " + since + ")";
+    case "left": return incident.label + " left at " + since;
     default: return incident.kind + " for " + long + " (since " + since + ")";
   }
 }
@@ -53,7 +56,7 @@ function tileFor(id) {
     img.dataset.loaded = "1";
     el.querySelector(".nothumb").hidden = true;
   });
-  t = { el, seriesAt: 0, thumbAt: null };
+  t = { el, seriesAt: 0, thumbAt: null, pictureAt: null };
   tiles.set(id, t);
   return t;
 }
@@ -97,11 +100,107 @@ function renderCamera(cam, now) {
     t.thumbAt = cam.thumbnail_capture_ms;
     el.querySelector(".thumb").src = cam.thumbnail + "?t=" + cam.thumbnail_capture_ms;
   }
+  renderObjects(el, cam.detections_window, cam.objects_present || []);
+  if (cam.last_analysed_ms !== t.pictureAt) {
+    const at = cam.last_analysed_ms;
+    t.pictureAt = at;
+    loadBoxes(cam.id, t).catch(() => { if (t.pictureAt === at) t.pictureAt = null; });
+  }
   if (now - t.seriesAt >= SERIES_MS) {
     t.seriesAt = now;
     loadSeries(cam.id, t).catch(() => { t.seriesAt = 0; });
   }
   return el;
+}
+
+// Per-class counts of the newest window with analysed pictures: the most in one picture,
+// and how many were seen in how many of the analysed pictures.
+function renderObjects(el, w, present) {
+  const box = el.querySelector(".detections");
+  const list = el.querySelector(".objects");
+  const classes = w && w.classes ? Object.entries(w.classes) : [];
+  box.hidden = !w;
+  box.dataset.pictures = w ? String(w.pictures_analysed) : "0";
+  classes.sort((a, b) => b[1].max_per_picture - a[1].max_per_picture || a[0].localeCompare(b[0]));
+  const here = new Set(present.map((p) => p.label));
+  list.replaceChildren(...classes.map(([label, c]) => {
+    const li = document.createElement("li");
+    li.dataset.label = label;
+    li.dataset.objects = String(c.objects);
+    li.dataset.max = String(c.max_per_picture);
+    li.dataset.pictures = String(c.pictures);
+    li.classList.toggle("present", here.has(label));
+    li.textContent = label + " ×" + c.max_per_picture;
+    li.title = c.objects + " seen in " + c.pictures + " of " + w.pictures_analysed +
+      " analysed pictures (at most " + c.max_per_picture + " in one)";
+    return li;
+  }));
+  if (w && classes.length === 0) {
+    const li = document.createElement("li");
+    li.textContent = "nothing in " + w.pictures_analysed + " pictures";
+    list.replaceChildren(li);
+  }
+}
+
+// Boxes of the newest analysed picture, drawn in the picture's own pixels: the SVG's
+// viewBox is the picture and "meet" letterboxes it exactly as the thumbnail's
+// object-fit: contain does.
+function drawBoxes(svg, picture) {
+  const objects = picture ? picture.objects || [] : [];
+  svg.dataset.boxes = String(objects.length);
+  if (!picture) {
+    svg.replaceChildren();
+    return;
+  }
+  const w = picture.width, h = picture.height;
+  svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+  svg.dataset.captureMs = String(picture.capture_ms);
+  const font = Math.max(10, Math.round(h / 22));
+  svg.replaceChildren(...objects.map((o) => {
+    const g = document.createElementNS(SVG, "g");
+    g.setAttribute("class", "box");
+    g.dataset.label = o.label;
+    g.dataset.score = o.score.toFixed(2);
+    const x = o.box.x0 * w, y = o.box.y0 * h;
+    const outline = document.createElementNS(SVG, "rect");
+    outline.setAttribute("class", "outline");
+    outline.setAttribute("x", x.toFixed(1));
+    outline.setAttribute("y", y.toFixed(1));
+    outline.setAttribute("width", ((o.box.x1 - o.box.x0) * w).toFixed(1));
+    outline.setAttribute("height", ((o.box.y1 - o.box.y0) * h).toFixed(1));
+    const text = o.label + " " + o.score.toFixed(2);
+    const ty = y >= font + 2 ? y - 2 : y + font;
+    const tag = document.createElementNS(SVG, "rect");
+    tag.setAttribute("class", "tag");
+    tag.setAttribute("x", x.toFixed(1));
+    tag.setAttribute("y", (ty - font).toFixed(1));
+    tag.setAttribute("width", (text.length * font * 0.6 + 4).toFixed(1));
+    tag.setAttribute("height", String(font + 2));
+    const label = document.createElementNS(SVG, "text");
+    label.setAttribute("x", (x + 2).toFixed(1));
+    label.setAttribute("y", (ty - 2).toFixed(1));
+    label.setAttribute("font-size", String(font));
+    label.textContent = text;
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = text;
+    g.append(outline, tag, label, title);
+    return g;
+  }));
+}
+
+async function loadBoxes(id, t) {
+  const svg = t.el.querySelector(".boxes");
+  if (t.pictureAt == null) {
+    drawBoxes(svg, null);
+    return;
+  }
+  const res = await fetch("/api/cameras/" + encodeURIComponent(id) + "/detections/latest", { cache: "no-store" });
+  if (res.status === 404) {
+    drawBoxes(svg, null);
+    return;
+  }
+  if (!res.ok) throw new Error(res.status);
+  drawBoxes(svg, await res.json());
 }
 
 function drawLine(svg, values) {
