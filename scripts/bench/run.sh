@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: benchmarks on the real local stack, printed as Markdown tables (copy them into
-# docs/benchmarks.md). Parts, in this order (BENCH_ONLY="kernels decode worker ingest latency"
+# docs/benchmarks.md). Parts, in this order (BENCH_ONLY="kernels decode worker ingest latency detect"
 # picks some):
 #   kernels  criterion micro-benchmarks of libs/framestats vs memcpy (scripts/bench/kernel_table.py)
 #   decode   bench-decode pinned to one core: ffmpeg -threads 1, openh264, openh264 + statistics,
@@ -9,14 +9,22 @@
 #            pinned core, keyframes mode, and 4 cameras on 1 vs 2 decoder threads/cores
 #   ingest   bench-ingest: BENCH_CAMERAS (100) cameras for BENCH_SECONDS (60) s through ingest
 #   latency  bench-latency: capture → stats record through ingest, Kafka and the worker
+#   detect   object detection (NanoDet-g-416, scripts/model.sh) pinned to one core, one thread,
+#            on the same input tensor: libs/inference's bench-detect on tract (default build)
+#            and on onnxruntime (--features onnxruntime), and Python onnxruntime from the model's
+#            venv (scripts/bench/detect_ort.py); batch 4 vs 1; preprocess 720p; decode + NMS;
+#            the 720p openh264 decode cost from `decode` (or bench-decode on the 720p clip)
 # and at the end scripts/bench/summary.py: every ratio and target in one table.
 # Env: BENCH_CPU (1: the core single-core runs are pinned to), BENCH_RUNS (2: best of),
+#      BENCH_DETECT_RUNS (30 inferences per backend per round), BENCH_DECODE_720P_MS (detect
+#      alone: the openh264 720p ms/frame to use instead of running bench-decode, e.g. from
+#      docs/benchmarks.md, which saves building the e2e bench binaries),
 #      BENCH_LATENCY_CAMERAS (4), BENCH_LATENCY_SECONDS (30), BENCH_RTSP_PORT (8654).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export BENCH_CAMERAS="${BENCH_CAMERAS:-100}"
 seconds="${BENCH_SECONDS:-60}"
-only="${BENCH_ONLY:-kernels decode worker ingest latency}"
+only="${BENCH_ONLY:-kernels decode worker ingest latency detect}"
 cpu="${BENCH_CPU:-1}"
 runs="${BENCH_RUNS:-2}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -24,21 +32,28 @@ bin="$target/release"
 out="$target/bench"
 mkdir -p "$out"
 # The summary is of this run only: no numbers left over from an earlier one.
-rm -f "$out"/{decode.json,worker.jsonl,machine.jsonl,latency.json}
+rm -f "$out"/{decode.json,decode-720p.json,worker.jsonl,machine.jsonl,latency.json,detect.jsonl}
 wants() { [[ " $only " == *" $1 "* ]]; }
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
-scripts/stack.sh up
-echo "==> release builds (framewire-ingest, framewire-worker, the bench binaries)"
-# Two commands: `--bin` would otherwise restrict the first two packages to those binaries too.
-cargo build --release --locked -p framewire-ingest -p framewire-worker
-cargo build --release --locked -p framewire-e2e \
-  --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency
+# Only the worker, ingest and latency parts need the local stack and the service binaries.
+if wants worker || wants ingest || wants latency; then
+  scripts/stack.sh up
+  echo "==> release builds (framewire-ingest, framewire-worker)"
+  cargo build --release --locked -p framewire-ingest -p framewire-worker
+fi
+if wants kernels || wants decode || wants worker || wants ingest || wants latency \
+  || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
+  echo "==> release builds (the bench binaries)"
+  # Two commands: `--bin` would otherwise restrict the first two packages to those binaries too.
+  cargo build --release --locked -p framewire-e2e \
+    --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency
+fi
 
 # The clips: cached by make-clip.sh under .stack/bench (each ~1-2 min to encode the first time).
 clip() { CLIP_SIZE="$1" CLIP_PROFILE="$2" CLIP_GOP="$3" CLIP_BITRATE="$4" CLIP_SECONDS="$5" \
   scripts/bench/make-clip.sh --quiet | sed 's/\.mp4$/.h264/'; }
-if wants decode || wants worker; then
+if wants decode || wants worker || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
   echo "==> clips"
   c720main="$(clip 1280x720 main 50 2M 20)"
   c720high="$(clip 1280x720 high 30 2M 24)"
@@ -102,6 +117,38 @@ if wants latency; then
   echo "==> latency: ${BENCH_LATENCY_CAMERAS:-4} cameras for ${BENCH_LATENCY_SECONDS:-30} s"
   FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-latency" --cameras "${BENCH_LATENCY_CAMERAS:-4}" \
     --seconds "${BENCH_LATENCY_SECONDS:-30}" --rtsp-port "${BENCH_RTSP_PORT:-8654}" --json "$out/latency.json"
+fi
+
+if wants detect; then
+  model_dir="$(scripts/model.sh)"
+  ort_lib="$(cat "$model_dir/onnxruntime.path")"
+  venv="${ort_lib%%/lib/python3*}"
+  detect_runs="${BENCH_DETECT_RUNS:-30}"
+  echo "==> detection builds: bench-detect on tract (default features), then with --features onnxruntime"
+  cargo build --release --locked -p framewire-inference --example bench-detect
+  cp "$bin/examples/bench-detect" "$out/bench-detect-tract"
+  cargo build --release --locked -p framewire-inference --features onnxruntime --example bench-detect
+  cp "$bin/examples/bench-detect" "$out/bench-detect-onnxruntime"
+  if [[ -n "${BENCH_DECODE_720P_MS:-}" ]] && ! wants decode; then
+    echo "==> 720p decode cost for cameras per core: BENCH_DECODE_720P_MS=$BENCH_DECODE_720P_MS (given, not measured in this run)"
+    printf '{"label": "BENCH_DECODE_720P_MS", "height": 720, "profile": "main", "decode_ms": %s, "given": true}\n' \
+      "$BENCH_DECODE_720P_MS" | python3 -c 'import json, sys; print(json.dumps([json.load(sys.stdin)]))' >"$out/decode-720p.json"
+  elif ! wants decode; then
+    echo "==> 720p decode cost for cameras per core: bench-decode on $(basename "$c720main") (CPU $cpu)"
+    taskset -c "$cpu" "$bin/bench-decode" --runs 1 --json "$out/decode-720p.json" --clip "$c720main" >/dev/null
+  fi
+  echo "==> detection on CPU $cpu, 1 thread, $detect_runs inferences per backend, $runs interleaved rounds (best of)"
+  echo "| backend | inference ms/picture (median) | CPU ms/picture | pictures/s per core | preprocess 720p ms | decode + NMS ms | |"
+  echo "|---|---:|---:|---:|---:|---:|---|"
+  for ((round = 1; round <= runs; round++)); do
+    batch=(); (( round == 1 )) && batch=(--batch 4)
+    taskset -c "$cpu" "$out/bench-detect-tract" --model-dir "$model_dir" --runs "$detect_runs" \
+      "${batch[@]}" --json "$out/detect.jsonl"
+    taskset -c "$cpu" "$out/bench-detect-onnxruntime" --model-dir "$model_dir" --backend onnxruntime \
+      --onnxruntime-library "$ort_lib" --runs "$detect_runs" --json "$out/detect.jsonl"
+    taskset -c "$cpu" "$venv/bin/python" scripts/bench/detect_ort.py "$model_dir" --runs "$detect_runs" \
+      "${batch[@]}" --json "$out/detect.jsonl"
+  done
 fi
 
 scripts/bench/summary.py "$out"

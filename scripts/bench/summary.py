@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The worker benchmarks of one `make bench` run side by side, as ratios, against the targets
-of issue 4. Reads what the bench binaries wrote into DIR ($CARGO_TARGET_DIR/bench):
-decode.json (bench-decode), worker.jsonl (bench-worker), machine.jsonl (machine_pair.py),
-latency.json (bench-latency).
+of issue 4, and object detection against those of issue 12. Reads what the bench binaries
+wrote into DIR ($CARGO_TARGET_DIR/bench): decode.json (bench-decode), worker.jsonl
+(bench-worker), machine.jsonl (machine_pair.py), latency.json (bench-latency), detect.jsonl
+(bench-detect and detect_ort.py) with decode-720p.json (bench-decode on one 720p clip, when
+the decode part did not run).
 
     scripts/bench/summary.py DIR
 """
@@ -125,10 +127,64 @@ def main():
         ok = latency["p99_ms"] <= 100
         print(f"\n## Latency capture → stats record: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, max {latency['max_ms']} ms ({latency['records']} records)")
         targets.append(("end-to-end latency p99 ≤ 100 ms (720p 25 fps)", f"p99 {latency['p99_ms']} ms (p50 {latency['p50_ms']} ms)", ok))
+    detection(d, decode, targets)
     if targets:
         print("\n## Targets\n\n| target | measured | |\n|---|---|---|")
         for name, value, ok in targets:
             print(f"| {name} | {value} | {verdict(ok)} |")
+
+
+def detection(d, decode, targets):
+    """Object detection, one thread on one core: each backend's best round side by side,
+    as ratios to Python onnxruntime, and cameras per core at one detection per second."""
+    runs = load(os.path.join(d, "detect.jsonl"), lines=True) or []
+    if not runs:
+        return
+    best = {}
+    for r in runs:
+        if r["label"] not in best or r["infer_cpu_ms"] < best[r["label"]]["infer_cpu_ms"]:
+            best[r["label"]] = r
+    python = next((r for r in best.values() if r["backend"] == "python-onnxruntime"), None)
+    rust = [r for r in best.values() if r["backend"] != "python-onnxruntime"]
+    # The 720p decode cost: this run's decode part, else bench-decode on the 720p Main clip.
+    clips = decode or load(os.path.join(d, "decode-720p.json")) or []
+    c720 = sorted((c for c in clips if c["height"] == 720), key=lambda c: c.get("profile") != "main")
+    decode_ms = c720[0]["decode_ms"] if c720 else None
+    pre = min((r["preprocess_720p_ms"] for r in rust), default=None)
+    post = min((r["decode_outputs_ms"] for r in rust), default=None)
+
+    def cameras(r):
+        if decode_ms is None or pre is None:
+            return None
+        return 1000 / (25 * decode_ms + pre + r["infer_cpu_ms"] + post)
+
+    print("\n## Object detection: NanoDet-g-416, one thread on one core, same model and input tensor\n")
+    print("| backend | inference ms/picture (median) | CPU ms/picture | pictures/s per core | × Python onnxruntime | cameras per core, 1 detection/s, 720p 25 fps |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in sorted(best.values(), key=lambda r: r["infer_cpu_ms"]):
+        ratio = f"{r['pictures_per_s_per_core'] / python['pictures_per_s_per_core']:.2f}×" if python else "—"
+        cam = cameras(r) if r in rust else None
+        print(f"| {r['label']} | {r['infer_ms']:.1f} | {r['infer_cpu_ms']:.1f} | {r['pictures_per_s_per_core']:.1f} | {ratio} | "
+              + (f"{cam:.1f}" if cam else "—") + " |")
+    if pre is not None:
+        given = " (given by BENCH_DECODE_720P_MS, not measured in this run)" if c720 and c720[0].get("given") else ""
+        d720 = (f"openh264 720p decode {decode_ms:.2f} ms/frame{given} × 25 = {25 * decode_ms:.1f} ms/s"
+                if decode_ms else "no 720p decode cost")
+        print(f"\nPer picture besides inference: preprocess 1280x720 → 416² tensor {pre:.2f} ms, decode + NMS {post:.3f} ms; "
+              f"{d720}. Cameras per core = 1000 ms / (25 × decode + preprocess + inference CPU + decode/NMS).")
+    batches = [(r["label"], r["batch"]) for r in runs if r.get("batch")]
+    if batches:
+        print("\n| batching | batch of | ms per picture, batch | ms per picture, one at a time | ratio |\n|---|---:|---:|---:|---:|")
+        for label, b in batches:
+            print(f"| {label} | {b['n']} | {b['batch_ms_per_picture']:.1f} | {b['single_ms']:.1f} | {b['batch_ms_per_picture'] / b['single_ms']:.2f}× |")
+    if python and rust:
+        fastest = min(rust, key=lambda r: r["infer_cpu_ms"])
+        r = fastest["pictures_per_s_per_core"] / python["pictures_per_s_per_core"]
+        targets.append((f"fastest backend ≥ 0.9× Python onnxruntime 1 thread ({fastest['label']})", f"{r:.2f}×", r >= 0.9))
+        tract = next((x for x in rust if x["backend"] == "tract"), None)
+        if tract:
+            r = tract["pictures_per_s_per_core"] / python["pictures_per_s_per_core"]
+            targets.append(("default backend (tract) ≥ 0.5× Python onnxruntime 1 thread", f"{r:.2f}×", r >= 0.5))
 
 
 if __name__ == "__main__":
