@@ -74,6 +74,11 @@ impl<J> Parking<J> {
             .collect()
     }
 
+    /// The partition of `thread`'s oldest parked record.
+    pub fn front_partition(&self, thread: usize) -> Option<i32> {
+        self.waiting[thread].front().map(|(p, _, _)| *p)
+    }
+
     /// Takes `thread`'s oldest parked record.
     pub fn take(&mut self, thread: usize) -> Option<J> {
         let (_, bytes, job) = self.waiting[thread].pop_front()?;

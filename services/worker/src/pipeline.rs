@@ -308,7 +308,7 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.on_revoked().await?;
-            let waiting = self.parking.waiting_threads();
+            let waiting = self.decodable_threads();
             let pool = running(&self.pool)?;
             let event = tokio::select! {
                 biased;
@@ -447,23 +447,26 @@ impl Worker {
     }
 
     /// Hands a job to its decoder thread, or parks it behind what waits there. Partitions
-    /// pause only when a thread has too much parked (see `crate::parking`). On shutdown
-    /// parked jobs are dropped unfinished: their offsets are not committed, and whoever
-    /// owns the partition next decodes them.
+    /// pause only when a thread has too much parked (see `crate::parking`). A job of a
+    /// partition paused for the inference queue is parked undecoded: a picture's tensor is
+    /// hundreds of times the size of its access unit, and librdkafka may still hand over
+    /// what it fetched before the pause. On shutdown parked jobs are dropped unfinished:
+    /// their offsets are not committed, and whoever owns the partition next decodes them.
     fn submit(&mut self, job: Job) -> anyhow::Result<()> {
         let pool = running(&self.pool)?;
         let (thread, partition) = (pool.thread_index(&job.meta.camera), job.partition);
-        let job = if self.parking.must_wait(thread, partition) {
-            job
-        } else {
-            match pool.try_submit(job) {
-                Ok(()) => return Ok(()),
-                Err(Refused::Full(job)) => job,
-                Err(Refused::Gone(job)) => {
-                    anyhow::bail!("decoder thread for camera {} is gone", job.meta.camera)
+        let job =
+            if self.parking.must_wait(thread, partition) || self.detect_parking.holds(partition) {
+                job
+            } else {
+                match pool.try_submit(job) {
+                    Ok(()) => return Ok(()),
+                    Err(Refused::Full(job)) => job,
+                    Err(Refused::Gone(job)) => {
+                        anyhow::bail!("decoder thread for camera {} is gone", job.meta.camera)
+                    }
                 }
-            }
-        };
+            };
         let bytes = job.data.len();
         if let Some(p) = self.parking.park(thread, partition, bytes, job) {
             self.metrics.partition_pauses.inc();
@@ -471,6 +474,20 @@ impl Worker {
         }
         self.count_parking();
         Ok(())
+    }
+
+    /// Decoder threads with parked jobs to hand over when they have room: not those whose
+    /// oldest parked job waits for the inference queue (its partition is paused for it).
+    fn decodable_threads(&self) -> Vec<usize> {
+        self.parking
+            .waiting_threads()
+            .into_iter()
+            .filter(|&t| {
+                self.parking
+                    .front_partition(t)
+                    .is_none_or(|p| !self.detect_parking.holds(p))
+            })
+            .collect()
     }
 
     /// A decoder thread's result.
@@ -616,6 +633,11 @@ impl Worker {
         let pool = running(&self.pool)?;
         while let Some(job) = self.parking.take(thread) {
             let (partition, bytes) = (job.partition, job.data.len());
+            if self.detect_parking.holds(partition) {
+                // Waits for the inference queue: decoded later, by `decodable_threads`.
+                self.parking.put_back(thread, partition, bytes, job);
+                break;
+            }
             match pool.try_submit(job) {
                 Ok(()) => {}
                 Err(Refused::Full(job)) => {
