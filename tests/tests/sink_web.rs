@@ -3,9 +3,13 @@
 //! - the JSON API: status codes and bodies of every endpoint, on real data (25 fps,
 //!   the black camera dark with an open black incident, the frozen one frozen, a JPEG
 //!   thumbnail per camera), 400 with a message for bad parameters, 404 for unknown cameras;
+//! - detections: records of the detector (`framewire.detections`) for the three cameras'
+//!   real sessions, each sent twice, are counted once per window and class, and served as
+//!   the newest analysed picture;
 //! - the web page in headless Chromium (Debian `chromium`): the rendered DOM has one tile
-//!   per camera with a loaded thumbnail, its fps and the current incidents; a screenshot
-//!   is kept as `<target>/artifacts/sink-web.png`.
+//!   per camera with a loaded thumbnail, its fps, the current incidents, the boxes of the
+//!   newest detections (label and score) over the thumbnail and the per-class counts; a
+//!   screenshot is kept as `<target>/artifacts/sink-web.png`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,8 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use framewire_e2e::{
-    RTSP, Service, SinkDb, Topics, artifacts_dir, camera_toml, eventually, http_get, require_stack,
-    sink_section, start_worker, unique,
+    RTSP, Service, SinkDb, Topics, artifacts_dir, camera_toml, detections_record, eventually,
+    http_get, now_ms, produce_records, require_stack, sink_section, start_worker, unique,
 };
 use serde_json::Value;
 
@@ -267,7 +271,7 @@ async fn api_and_web_page_on_a_real_run() {
         (
             "/api/cameras/x/events?kind=purple",
             400,
-            "kind: \"purple\" is not one of black, frozen, gap",
+            "kind: \"purple\" is not one of black, frozen, gap, appeared, left",
         ),
         (
             "/api/nope",
@@ -282,6 +286,91 @@ async fn api_and_web_page_on_a_real_run() {
     assert_eq!(code, 200);
     assert_eq!(spec["openapi"], "3.1.0");
     assert!(spec["paths"]["/api/cameras/{id}/summaries"]["get"].is_object());
+
+    // --- detections: three analysed pictures per camera, each delivered twice ---
+    // moving: two people and a car (and a bird below sink.detections.min_score), black:
+    // nothing found, frozen: a cat.
+    let objects = |m: &str| -> Vec<(&'static str, u16, f32, [f32; 4])> {
+        match m {
+            "moving" => vec![
+                ("person", 0, 0.91, [0.05, 0.1, 0.3, 0.95]),
+                ("person", 0, 0.62, [0.55, 0.2, 0.75, 0.9]),
+                ("car", 2, 0.77, [0.35, 0.5, 0.95, 0.98]),
+                ("bird", 14, 0.2, [0.4, 0.0, 0.5, 0.1]),
+            ],
+            "frozen" => vec![("cat", 15, 0.95, [0.25, 0.25, 0.75, 0.75])],
+            _ => Vec::new(),
+        }
+    };
+    // Three pictures in one 2 s window (the sink's window_ms here).
+    let window = (now_ms() - 500).div_euclid(2_000) * 2_000;
+    let at = window + 100;
+    let mut records = Vec::new();
+    for m in mounts {
+        let session = listed[&ids[m]]["session"]
+            .as_str()
+            .unwrap_or("s")
+            .to_owned();
+        for seq in 1..=3u64 {
+            let r = detections_record(&ids[m], &session, seq, at + seq as i64 * 40, &objects(m));
+            records.push(r.clone());
+            records.push(r);
+        }
+    }
+    produce_records(&topics.detections, &records).await;
+    let analysed = eventually(
+        "three analysed pictures per camera, counted once",
+        Duration::from_secs(60),
+        || async {
+            let mut out = HashMap::new();
+            for m in mounts {
+                let (_, v) = json(&format!(
+                    "{http}/api/cameras/{}/summaries?from={window}&to={}",
+                    ids[m],
+                    window + 1
+                ))
+                .await;
+                let w = v["windows"].as_array().and_then(|w| w.first()).cloned();
+                match w {
+                    Some(w) if w["pictures_analysed"] == 3 => {
+                        out.insert(m, w["classes"].clone());
+                    }
+                    other => return Err(format!("{m}: {other:?}")),
+                }
+            }
+            Ok(out)
+        },
+    )
+    .await;
+    assert_eq!(
+        analysed["moving"],
+        serde_json::json!({
+            "person": {"objects": 6, "max_per_picture": 2, "pictures": 3},
+            "car": {"objects": 3, "max_per_picture": 1, "pictures": 3},
+        })
+    );
+    assert_eq!(analysed["black"], serde_json::json!({}));
+    assert_eq!(
+        analysed["frozen"],
+        serde_json::json!({"cat": {"objects": 3, "max_per_picture": 1, "pictures": 3}})
+    );
+    let (code, v) = json(&format!(
+        "{http}/api/cameras/{}/detections/latest",
+        ids["moving"]
+    ))
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (v["seq"].as_u64(), v["width"].as_u64()),
+        (Some(3), Some(640))
+    );
+    let labels: Vec<&str> = v["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["label"].as_str())
+        .collect();
+    assert_eq!(labels, ["person", "person", "car"], "the bird is below 0.5");
 
     // --- the web page in headless Chromium ---
     let dom = tokio::task::spawn_blocking({
@@ -322,6 +411,37 @@ async fn api_and_web_page_on_a_real_run() {
     assert!(
         !tile(&dom, &ids["moving"]).contains("data-kind="),
         "no incident on the moving camera"
+    );
+    // Boxes with label and score over each thumbnail, and the per-class counts.
+    let moving = tile(&dom, &ids["moving"]);
+    assert!(moving.contains("data-boxes=\"3\""), "{moving}");
+    assert!(moving.contains("viewBox=\"0 0 640 360\""), "{moving}");
+    assert_eq!(moving.matches("class=\"box\"").count(), 3, "{moving}");
+    for needle in [
+        "data-label=\"person\" data-score=\"0.91\"",
+        "data-label=\"person\" data-score=\"0.62\"",
+        "data-label=\"car\" data-score=\"0.77\"",
+        ">person 0.91</text>",
+        ">car 0.77</text>",
+        "data-label=\"person\" data-objects=\"6\" data-max=\"2\" data-pictures=\"3\"",
+        "data-label=\"car\" data-objects=\"3\" data-max=\"1\" data-pictures=\"3\"",
+        ">person ×2</li>",
+    ] {
+        assert!(moving.contains(needle), "{needle} in {moving}");
+    }
+    assert!(
+        !moving.contains("bird"),
+        "below the minimum score: {moving}"
+    );
+    let frozen = tile(&dom, &ids["frozen"]);
+    assert!(
+        frozen.contains("data-boxes=\"1\"") && frozen.contains(">cat 0.95</text>"),
+        "{frozen}"
+    );
+    let black = tile(&dom, &ids["black"]);
+    assert!(
+        black.contains("data-boxes=\"0\"") && black.contains("nothing in 3 pictures"),
+        "{black}"
     );
 
     let shot = artifacts_dir().join("sink-web.png");
