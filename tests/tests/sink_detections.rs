@@ -38,14 +38,14 @@ const BOX_B: [f32; 4] = [0.5, 0.25, 0.7, 0.9];
 
 /// The objects in picture `seq` of camera `a`: cars on 0..50 and 400.., people on
 /// 100..300 (two on every 10th frame); a bird below the minimum score everywhere.
-fn objects_a(seq: u64) -> Vec<(&'static str, u16, f32, [f32; 4])> {
+fn objects_a(seq: u64) -> Objects {
     let mut o = Vec::new();
-    if seq < 50 || seq >= 400 {
+    if !(50..400).contains(&seq) {
         o.push(("car", 2, 0.8, BOX_B));
     }
     if (100..300).contains(&seq) {
         o.push(("person", 0, 0.9, BOX_A));
-        if seq % 10 == 0 {
+        if seq.is_multiple_of(10) {
             o.push(("person", 0, 0.55, BOX_B));
         }
     }
@@ -54,7 +54,7 @@ fn objects_a(seq: u64) -> Vec<(&'static str, u16, f32, [f32; 4])> {
 }
 
 /// Camera `b`: a dog below the minimum score on 200..260, else nothing.
-fn objects_b(seq: u64) -> Vec<(&'static str, u16, f32, [f32; 4])> {
+fn objects_b(seq: u64) -> Objects {
     if (200..260).contains(&seq) {
         vec![("dog", 16, 0.45, BOX_A)]
     } else {
@@ -62,13 +62,13 @@ fn objects_b(seq: u64) -> Vec<(&'static str, u16, f32, [f32; 4])> {
     }
 }
 
+/// One picture's objects: (label, class, score, box).
+type Objects = Vec<(&'static str, u16, f32, [f32; 4])>;
+
 /// What one window should hold: pictures analysed and per class (objects, max, pictures).
 type Expected = BTreeMap<i64, (i64, BTreeMap<String, (i64, i64, i64)>)>;
 
-fn expected(
-    objects: fn(u64) -> Vec<(&'static str, u16, f32, [f32; 4])>,
-    capture: impl Fn(u64) -> i64,
-) -> Expected {
+fn expected(objects: fn(u64) -> Objects, capture: impl Fn(u64) -> i64) -> Expected {
     let mut out: Expected = BTreeMap::new();
     for seq in (0..FRAMES).step_by(EVERY as usize) {
         let start = capture(seq).div_euclid(WINDOW_MS) * WINDOW_MS;
@@ -157,8 +157,8 @@ async fn detections_exact(db: SinkDb) {
     let mut stats: Vec<Record> = Vec::new();
     let mut pictures: Vec<Record> = Vec::new();
     for seq in 0..FRAMES {
-        for cam in 0..2 {
-            stats.push(stats_record(&cams[cam], "s1", seq, capture(seq)));
+        for (cam, id) in cams.iter().enumerate() {
+            stats.push(stats_record(id, "s1", seq, capture(seq)));
             if seq % EVERY == 0 {
                 pictures.push(picture(cam, seq));
                 if (seq / EVERY) % 7 == 3 {
