@@ -16,7 +16,6 @@ WEB_PORT="${DEMO_WEB_PORT:-8080}"
 WEB_URL="http://127.0.0.1:$WEB_PORT/"
 # The people camera: a second RTSP server instance serving the photograph clip.
 PEOPLE_PORT="${DEMO_PEOPLE_PORT:-8574}"
-PEOPLE_CLIP="$STACK_DIR/people.mp4"
 mkdir -p "$DEMO_DIR" "$LOGS"
 rm -f "$DEMO_DIR"/framewire.sqlite*   # each demo counts its own frames
 started_ms="$(date +%s%3N)"
@@ -31,20 +30,8 @@ echo "==> the object detector (scripts/model.sh)"
 scripts/model.sh | tee "$DEMO_DIR/model.out"
 MODEL_DIR="$(tail -n 1 "$DEMO_DIR/model.out")"
 MODEL="$MODEL_DIR/nanodet-g-416.onnx"
-if [[ ! -s "$PEOPLE_CLIP" ]]; then
-  # The clip's photographs come with scikit-image, which is in the model's venv.
-  venv_py="$(ls -t "${FRAMEWIRE_CACHE:-$HOME/.cache/framewire}"/venv/model-*/bin/python 2>/dev/null | head -n1 || true)"
-  [[ -x "$venv_py" ]] || { echo "no model venv python under ${FRAMEWIRE_CACHE:-$HOME/.cache/framewire}/venv (scripts/model.sh makes it)" >&2; exit 1; }
-  echo "==> making the people clip ($PEOPLE_CLIP: 7 photographs, 640x360, 10 fps)"
-  "$venv_py" scripts/model/oracle.py clip "$PEOPLE_CLIP.tmp.mp4" >"$LOGS/demo-clip.log" 2>&1 \
-    || { tail -5 "$LOGS/demo-clip.log" >&2; exit 1; }
-  mv "$PEOPLE_CLIP.tmp.mp4" "$PEOPLE_CLIP"
-fi
-# A file mount plays once per client; ingest's stall watchdog reconnects, so the clip loops.
-people_rtsp() {
-  RTSP_INSTANCE=demo RTSP_PORT="$PEOPLE_PORT" RTSP_UDP_PORTS=45000-45999 RTSP_ONLY=people \
-    RTSP_SERVER_ARGS="--mount people:kind=file,location=$PEOPLE_CLIP" scripts/stack/rtsp.sh "$@"
-}
+# The people camera: the photograph clip on its own RTSP server (scripts/deploy/people-camera.sh).
+people_rtsp() { PEOPLE_INSTANCE=demo PEOPLE_PORT="$PEOPLE_PORT" scripts/deploy/people-camera.sh "$@"; }
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -62,7 +49,7 @@ stop() {
   echo "logs: $LOGS/demo-*.log   summaries: $DEMO_DIR/framewire.sqlite"
 }
 trap stop INT TERM EXIT
-people_rtsp up
+people_rtsp up >/dev/null
 
 echo "==> building the services"
 cargo build --workspace --bins --quiet

@@ -4,7 +4,8 @@
 #   2. a real Prometheus (Debian package) scrapes the three admin ports, labelled as the
 #      Prometheus operator labels a ServiceMonitor's targets, with the chart's alert rules
 #   3. podman kube play --network=host of its Deployments, ConfigMaps and the ingest
-#      StatefulSet's pods (scripts/deploy/kube-play.py), against the local stack: ingest and
+#      StatefulSet's pods (scripts/deploy/kube-play.py), against the local stack and a camera
+#      that shows people (scripts/deploy/people-camera.sh, for object detection): ingest and
 #      sink first, the worker once frames flow (so it joins mid-GOP: the frames before each
 #      camera's next keyframe have no reference and go to the DLQ as missing_reference);
 #      every pod ready (/readyz 200), the sink's web page and API answer
@@ -45,11 +46,15 @@ cleanup() {
   podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman pod rm -f >/dev/null 2>&1 || true
   podman volume ls --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
   [[ -f "$OUT/prometheus.pid" ]] && kill "$(cat "$OUT/prometheus.pid")" 2>/dev/null || true
+  people down >/dev/null 2>&1 || true
   return $rc
 }
 trap cleanup EXIT
 
 scripts/stack.sh up >"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_die "local stack did not start"; }
+# The camera `people` of deploy/test/local-values.yaml (its port is fixed there).
+people() { PEOPLE_INSTANCE=deploycheck PEOPLE_PORT=8584 "$HERE/people-camera.sh" "$@"; }
+people up >>"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_die "the people camera did not start"; }
 
 # 1-2. Render and play.
 helm template "$RELEASE" deploy/helm/framewire --namespace "$NS" -f deploy/test/local-values.yaml \
