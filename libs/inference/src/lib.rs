@@ -12,9 +12,10 @@
 //!   `onnxruntime.path` next to the model). Nothing is downloaded at build time.
 //!
 //! The model has a fixed batch of 1 (`[1, 3, 416, 416]`), and running several pictures as
-//! one batch is no faster per picture than one run each (measured: onnxruntime batch 4
-//! 1.29× slower per picture; see `docs/benchmarks.md`, "Object detection"), so
-//! [`Detector::max_batch`] is 1 and [`Detector::run`] runs its inputs one by one.
+//! one batch is slower per picture than one run each (measured on one core, batch of 4 vs 1:
+//! tract 71.1 vs 42.2 ms per picture, 1.68×; onnxruntime 22.1 vs 21.0 ms, 1.05×; see
+//! `docs/benchmarks.md`, "Object detection"), so [`Detector::max_batch`] is 1 and
+//! [`Detector::run`] runs its inputs one by one.
 //!
 //! ```no_run
 //! use framewire_inference::{Detector, Options};
