@@ -23,6 +23,9 @@ set -euo pipefail
 FW_COMPONENT=model
 # shellcheck source=scripts/stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
+# Only the model directory goes to stdout (callers capture it); logs and every tool's output
+# (npm, pip, the converter) go to stderr.
+exec 3>&1 1>&2
 case "${1:-}" in
   "") ;;
   -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
@@ -75,7 +78,7 @@ if [[ -f "$STAMP" && -f "$MODEL" && "$(sha256_of "$MODEL")" == "$ONNX_SHA256" ]]
     find_python
     [[ -f "$VENV/.ok" ]] && write_ort_path
   fi
-  echo "$OUT"
+  echo "$OUT" >&3
   exit 0
 fi
 
@@ -143,4 +146,4 @@ nice -n 19 "$VENV/bin/python" "$HERE/reference.py" "$MODEL" "$OUT/coco80.txt" "$
 rm -f "$OUT"/.nanodet-g-416.*.ok
 touch "$STAMP"
 fw_log "model ready in $(fw_since "$started") s: $MODEL"
-echo "$OUT"
+echo "$OUT" >&3

@@ -22,7 +22,7 @@ scripts/stack.sh up
 step "build binaries"
 cargo build --workspace --bins --locked
 
-step "detector model for libs/inference's model test (scripts/model.sh)"
+step "detector model (scripts/model.sh): libs/inference's model test, the detection oracle and fault tests"
 FRAMEWIRE_MODEL_DIR="$(scripts/model.sh)"
 export FRAMEWIRE_MODEL_DIR
 
