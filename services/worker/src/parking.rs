@@ -74,9 +74,21 @@ impl<J> Parking<J> {
             .collect()
     }
 
-    /// The partition of `thread`'s oldest parked record.
-    pub fn front_partition(&self, thread: usize) -> Option<i32> {
-        self.waiting[thread].front().map(|(p, _, _)| *p)
+    /// Whether `thread` has a parked record of a partition `ready` accepts.
+    pub fn has_ready(&self, thread: usize, ready: impl Fn(i32) -> bool) -> bool {
+        self.waiting[thread].iter().any(|(p, _, _)| ready(*p))
+    }
+
+    /// Takes `thread`'s oldest parked record of a partition `ready` accepts, passing over
+    /// the records of partitions held back for another reason (each partition's records
+    /// still come out in order: all of a partition's are passed over, or none).
+    pub fn take_ready(&mut self, thread: usize, ready: impl Fn(i32) -> bool) -> Option<J> {
+        let i = self.waiting[thread]
+            .iter()
+            .position(|(p, _, _)| ready(*p))?;
+        let (_, bytes, job) = self.waiting[thread].remove(i)?;
+        self.bytes[thread] -= bytes;
+        Some(job)
     }
 
     /// Takes `thread`'s oldest parked record.
@@ -86,7 +98,8 @@ impl<J> Parking<J> {
         Some(job)
     }
 
-    /// Puts back a record [`take`](Self::take) returned (its thread had no room after all).
+    /// Puts back a record [`take`](Self::take) or [`take_ready`](Self::take_ready) returned
+    /// (its thread had no room after all), ahead of the rest.
     pub fn put_back(&mut self, thread: usize, partition: i32, bytes: usize, job: J) {
         self.waiting[thread].push_front((partition, bytes, job));
         self.bytes[thread] += bytes;
@@ -218,6 +231,23 @@ mod tests {
         assert!(p.resumable(0).is_empty());
         assert_eq!((p.take(0), p.take(0)), (Some(1), Some(2)));
         assert_eq!(p.resumable(0), [5]);
+    }
+
+    #[test]
+    fn records_of_a_held_partition_are_passed_over_in_order() {
+        let mut p = Parking::new(1, 1000);
+        for (partition, job) in [(1, "a1"), (2, "b1"), (1, "a2"), (2, "b2")] {
+            p.park(0, partition, 10, job);
+        }
+        let not_1 = |partition: i32| partition != 1;
+        assert!(p.has_ready(0, not_1));
+        assert_eq!(p.take_ready(0, not_1), Some("b1"));
+        assert_eq!(p.take_ready(0, not_1), Some("b2"));
+        assert!(!p.has_ready(0, not_1));
+        assert_eq!(p.take_ready(0, not_1), None);
+        assert_eq!(p.take(0), Some("a1"));
+        assert_eq!(p.take(0), Some("a2"));
+        assert_eq!(p.parked(), 0);
     }
 
     #[test]

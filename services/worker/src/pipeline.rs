@@ -476,17 +476,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Decoder threads with parked jobs to hand over when they have room: not those whose
-    /// oldest parked job waits for the inference queue (its partition is paused for it).
+    /// Decoder threads with parked jobs to hand over when they have room: jobs of partitions
+    /// paused for the inference queue do not count (they are decoded once it has room).
     fn decodable_threads(&self) -> Vec<usize> {
         self.parking
             .waiting_threads()
             .into_iter()
-            .filter(|&t| {
-                self.parking
-                    .front_partition(t)
-                    .is_none_or(|p| !self.detect_parking.holds(p))
-            })
+            .filter(|&t| self.parking.has_ready(t, |p| !self.detect_parking.holds(p)))
             .collect()
     }
 
@@ -631,13 +627,14 @@ impl Worker {
             anyhow::bail!("a decoder thread is gone");
         };
         let pool = running(&self.pool)?;
-        while let Some(job) = self.parking.take(thread) {
+        // Jobs of partitions paused for the inference queue are passed over (in order, by
+        // partition): the thread's other cameras go on decoding.
+        let detect_parking = &self.detect_parking;
+        while let Some(job) = self
+            .parking
+            .take_ready(thread, |p| !detect_parking.holds(p))
+        {
             let (partition, bytes) = (job.partition, job.data.len());
-            if self.detect_parking.holds(partition) {
-                // Waits for the inference queue: decoded later, by `decodable_threads`.
-                self.parking.put_back(thread, partition, bytes, job);
-                break;
-            }
             match pool.try_submit(job) {
                 Ok(()) => {}
                 Err(Refused::Full(job)) => {
