@@ -1,7 +1,8 @@
 //! Object detection under load and faults, on real Kafka: a backlog larger than inference can
 //! take pauses the partitions feeding it (decoding goes on, memory stays bounded), and a
 //! worker killed in the middle loses no picture — its successor re-runs what was not
-//! delivered, and a picture detected twice gets the same objects both times.
+//! delivered, and a picture detected twice gets the same objects both times. A camera without
+//! detection on the same decoder thread is not held up by the others' inference backlog.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -83,6 +84,65 @@ async fn a_detection_backlog_pauses_its_partitions_and_a_killed_worker_loses_no_
             producer.send(&m, au).await;
         }
     }
+    // Behind that backlog, on the same decoder thread, a camera whose spec turns detection
+    // off (`fw-detect: off`): its frames must not wait for the others' inferences.
+    let plain = camera_on_partition("det-plain", 2, 4);
+    for (i, au) in c.access_units.iter().enumerate() {
+        let m = meta(
+            &plain,
+            "s1",
+            i as u64,
+            c.keyframes[i],
+            start_ms + i as i64 * 40,
+        );
+        let mut headers = m.to_headers();
+        headers.push(("fw-detect", "off".to_owned()));
+        producer
+            .send_raw(&plain, &headers, au, Some(m.capture_ms))
+            .await;
+    }
+    // Watched on the worker's own counters: the stats topic keeps getting the backlog's
+    // records, so a topic reader would not go quiet before the backlog is done.
+    let plain_done = Instant::now();
+    let plain_stats = loop {
+        let (_, text) = first.get("/metrics").await;
+        let n = metric(
+            &text,
+            &format!("framewire_worker_frames_decoded_total{{camera=\"{plain}\"}}"),
+        )
+        .unwrap_or(0.0) as u64;
+        if n >= frames {
+            break n;
+        }
+        assert!(
+            plain_done.elapsed() < Duration::from_secs(60),
+            "{n} of {frames} frames of the camera without detection measured\n{}",
+            first.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_, text) = first.get("/metrics").await;
+    let detected_by_then: f64 = cameras
+        .iter()
+        .filter_map(|c| {
+            metric(
+                &text,
+                &format!("framewire_worker_detect_pictures_total{{camera=\"{c}\"}}"),
+            )
+        })
+        .sum();
+    assert!(
+        detected_by_then < (2 * frames) as f64,
+        "the camera without detection finished while the others' inference backlog was still \
+         being worked off ({detected_by_then} of {} pictures detected)",
+        2 * frames
+    );
+    eprintln!(
+        "detect faults: {plain_stats} frames of a camera without detection measured in {:.1} s, \
+         behind a backlog of which {detected_by_then} of {} pictures were detected by then",
+        plain_done.elapsed().as_secs_f64(),
+        2 * frames
+    );
 
     // Backpressure: pictures wait for the inference queue, their partitions pause.
     let cams = &cameras;
