@@ -22,8 +22,11 @@ soak: ## 50 cameras through the whole fleet for an hour, RSS of every service ea
 deploy-check: ## Deploy checks (chart, kustomize, schemas, policy, alerts, dashboard on a live fleet) + the full image build
 	@scripts/deploy/check.sh --image=full
 
-image: ## Build the image from the Dockerfile with podman (full multi-stage build on local Debian bases)
-	@scripts/deploy/image.sh full
+image: ## Build the image from the Dockerfile with podman (full multi-stage build on local Debian bases); IMAGE=registry/name:tag also tags and pushes it
+	@built="$$(scripts/deploy/image.sh full)" && echo "$$built" && \
+	if [ -n "$(IMAGE)" ]; then \
+	  podman tag "$$built" "$(IMAGE)" && podman push "$(IMAGE)" && echo "pushed $(IMAGE)"; \
+	fi
 
 bench: ## Benchmarks on the local stack: kernels, decode vs ffmpeg, worker path, keyframes, scaling, ingest, latency (BENCH_ONLY, BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
 	@scripts/bench/run.sh
