@@ -77,12 +77,24 @@ ok "every value in values.yaml has a description"
 must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" -f "$CANARY/bad-values.yaml"
 ok "values.schema.json rejects the bad-values canary"
 
-phase "helm lint --strict + helm template (defaults and $CHART/ci/*.yaml)"
+phase "helm lint --strict + helm template (defaults, $CHART/ci/*.yaml and the README's deploy/helm/examples/*.yaml)"
+# Variant name -> values file; the README's examples are rendered with an image set, as the
+# README tells users to install them.
+declare -A values_of=()
 variants=(default)
-for f in "$CHART"/ci/*.yaml; do variants+=("$(basename "$f" .yaml)"); done
-for v in "${variants[@]}"; do
+for f in "$CHART"/ci/*.yaml; do variants+=("$(basename "$f" .yaml)"); values_of[$(basename "$f" .yaml)]="$f"; done
+for f in "$ROOT"/deploy/helm/examples/*.yaml; do
+  v="example-$(basename "$f" .yaml)"; variants+=("$v"); values_of[$v]="$f"
+done
+variant_args() {
   args=()
-  [[ "$v" == default ]] || args=(-f "$CHART/ci/$v.yaml")
+  [[ "$1" == default ]] && return 0
+  args=(-f "${values_of[$1]}")
+  [[ "$1" == example-* ]] && args+=(--set image.repository=registry.example/framewire --set-string image.tag=v0)
+  return 0
+}
+for v in "${variants[@]}"; do
+  variant_args "$v"
   helm lint --strict "$CHART" "${args[@]}" >"$OUT/lint.log" 2>&1 || { cat "$OUT/lint.log"; fail "helm lint $v"; }
   helm template framewire "$CHART" --namespace "$NS" "${args[@]}" >"$REN/helm-$v.yaml" 2>"$OUT/template.log" \
     || { cat "$OUT/template.log"; fail "helm template $v"; }
@@ -98,8 +110,7 @@ rm -rf "$notes_chart" && cp -r "$CHART" "$notes_chart"
 rm "$notes_chart/templates/NOTES.txt"
 printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "framewire.notesText" . | toJson }}\n' >"$notes_chart/templates/zz-notes.yaml"
 for v in "${variants[@]}"; do
-  args=()
-  [[ "$v" == default ]] || args=(-f "$CHART/ci/$v.yaml")
+  variant_args "$v"
   helm template framewire "$notes_chart" --namespace "$NS" "${args[@]}" -s templates/zz-notes.yaml \
     | $PY -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["notes"])' >"$OUT/notes-$v.txt"
   for want in "port-forward svc/framewire-sink 8080:8080" "port-forward svc/framewire-ingest 9091:9091" \
