@@ -20,7 +20,7 @@
 #            dashboard query returns data.
 #
 # Env: FW_BIN_DIR (binaries; default $CARGO_TARGET_DIR/debug, built if missing),
-#      FW_CACHE (~/.cache/framewire), FW_DEPLOY_PROM_PORT (29090).
+#      FW_CACHE (~/.cache/framewire), FW_DEPLOY_PROM_PORT (28090).
 # --update rewrites the generated kustomize files instead of failing when they are stale.
 set -euo pipefail
 FW_COMPONENT=deploy-check

@@ -28,7 +28,7 @@ IMAGE=${1:?IMAGE}
 keep=0; [[ "${2:-}" == --keep ]] && keep=1
 FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
 OUT="$FW_CACHE/deploy-check/run"
-PROM_PORT="${FW_DEPLOY_PROM_PORT:-29090}"
+PROM_PORT="${FW_DEPLOY_PROM_PORT:-28090}"
 PROM_URL="http://127.0.0.1:$PROM_PORT"
 RELEASE=fwcheck
 NS=framewire-check
@@ -117,9 +117,9 @@ scrape_configs:
   - job_name: framewire
     honor_labels: true
     static_configs:
-$(target ingest 29091 "$RELEASE-framewire-ingest-0")
-$(target worker 29092 "$RELEASE-framewire-worker-pod-0")
-$(target sink 29093 "$RELEASE-framewire-sink-pod-0")
+$(target ingest 28091 "$RELEASE-framewire-ingest-0")
+$(target worker 28092 "$RELEASE-framewire-worker-pod-0")
+$(target sink 28093 "$RELEASE-framewire-sink-0")
 EOF
 # The rules were rendered for namespace "framewire"; here the fleet runs as $NS.
 sed "s/namespace=\\\\\"framewire\\\\\"/namespace=\\\\\"$NS\\\\\"/g; s/namespace=\"framewire\"/namespace=\"$NS\"/g" \
@@ -137,12 +137,12 @@ ok "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') on $PRO
 
 # 3. Ready.
 play "$OUT/play-ingest-sink.yaml"
-t="$(wait_ready 29091 29093)"
-ok "ingest and sink ready (/readyz 200 on 29091, 29093) after ${t} s"
-at_least 29091 framewire_ingest_frames_total 100
+t="$(wait_ready 28091 28093)"
+ok "ingest and sink ready (/readyz 200 on 28091, 28093) after ${t} s"
+at_least 28091 framewire_ingest_frames_total 100
 play "$OUT/play-worker.yaml"
-t="$(wait_ready 29092)"
-ok "worker ready (/readyz 200 on 29092) after ${t} s; pods: $(podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | sort | tr '\n' ' ')"
+t="$(wait_ready 28092)"
+ok "worker ready (/readyz 200 on 28092) after ${t} s; pods: $(podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | sort | tr '\n' ' ')"
 for path in / /api/cameras /api/openapi.json; do
   code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:28080$path")"
   [[ "$code" == 200 ]] || fw_die "sink http :28080$path answered $code"
@@ -152,7 +152,7 @@ user="$(podman inspect --format '{{.Config.User}} ro={{.HostConfig.ReadonlyRootf
 ok "worker container runs as $user"
 
 # The worker dies without a goodbye and comes back (rebalance, re-processing, duplicates).
-at_least 29092 framewire_worker_frames_decoded_total 150
+at_least 28092 framewire_worker_frames_decoded_total 150
 # ... once Prometheus has scraped the worker's per-camera skip counters twice (they exist from
 # a camera's first frame on), so that rate() over the first process's samples has two points
 # after the restart resets the counters.
@@ -168,7 +168,7 @@ podman pod kill --signal KILL "$RELEASE-framewire-worker-pod-0" >/dev/null
 podman wait "$RELEASE-framewire-worker-pod-0-worker" >/dev/null 2>&1 || true
 sleep 2
 podman pod start "$RELEASE-framewire-worker-pod-0" >/dev/null 2>&1
-t="$(wait_ready 29092)"
+t="$(wait_ready 28092)"
 ok "worker killed (SIGKILL) and restarted: ready again after ${t} s"
 
 # Poison, sent to the restarted worker: records without fw-* headers → decode error + DLQ.
@@ -181,7 +181,7 @@ for i in 1 2 3; do echo "deploy-check-poison:not-an-access-unit-$i"; done \
       --property parse.key=true --property key.separator=: >"$OUT/producer.log" 2>&1 \
   || { cat "$OUT/producer.log"; fw_die "could not produce the poison records"; }
 ok "3 records without fw-* headers produced to $frames_topic"
-at_least 29092 framewire_worker_dlq_records_total 2
+at_least 28092 framewire_worker_dlq_records_total 2
 ok "the worker counted them as decode errors and copied them to the DLQ"
 
 
