@@ -248,15 +248,19 @@ for f in sorted(os.listdir(ren)):
                 if k.endswith(".toml"):
                     open(os.path.join(out, f"{f[:-5]}--{k}"), "w").write(v)
 EOF
-n=0
-for cfg in "$OUT"/configs/*.toml; do
-  svc="$(basename "$cfg" .toml)"; svc="${svc##*--}"
-  # The secrets the chart passes as environment variables, with dummy values.
+# service_env SVC: the secrets the chart passes to SVC as environment variables (files in the
+# pods), with dummy values, in envs.
+service_env() {
   envs=(PATH="$PATH" FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME=u FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD=p)
-  case "$svc" in
+  case "$1" in
     ingest) envs+=(FRAMEWIRE_INGEST__ADMIN_TOKEN=0123456789abcdef0123 CAMERA_PASSWORD_0=secret) ;;
     sink) envs+=(FRAMEWIRE_SINK__DATABASE_URL=postgres://u:p@db:5432/framewire) ;;
   esac
+}
+n=0
+for cfg in "$OUT"/configs/*.toml; do
+  svc="$(basename "$cfg" .toml)"; svc="${svc##*--}"
+  service_env "$svc"
   sed -i "s|\"/opt/framewire/models/|\"$MODEL_DIR/|" "$cfg"
   if ! env -i "${envs[@]}" "$FW_BIN_DIR/framewire-$svc" --config "$cfg" --print-config >"$OUT/print-config.log" 2>&1; then
     cat "$OUT/print-config.log"; fail "framewire-$svc refuses $(basename "$cfg")"
@@ -266,6 +270,33 @@ done
 ok "$n TOML files (helm variants and kustomize overlays) accepted ([detect] model: /opt/framewire/models read as $MODEL_DIR)"
 must_fail "framewire-worker accepts $CANARY/bad-config.toml" "$FW_BIN_DIR/framewire-worker" --config "$CANARY/bad-config.toml" --print-config
 ok "framewire-worker refuses the canary configuration"
+
+phase "each KafkaUser's ACLs allow what the services' rendered configurations use (--print-kafka-acls)"
+# The binaries compute their needs from the same TOML the pods get (topics, groups, whether
+# they create topics, detection, preview, the control topic), so the check follows any
+# renamed topic or group instead of a copied list.
+nu=0 canary_needs=()
+for v in "${variants[@]}"; do
+  grep -q '^kind: KafkaUser' "$REN/helm-$v.yaml" || continue
+  needs=()
+  for svc in ingest worker sink; do
+    cfg="$OUT/configs/helm-$v--$svc.toml"
+    [[ -f "$cfg" ]] || continue
+    service_env "$svc"
+    env -i "${envs[@]}" "$FW_BIN_DIR/framewire-$svc" --config "$cfg" --print-kafka-acls >"$OUT/acls-$v-$svc.json" \
+      || fail "framewire-$svc --print-kafka-acls ($v)"
+    needs+=("$OUT/acls-$v-$svc.json")
+  done
+  (( ${#needs[@]} == 3 )) || fail "$v: expected the three services' configurations, found ${#needs[@]}"
+  out="$($PY "$HERE/acl-coverage.py" "$REN/helm-$v.yaml" "${needs[@]}")" || { echo "$out" >&2; fail "KafkaUser ACLs of $v"; }
+  ok "$v: $out"
+  nu=$((nu + 1))
+  [[ "$v" == kafkauser-values ]] && canary_needs=("${needs[@]}")
+done
+(( nu >= 2 && ${#canary_needs[@]} == 3 )) || fail "only $nu variants render a KafkaUser (ci/kafkauser*-values.yaml)"
+must_fail "acl-coverage.py accepts $CANARY/kafkauser-missing-group.yaml" \
+  $PY "$HERE/acl-coverage.py" "$CANARY/kafkauser-missing-group.yaml" "${canary_needs[@]}"
+ok "acl-coverage.py rejects the canary KafkaUser (no ACL for the sink's preview group)"
 
 # ------------------------------------------------------------------------------- image ---
 IMAGE=""

@@ -14,19 +14,39 @@ pub struct CommonArgs {
     /// Print the effective configuration (secrets redacted) as JSON and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Print the Kafka ACLs this configuration needs (topics and consumer groups, with the
+    /// operations on each) as JSON and exit.
+    #[arg(long)]
+    pub print_kafka_acls: bool,
 }
 
 /// Loads the configuration for a binary, or says why not.
 ///
 /// On a bad setting it prints one line, `<service>: <what is wrong>`, and yields exit code
-/// 64; with `--print-config` it prints the redacted effective configuration and yields 0.
+/// 64; with `--print-config` it prints the redacted effective configuration, with
+/// `--print-kafka-acls` the ACLs it needs ([`crate::kafka_access`]), and yields 0.
 pub fn load_config<C>(service: &str, args: &CommonArgs) -> Result<C, std::process::ExitCode>
 where
-    C: serde::de::DeserializeOwned + serde::Serialize + crate::config::Validate,
+    C: serde::de::DeserializeOwned
+        + serde::Serialize
+        + crate::config::Validate
+        + crate::kafka_access::KafkaNeeds,
 {
     match crate::config::load::<C>(args.config.as_deref()) {
         Ok(cfg) if args.print_config => {
             let json = crate::config::effective_json(&cfg);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Ok(cfg) if args.print_kafka_acls => {
+            let json = serde_json::json!({
+                "service": service,
+                "grants": cfg.kafka_access().grants(),
+            });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json).unwrap_or_default()

@@ -8,14 +8,16 @@ use clap::{Args, Command, FromArgMatches};
 
 use crate::cli::{CommonArgs, load_config};
 use crate::config::Validate;
+use crate::kafka_access::KafkaNeeds;
 use crate::shutdown::Shutdown;
 
 /// The whole `main` of a service, in the order that matters: parse the command line
-/// (`--config`, `--print-config`, `--help`, `--version`), start telemetry, load the
-/// configuration (one line and exit 64 on a bad setting), then [`run`] the service.
+/// (`--config`, `--print-config`, `--print-kafka-acls`, `--help`, `--version`), start
+/// telemetry, load the configuration (one line and exit 64 on a bad setting), then [`run`]
+/// the service.
 pub fn main<C, F, Fut>(service: &'static str, about: &'static str, service_fn: F) -> ExitCode
 where
-    C: serde::de::DeserializeOwned + serde::Serialize + Validate,
+    C: serde::de::DeserializeOwned + serde::Serialize + Validate + KafkaNeeds,
     F: FnOnce(C, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
+use framewire_kit::kafka_access::{KafkaAccess, KafkaNeeds, PatternType};
 use framewire_wire::CameraSpec;
 use serde::{Deserialize, Serialize};
 
@@ -163,6 +164,38 @@ impl Default for IngestConfig {
     }
 }
 
+impl IngestConfig {
+    /// Prefix of the control topic readers' groups: each replica reads the whole registry
+    /// in a group of its own, `<group_id>-control-<random>`, that never commits.
+    pub fn control_group_prefix(&self) -> String {
+        format!("{}-control-", self.group_id)
+    }
+}
+
+impl KafkaNeeds for Config {
+    fn kafka_access(&self) -> KafkaAccess {
+        let (t, i) = (&self.topics, &self.ingest);
+        let mut a = KafkaAccess::default();
+        a.produces(&t.frames, "the cameras' access units")
+            .consumes(&t.leases, "lease slots (never written)")
+            .group(PatternType::Literal, &i.group_id, "the lease group");
+        let mut created = vec![t.frames.as_str(), t.leases.as_str()];
+        if i.control_topic {
+            a.consumes(&t.control, "the camera registry")
+                .produces(&t.control, "camera API writes")
+                .group(
+                    PatternType::Prefixed,
+                    &i.control_group_prefix(),
+                    "each replica's registry reader",
+                );
+        }
+        // Ingest creates the control topic whether or not it follows it.
+        created.push(t.control.as_str());
+        a.creates(t, &created);
+        a
+    }
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
@@ -273,6 +306,37 @@ fn check_name(setting: &str, name: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names of the resources granted `op`, as `type:pattern:name`.
+    fn granted(c: &Config, op: framewire_kit::kafka_access::Operation) -> Vec<String> {
+        c.kafka_access()
+            .grants()
+            .iter()
+            .filter(|g| g.operations.contains(&op))
+            .map(|g| format!("{:?}:{:?}:{}", g.resource_type, g.pattern_type, g.name))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_needs_follow_the_settings() {
+        use framewire_kit::kafka_access::Operation::{Create, Read, Write};
+        let mut c = Config::default();
+        c.ingest.group_id = "cams".into();
+        c.topics.frames = "f".into();
+        c.topics.control = "ctl".into();
+        c.topics.create = false;
+        assert!(granted(&c, Read).contains(&"Group:Prefixed:cams-control-".to_owned()));
+        assert_eq!(granted(&c, Write), ["Topic:Literal:f", "Topic:Literal:ctl"]);
+        assert!(granted(&c, Create).is_empty());
+        c.ingest.control_topic = false;
+        assert!(
+            !granted(&c, Read)
+                .iter()
+                .any(|n| n.contains("ctl") || n.contains("control"))
+        );
+        c.topics.create = true;
+        assert!(granted(&c, Create).contains(&"Topic:Literal:ctl".to_owned()));
+    }
 
     fn cam(id: &str, url: &str) -> CameraSpec {
         serde_json::from_value(serde_json::json!({"id": id, "url": url})).unwrap()

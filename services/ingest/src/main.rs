@@ -118,15 +118,17 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         registry.apply(spec.clone(), Source::Config).await;
     }
     let control = config.ingest.control_topic.then(|| {
-        let (kafka, topic, registry, metrics, shutdown) = (
+        let (kafka, topic, group_prefix, registry, metrics, shutdown) = (
             config.kafka.clone(),
             config.topics.control.clone(),
+            config.ingest.control_group_prefix(),
             registry.clone(),
             metrics.clone(),
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            registry::follow_control(&kafka, &topic, registry, metrics, shutdown).await
+            registry::follow_control(&kafka, &topic, &group_prefix, registry, metrics, shutdown)
+                .await
         })
     });
     let lease_thread = leases::start(leases::LeaseSetup {

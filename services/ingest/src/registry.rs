@@ -657,11 +657,14 @@ pub fn decode_control(
 pub async fn follow_control(
     kafka: &KafkaConfig,
     topic: &str,
+    group_prefix: &str,
     registry: Arc<Registry>,
     metrics: Metrics,
     shutdown: Shutdown,
 ) -> Result<(), KafkaSetupError> {
-    let group = format!("framewire-ingest-control-{:016x}", rand::random::<u64>());
+    // A group of its own per replica (every replica reads the whole registry), under a
+    // prefix the ACLs can name (`IngestConfig::control_group_prefix`).
+    let group = format!("{group_prefix}{:016x}", rand::random::<u64>());
     let consumer: StreamConsumer = kafka
         .client_config(
             "framewire-ingest-control",

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
+use framewire_kit::kafka_access::{KafkaAccess, KafkaNeeds, PatternType};
 use serde::{Deserialize, Serialize};
 
 use crate::incidents::Rules;
@@ -244,6 +245,31 @@ impl SinkConfig {
     }
 }
 
+impl KafkaNeeds for Config {
+    fn kafka_access(&self) -> KafkaAccess {
+        let (t, s) = (&self.topics, &self.sink);
+        let mut a = KafkaAccess::default();
+        a.consumes(&t.stats, "statistics to summarise")
+            .consumes(&t.dlq, "dead letters to count")
+            .group(PatternType::Literal, &s.group_id, "the sink's group");
+        let mut created = vec![t.stats.as_str(), t.dlq.as_str()];
+        if s.detections.enabled {
+            a.consumes(&t.detections, "detections to count");
+            created.push(&t.detections);
+        }
+        if s.preview {
+            a.consumes(&t.frames, "keyframes for the thumbnails").group(
+                PatternType::Literal,
+                &s.preview_group_id,
+                "the preview's group",
+            );
+            created.push(&t.frames);
+        }
+        a.creates(t, &created);
+        a
+    }
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
@@ -363,6 +389,27 @@ impl Validate for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_needs_follow_preview_and_detections() {
+        let groups = |c: &Config| -> Vec<String> {
+            c.kafka_access()
+                .grants()
+                .iter()
+                .map(|g| g.name.clone())
+                .collect()
+        };
+        let mut c = Config::default();
+        c.sink.preview = true;
+        c.sink.preview_group_id = "thumbs".into();
+        assert!(groups(&c).contains(&"thumbs".to_owned()));
+        assert!(groups(&c).contains(&c.topics.frames));
+        c.sink.preview = false;
+        c.sink.detections.enabled = false;
+        assert!(!groups(&c).contains(&"thumbs".to_owned()));
+        assert!(!groups(&c).contains(&c.topics.frames));
+        assert!(!groups(&c).contains(&c.topics.detections));
+    }
 
     fn err(c: &Config) -> String {
         c.validate().unwrap_err().to_string()

@@ -3,6 +3,7 @@
 use framewire_inference::BackendKind;
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
+use framewire_kit::kafka_access::{KafkaAccess, KafkaNeeds, PatternType};
 use framewire_wire::AnalysisRate;
 use serde::{Deserialize, Serialize};
 
@@ -338,6 +339,26 @@ impl WorkerConfig {
     }
 }
 
+impl KafkaNeeds for Config {
+    fn kafka_access(&self) -> KafkaAccess {
+        let t = &self.topics;
+        let mut a = KafkaAccess::default();
+        a.consumes(&t.frames, "access units to decode")
+            .group(
+                PatternType::Literal,
+                &self.worker.group_id,
+                "the workers' group (KEDA reads its lag)",
+            )
+            .produces(&t.stats, "per-frame statistics")
+            .produces(&t.dlq, "records that cannot be processed");
+        if self.detect.enabled() {
+            a.produces(&t.detections, "object detections");
+        }
+        a.creates(t, &[&t.frames, &t.stats, &t.detections, &t.dlq]);
+        a
+    }
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
@@ -408,6 +429,25 @@ impl Validate for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detections_are_written_only_with_a_model() {
+        use framewire_kit::kafka_access::Operation::Write;
+        let writes = |c: &Config| -> Vec<String> {
+            c.kafka_access()
+                .grants()
+                .iter()
+                .filter(|g| g.operations.contains(&Write))
+                .map(|g| g.name.clone())
+                .collect()
+        };
+        let mut c = Config::default();
+        c.detect.model = String::new();
+        assert!(!writes(&c).contains(&c.topics.detections));
+        c.detect.model = "/models/m.onnx".into();
+        assert!(writes(&c).contains(&c.topics.detections));
+        assert!(writes(&c).contains(&c.topics.stats) && writes(&c).contains(&c.topics.dlq));
+    }
 
     #[test]
     fn validation_names_the_setting() {

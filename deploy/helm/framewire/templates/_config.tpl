@@ -57,10 +57,16 @@
 {{ include "framewire.toml" $cfg }}
 {{- end -}}
 
+{{/* The sink's preview group: sink.config.preview_group_id, else <sink.groupId>-preview. */}}
+{{- define "framewire.sinkPreviewGroup" -}}
+{{- .Values.sink.config.preview_group_id | default (printf "%s-preview" .Values.sink.groupId) -}}
+{{- end -}}
+
 {{- define "framewire.sink.toml" -}}
 {{- $cfg := include "framewire.kafkaConfig" . | fromJson -}}
 {{- $sink := deepCopy .Values.sink.config -}}
 {{- $_ := set $sink "group_id" .Values.sink.groupId -}}
+{{- $_ := set $sink "preview_group_id" (include "framewire.sinkPreviewGroup" .) -}}
 {{- $_ := set $sink "http_listen" (printf "0.0.0.0:%d" (int .Values.sink.httpPort)) -}}
 {{- $_ := set $sink "sqlite_path" "/var/lib/framewire/framewire.sqlite" -}}
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.sink.adminPort))) -}}

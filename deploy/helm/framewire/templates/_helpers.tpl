@@ -95,7 +95,8 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
 {{- define "framewire.triggerAuthEnabled" -}}
 {{- $ta := .Values.worker.autoscaling.keda.triggerAuthentication -}}
 {{- if include "framewire.kedaEnabled" . -}}
-{{- if or (eq (toString $ta) "true") (and (eq (toString $ta) "auto") (or .Values.kafka.sasl.enabled .Values.kafka.tls.caSecret)) -}}true{{- end -}}
+{{- $a := include "framewire.kafkaAuth" . | fromJson -}}
+{{- if or (eq (toString $ta) "true") (and (eq (toString $ta) "auto") (or $a.sasl $a.clientSecret .Values.kafka.tls.caSecret)) -}}true{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -136,15 +137,65 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
 {{- end }}
 {{- end -}}
 
+{{/* The KafkaUser's name: kafka.user.name, else the full name. */}}
+{{- define "framewire.kafkaUserName" -}}
+{{- .Values.kafka.user.name | default (include "framewire.fullname" .) -}}
+{{- end -}}
+
+{{/* How the fleet (and KEDA) authenticates to Kafka, as JSON: kafka.sasl and kafka.tls, or,
+     with kafka.user.enabled, the Secret Strimzi's User Operator makes for the KafkaUser
+     (SCRAM: key `password`, the user name is the KafkaUser's; TLS: user.crt and user.key).
+     {sasl, mechanism, protocol, secret, username (literal, or "" = from usernameKey),
+      usernameKey, passwordKey, clientSecret, certKey, keyKey} */}}
+{{- define "framewire.kafkaAuth" -}}
+{{- $s := .Values.kafka.sasl -}}
+{{- $t := .Values.kafka.tls -}}
+{{- $u := .Values.kafka.user -}}
+{{- $a := dict "sasl" $s.enabled "mechanism" $s.mechanism "protocol" $s.securityProtocol
+  "secret" $s.existingSecret "username" "" "usernameKey" $s.usernameKey "passwordKey" $s.passwordKey
+  "clientSecret" $t.clientSecret "certKey" $t.certKey "keyKey" $t.keyKey -}}
+{{- if $u.enabled -}}
+{{- if or $s.enabled $t.clientSecret -}}
+{{- fail "kafka.user.enabled: the KafkaUser's Secret is the fleet's credentials; unset kafka.sasl.enabled and kafka.tls.clientSecret" -}}
+{{- end -}}
+{{- $name := include "framewire.kafkaUserName" . -}}
+{{- if eq $u.authentication "scram-sha-512" -}}
+{{- $_ := set $a "sasl" true -}}
+{{- $_ := set $a "mechanism" "SCRAM-SHA-512" -}}
+{{- $_ := set $a "secret" $name -}}
+{{- $_ := set $a "username" $name -}}
+{{- $_ := set $a "passwordKey" "password" -}}
+{{- else -}}
+{{- $_ := set $a "clientSecret" $name -}}
+{{- $_ := set $a "certKey" "user.crt" -}}
+{{- $_ := set $a "keyKey" "user.key" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $a.sasl (not $a.secret) -}}
+{{- fail "kafka.sasl.existingSecret is required when kafka.sasl.enabled" -}}
+{{- end -}}
+{{- toJson $a -}}
+{{- end -}}
+
 {{/* [kafka] and [topics], shared by the three services. */}}
 {{- define "framewire.kafkaConfig" -}}
 {{- $opts := deepCopy .Values.kafka.options -}}
-{{- if .Values.kafka.sasl.enabled -}}
-{{- $_ := set $opts "security.protocol" .Values.kafka.sasl.securityProtocol -}}
-{{- $_ := set $opts "sasl.mechanism" .Values.kafka.sasl.mechanism -}}
+{{- $a := include "framewire.kafkaAuth" . | fromJson -}}
+{{- if $a.sasl -}}
+{{- $_ := set $opts "security.protocol" $a.protocol -}}
+{{- $_ := set $opts "sasl.mechanism" $a.mechanism -}}
+{{- with $a.username -}}
+{{- $_ := set $opts "sasl.username" . -}}
+{{- end -}}
+{{- else if or $a.clientSecret .Values.kafka.tls.caSecret -}}
+{{- $_ := set $opts "security.protocol" ($opts | dig "security.protocol" "SSL") -}}
 {{- end -}}
 {{- if .Values.kafka.tls.caSecret -}}
 {{- $_ := set $opts "ssl.ca.location" "/etc/framewire/kafka-ca/ca.crt" -}}
+{{- end -}}
+{{- if $a.clientSecret -}}
+{{- $_ := set $opts "ssl.certificate.location" "/etc/framewire/secrets/kafka-client.crt" -}}
+{{- $_ := set $opts "ssl.key.location" "/etc/framewire/secrets/kafka-client.key" -}}
 {{- end -}}
 {{- $t := .Values.topics -}}
 {{- toJson (dict
@@ -165,10 +216,12 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
 {{- end }}
-{{- if .Values.kafka.sasl.enabled }}
-{{- $_ := required "kafka.sasl.existingSecret is required when kafka.sasl.enabled" .Values.kafka.sasl.existingSecret }}
+{{- $a := include "framewire.kafkaAuth" . | fromJson }}
+{{- if $a.sasl }}
+{{- if not $a.username }}
 - name: FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME_FILE
   value: /etc/framewire/secrets/kafka-sasl-username
+{{- end }}
 - name: FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD_FILE
   value: /etc/framewire/secrets/kafka-sasl-password
 {{- end }}
@@ -179,14 +232,26 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
      and password_file), never as environment variables. */}}
 {{- define "framewire.secretSources" -}}
 {{- $v := .root.Values -}}
-{{- if $v.kafka.sasl.enabled }}
+{{- $a := include "framewire.kafkaAuth" .root | fromJson }}
+{{- if $a.sasl }}
 - secret:
-    name: {{ $v.kafka.sasl.existingSecret }}
+    name: {{ $a.secret }}
     items:
-      - key: {{ $v.kafka.sasl.usernameKey }}
+      {{- if not $a.username }}
+      - key: {{ $a.usernameKey }}
         path: kafka-sasl-username
-      - key: {{ $v.kafka.sasl.passwordKey }}
+      {{- end }}
+      - key: {{ $a.passwordKey }}
         path: kafka-sasl-password
+{{- end }}
+{{- with $a.clientSecret }}
+- secret:
+    name: {{ . }}
+    items:
+      - key: {{ $a.certKey }}
+        path: kafka-client.crt
+      - key: {{ $a.keyKey }}
+        path: kafka-client.key
 {{- end }}
 {{- if eq .component "ingest" }}
 {{- with $v.ingest.adminToken.existingSecret }}
