@@ -140,6 +140,11 @@ for v in "${variants[@]}"; do
   done
 done
 ok "NOTES.txt renders for every variant with kubectl port-forward lines for 8080, 9091, 9092, 9093"
+for want in "https://framewire.example.com/" "http://<the ingress controller's address>/api" "networkPolicy.httpFrom is set"; do
+  grep -qF "$want" "$OUT/notes-ingress-values.txt" || { cat "$OUT/notes-ingress-values.txt"; fail "NOTES.txt (ingress-values) lacks: $want"; }
+done
+grep -qF "Through the Ingress" "$OUT/notes-default.txt" && fail "NOTES.txt (default) prints Ingress URLs without an Ingress"
+ok "NOTES.txt prints the Ingress URLs (https for hosts with TLS) and the httpFrom reminder when sink.ingress is enabled"
 
 phase "kustomize (base generated from the chart; overlays dev, prod)"
 gen="$OUT/kustomize-gen"
