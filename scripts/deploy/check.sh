@@ -9,16 +9,17 @@
 #            deploy/helm/examples/*.yaml); kustomize in sync with the chart, built per
 #            overlay; kubeconform (strict, Kubernetes + KEDA + Prometheus-operator + Strimzi
 #            schemas); checkov; actionlint; hadolint + the Dockerfile's own rules; promtool
-#            check/test rules; every dashboard query parses; every rendered TOML accepted by
-#            the binary it is for. Each checker also runs on a canary (deploy/test/canaries)
-#            that it must reject.
+#            check/test rules; every dashboard query parses, and the Kubernetes ones (which
+#            the run cannot have) return data from deploy/prometheus/cluster-series.yaml;
+#            every rendered TOML accepted by the binary it is for. Each checker also runs
+#            on a canary (deploy/test/canaries) that it must reject.
 #   image    prebuilt (default): the binaries in $FW_BIN_DIR packaged onto the runtime base
 #            (Dockerfile target `prebuilt`), smoke-tested (--version on the base's glibc, non-
 #            root, read-only root, no shell). full: also the whole multi-stage build from
 #            local Debian bases, its binaries compared with the host's `cargo build --release`.
 #   run      the chart's Deployments + ConfigMaps under `podman kube play --network=host`
 #            against the local stack; pods ready; a real Prometheus scrapes them; every
-#            dashboard query returns data.
+#            dashboard query but the Kubernetes ones returns data.
 #
 # Env: FW_BIN_DIR (binaries; default $CARGO_TARGET_DIR/debug, built if missing),
 #      FW_CACHE (~/.cache/framewire), FW_DEPLOY_PROM_PORT (28090).
@@ -40,7 +41,7 @@ for a in "$@"; do
     --image=prebuilt|--image=full|--image=none) image_mode="${a#--image=}" ;;
     --no-run) run=0 ;;
     --update) update=1 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) fw_die "unknown argument: $a" ;;
   esac
 done
@@ -246,6 +247,15 @@ $PY "$HERE/dashboard.py" rules "$CHART/dashboards/framewire.json" >"$prom/dashbo
 promtool check rules "$prom/dashboard-rules.yaml" >/dev/null || { promtool check rules "$prom/dashboard-rules.yaml"; fail "a dashboard query does not parse"; }
 ok "$(grep -c 'record:' "$prom/dashboard-rules.yaml") dashboard queries parse; alert and dashboard metric names:"
 $PY "$HERE/dashboard.py" names "$CHART/dashboards/framewire.json" "$prom/rules.yaml" -- services libs || fail "unknown metric names"
+# The Kubernetes panels (cAdvisor, kube-state-metrics) cannot return data in the local run:
+# their labels and results are checked against deploy/prometheus/cluster-series.yaml instead.
+$PY "$HERE/dashboard.py" cluster "$CHART/dashboards/framewire.json" "$prom/dashboard-cluster.test.yaml" || fail "cluster-only dashboard queries"
+promtool test rules "$prom/dashboard-cluster.test.yaml" >"$prom/dashboard-cluster.log" 2>&1 \
+  || { cat "$prom/dashboard-cluster.log"; fail "a cluster-only dashboard query returns nothing from deploy/prometheus/cluster-series.yaml"; }
+ok "every cluster-only dashboard query returns data from deploy/prometheus/cluster-series.yaml"
+must_fail "dashboard.py cluster accepts $CANARY/bad-dashboard.json" $PY "$HERE/dashboard.py" cluster "$CANARY/bad-dashboard.json" "$prom/canary-cluster.test.yaml"
+must_fail "promtool test rules finds data for $CANARY/bad-dashboard.json" promtool test rules "$prom/canary-cluster.test.yaml"
+ok "the cluster-only checks reject the bad-dashboard canary (a label kube-state-metrics does not have)"
 
 # ------------------------------------------------------------------------------ binaries ---
 FW_BIN_DIR="${FW_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/debug}"

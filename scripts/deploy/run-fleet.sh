@@ -12,7 +12,8 @@
 #   4. a few records without fw-* headers go to the frames topic (decode errors, DLQ); the
 #      worker pod is killed (SIGKILL) and started again, as after a node failure: it
 #      re-processes from its last commit and the sink counts re-delivered frames as duplicates
-#   5. every dashboard query must return data; the alert rules evaluate
+#   5. every dashboard query must return data (but the Kubernetes row's: no kubelet or
+#      kube-state-metrics here; check.sh checks those statically); the alert rules evaluate
 # Everything it started is removed at exit (pods, their volumes, Prometheus).
 #
 #   scripts/deploy/run-fleet.sh IMAGE [--keep]     (--keep leaves the fleet and Prometheus up)
@@ -188,7 +189,7 @@ ok "the worker counted them as decode errors and copied them to the DLQ"
 sleep 6  # a few scrapes after the restart
 $PY "$HERE/dashboard.py" query deploy/helm/framewire/dashboards/framewire.json "$PROM_URL" "$NS" --wait 150 \
   | tee "$OUT/dashboard.txt"
-ok "every dashboard query returned data (table: $OUT/dashboard.txt)"
+ok "every dashboard query but the cluster-only ones returned data (table: $OUT/dashboard.txt)"
 
 # The alert rules load and evaluate in the same Prometheus (none should be firing errors).
 bad="$(curl -s "$PROM_URL/api/v1/rules" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(r["name"] for g in d["data"]["groups"] for r in g["rules"] if r.get("health") not in ("ok", "unknown")))')"
