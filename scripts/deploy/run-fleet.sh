@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run the chart's fleet for real on this host and check its monitoring:
-#   1. helm template with deploy/test/local-values.yaml (image IMAGE, fresh consumer groups)
+#   1. helm template with deploy/test/local-values.yaml (image IMAGE, fresh consumer groups, the
+#      fleet as a KafkaUser on the stack's SASL_PLAINTEXT listener: its SCRAM credentials and
+#      the rendered ACLs are created as Strimzi's User Operator would, and the broker's
+#      authorizer holds the pods to them; a user without ACLs must be refused)
 #   2. a real Prometheus (Debian package) scrapes the three admin ports, labelled as the
 #      Prometheus operator labels a ServiceMonitor's targets, with the chart's alert rules
 #   3. podman kube play --network=host of its Deployments, ConfigMaps and the ingest
@@ -46,6 +49,13 @@ cleanup() {
   if (( keep )); then echo "    (--keep: fleet and Prometheus left running; $PROM_URL)"; return; fi
   podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman pod rm -f >/dev/null 2>&1 || true
   podman volume ls --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
+  if [[ -n "${kuser:-}" ]]; then  # the run's Kafka user and its ACLs
+    while read -r -a acl; do
+      kafka_tool org.apache.kafka.tools.AclCommand --bootstrap-server 127.0.0.1:9092 --remove --force "${acl[@]}" || true
+    done <"$OUT/acls.txt" 2>/dev/null
+    kafka_tool kafka.admin.ConfigCommand --bootstrap-server 127.0.0.1:9092 --alter --entity-type users \
+      --entity-name "$kuser" --delete-config SCRAM-SHA-512 || true
+  fi
   [[ -f "$OUT/prometheus.pid" ]] && kill "$(cat "$OUT/prometheus.pid")" 2>/dev/null || true
   people down >/dev/null 2>&1 || true
   return $rc
@@ -57,11 +67,39 @@ scripts/stack.sh up >"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_di
 people() { PEOPLE_INSTANCE=deploycheck PEOPLE_PORT=8584 "$HERE/people-camera.sh" "$@"; }
 people up >>"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_die "the people camera did not start"; }
 
-# 1-2. Render and play.
+# 1-2. Render and play. The fleet is a Kafka user of its own (kafka.user in
+# deploy/test/local-values.yaml: the chart's KafkaUser, SCRAM-SHA-512) on the stack's
+# SASL_PLAINTEXT listener, where Kafka's authorizer allows it only what the KafkaUser's ACLs
+# say: its credentials and ACLs are made here from the rendered KafkaUser, as Strimzi's User
+# Operator makes them, and its Secret is added for the pods.
+kuser="fwcheck-$run_id"
 helm template "$RELEASE" deploy/helm/framewire --namespace "$NS" -f deploy/test/local-values.yaml \
-  --set image.tag="${IMAGE#localhost/framewire:}" \
+  --set image.tag="${IMAGE#localhost/framewire:}" --set kafka.user.name="$kuser" \
   --set worker.autoscaling.keda.consumerGroup="fwcheck-worker-$run_id" --set sink.groupId="fwcheck-sink-$run_id" --set sink.config.preview_group_id="fwcheck-preview-$run_id" \
   >"$OUT/rendered.yaml"
+java="$(fw_find_java)"
+[[ -n "$java" ]] || fw_die "no JDK for Kafka's tools"
+kafka_tool() { "$java" -Xmx128m -cp "$FW_STACK_DIR/kafka/libs/*" "$@" >>"$OUT/kafka-tools.log" 2>&1; }
+kpass="$($PY -c 'import secrets; print(secrets.token_hex(16))')"
+kafka_tool kafka.admin.ConfigCommand --bootstrap-server 127.0.0.1:9092 --alter --entity-type users --entity-name "$kuser" \
+  --add-config "SCRAM-SHA-512=[iterations=4096,password=$kpass]" || { cat "$OUT/kafka-tools.log"; fw_die "could not create Kafka user $kuser"; }
+# AclCommand arguments, one line per ACL of the rendered KafkaUser (what the User Operator applies).
+$PY - "$OUT/rendered.yaml" "$kuser" >"$OUT/acls.txt" <<'EOF'
+import sys, yaml
+user = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "KafkaUser")
+for acl in user["spec"]["authorization"]["acls"]:
+    r = acl["resource"]
+    kind = {"topic": "--topic", "group": "--group"}[r["type"]]
+    pattern = {"literal": "literal", "prefix": "prefixed"}[r.get("patternType", "literal")]
+    ops = " ".join(f"--operation {op}" for op in acl["operations"])
+    print(f"--allow-principal User:{sys.argv[2]} {kind} {r['name']} --resource-pattern-type {pattern} {ops}")
+EOF
+while read -r -a acl; do
+  kafka_tool org.apache.kafka.tools.AclCommand --bootstrap-server 127.0.0.1:9092 --add --force "${acl[@]}" \
+    || { cat "$OUT/kafka-tools.log"; fw_die "could not add ACL: ${acl[*]}"; }
+done <"$OUT/acls.txt"
+printf -- '---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s}\nstringData: {password: "%s"}\n' "$kuser" "$kpass" >>"$OUT/rendered.yaml"
+ok "Kafka user $kuser (SCRAM-SHA-512) with the $(wc -l <"$OUT/acls.txt") ACLs of the rendered KafkaUser; the fleet connects to $(sed -n 's/^  brokers: "\(.*\)"/\1/p' deploy/test/local-values.yaml) (SASL_PLAINTEXT)"
 $PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --except worker >"$OUT/play-ingest-sink.yaml"
 $PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --only worker >"$OUT/play-worker.yaml"
 podman pod ps --format '{{.Name}}' | grep "^$RELEASE-" | xargs -r podman pod rm -f >/dev/null 2>&1 || true
@@ -149,6 +187,27 @@ for path in / /api/cameras /api/openapi.json; do
   [[ "$code" == 200 ]] || fw_die "sink http :28080$path answered $code"
 done
 ok "sink web page, /api/cameras and /api/openapi.json answer 200 on :28080"
+# The pods reach Kafka as the user, and the broker does hold users to their ACLs: the fleet's
+# user may describe the frames topic, a user without ACLs may not.
+for port in 28091 28092 28093; do
+  curl -s "http://127.0.0.1:$port/config" | grep -q '"security.protocol": *"SASL_PLAINTEXT"' \
+    || fw_die "the pod on :$port does not use SASL_PLAINTEXT ([kafka.options] security.protocol)"
+done
+frames_topic="$(sed -n 's/^  frames: //p' deploy/test/local-values.yaml)"
+sasl_brokers="$(sed -n 's/^  brokers: "\(.*\)"/\1/p' deploy/test/local-values.yaml)"
+describe_as() {  # USER PASSWORD: describe the frames topic over SASL as USER
+  printf 'security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="%s" password="%s";\n' \
+    "$1" "$2" >"$OUT/client-$1.properties"
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$sasl_brokers" \
+    --command-config "$OUT/client-$1.properties" --describe --topic "$frames_topic"
+}
+describe_as "$kuser" "$kpass" || { tail -20 "$OUT/kafka-tools.log"; fw_die "user $kuser cannot describe $frames_topic"; }
+kafka_tool kafka.admin.ConfigCommand --bootstrap-server 127.0.0.1:9092 --alter --entity-type users \
+  --entity-name "$kuser-noacl" --add-config "SCRAM-SHA-512=[iterations=4096,password=$kpass]" || fw_die "could not create the ACL-less user"
+if describe_as "$kuser-noacl" "$kpass"; then fw_die "Kafka let a user without ACLs describe $frames_topic: the authorizer is off"; fi
+kafka_tool kafka.admin.ConfigCommand --bootstrap-server 127.0.0.1:9092 --alter --entity-type users \
+  --entity-name "$kuser-noacl" --delete-config SCRAM-SHA-512 || true
+ok "every pod talks SASL_PLAINTEXT as $kuser; the broker refuses a user without ACLs"
 user="$(podman inspect --format '{{.Config.User}} ro={{.HostConfig.ReadonlyRootfs}}' "$RELEASE-framewire-worker-pod-0-worker")"
 ok "worker container runs as $user"
 
@@ -173,9 +232,6 @@ t="$(wait_ready 28092)"
 ok "worker killed (SIGKILL) and restarted: ready again after ${t} s"
 
 # Poison, sent to the restarted worker: records without fw-* headers → decode error + DLQ.
-java="$(fw_find_java)"
-[[ -n "$java" ]] || fw_die "no JDK for Kafka's console producer"
-frames_topic="$(sed -n 's/^  frames: //p' deploy/test/local-values.yaml)"
 for i in 1 2 3; do echo "deploy-check-poison:not-an-access-unit-$i"; done \
   | "$java" -Xmx128m -cp "$FW_STACK_DIR/kafka/libs/*" org.apache.kafka.tools.ConsoleProducer \
       --bootstrap-server 127.0.0.1:9092 --topic "$frames_topic" \

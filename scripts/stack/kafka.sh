@@ -37,6 +37,8 @@
 #        and the stack's topics; min.insync.replicas (and the transaction / share state min ISR)
 #        2 with N >= 3, else 1. The node count of a formatted cluster cannot change: reset first.
 #      KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (19093): the first node's ports.
+#      KAFKA_SASL_PORT (KAFKA_PORT + 2): a single node's SASL_PLAINTEXT (SCRAM-SHA-512) listener,
+#        where the StandardAuthorizer holds users to their ACLs (see `listeners` below).
 #      `up` remembers KAFKA_NODES and the ports in $FW_STACK_DIR/<name>/cluster.env; every command
 #        (`up` too) uses those when they are not given, so after `KAFKA_NODES=3 make stack-up`,
 #        `make stack-down` stops the 3 nodes and `KAFKA_CLUSTER=x kafka.sh kill 2` needs no other
@@ -116,6 +118,7 @@ set_layout() {
     boot+=("127.0.0.1:${NPORT[i]}")
     voters+=("$i@127.0.0.1:${NCPORT[i]}")
   done
+  SASL_PORT="${KAFKA_SASL_PORT:-$(( PORT0 + 2 ))}"
   BOOTSTRAP="$(IFS=,; echo "${boot[*]}")"
   VOTERS="$(IFS=,; echo "${voters[*]}")"
   # Cluster-level output (storage tool, topic creation, probes): the node log with one node.
@@ -237,6 +240,32 @@ ensure_libs() {
   fw_log "jars ready: $(find "$LIBS" -name '*.jar' | wc -l) files in $(fw_since "$t0") s"
 }
 
+# listeners I: node I's listeners. A single node also has a SASL_PLAINTEXT listener with
+# SCRAM-SHA-512 on SASL_PORT (KAFKA_SASL_PORT, default its client port + 2: 9094) and Kafka's
+# StandardAuthorizer, so a client can be held to its ACLs (the deploy check runs the chart's
+# fleet as a KafkaUser with only the ACLs the chart renders). Everyone on the PLAINTEXT and
+# CONTROLLER listeners is User:ANONYMOUS, a super user: nothing changes for them.
+listeners() {
+  local i="$1"
+  if (( N == 1 )); then
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},CONTROLLER://127.0.0.1:${NCPORT[i]},SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+EOF
+  else
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},CONTROLLER://127.0.0.1:${NCPORT[i]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${NPORT[i]}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+EOF
+  fi
+}
+
 # write_config I: node I's server.properties and log4j2.xml.
 write_config() {
   local i="$1" conf="${NDIR[$1]}/config" data="${NDIR[$1]}/data"
@@ -247,9 +276,7 @@ write_config() {
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$VOTERS
-listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},CONTROLLER://127.0.0.1:${NCPORT[i]}
-advertised.listeners=PLAINTEXT://127.0.0.1:${NPORT[i]}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+$(listeners "$i")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data

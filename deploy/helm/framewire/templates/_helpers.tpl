@@ -307,10 +307,11 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
 {{- end }}
 {{- end -}}
 
-{{/* {root, component} */}}
+{{/* {root, component}. Every volume has a directory of its own under /etc/framewire, none
+     inside another (a mount point cannot be made inside a read-only volume). */}}
 {{- define "framewire.commonMounts" -}}
 - name: config
-  mountPath: /etc/framewire
+  mountPath: /etc/framewire/config
   readOnly: true
 - name: tmp
   mountPath: /tmp
