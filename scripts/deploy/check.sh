@@ -14,7 +14,8 @@
 #   image    prebuilt (default): the binaries in $FW_BIN_DIR packaged onto the runtime base
 #            (Dockerfile target `prebuilt`), smoke-tested (--version on the base's glibc, non-
 #            root, read-only root, no shell). full: also the whole multi-stage build from
-#            local Debian bases, its binaries compared with the host's `cargo build --release`.
+#            local Debian bases, its binaries compared with the host's `cargo build --release`,
+#            its SBOM (syft) listing the services' crates.
 #   run      the chart's Deployments + ConfigMaps under `podman kube play --network=host`
 #            against the local stack; pods ready; a real Prometheus scrapes them; every
 #            dashboard query returns data.
@@ -38,7 +39,7 @@ for a in "$@"; do
     --image=prebuilt|--image=full|--image=none) image_mode="${a#--image=}" ;;
     --no-run) run=0 ;;
     --update) update=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) fw_die "unknown argument: $a" ;;
   esac
 done
@@ -209,7 +210,11 @@ python3 "$HERE/lint-dockerfile.py" Dockerfile .dockerignore "$bins" || fail "Doc
 ok "multi-stage, cargo-chef dependency layer, distroless runtime, USER 65532, exec-form smoke tests of $bins, OCI labels"
 sed 's/^USER 65532:65532$/USER root/' Dockerfile >"$OUT/Dockerfile.canary"
 must_fail "lint-dockerfile.py accepts USER root" python3 "$HERE/lint-dockerfile.py" "$OUT/Dockerfile.canary" .dockerignore "$bins"
-ok "the Dockerfile rules reject a root USER"
+sed 's/cargo auditable build/cargo build/' Dockerfile >"$OUT/Dockerfile.canary"
+must_fail "lint-dockerfile.py accepts a build without cargo-auditable" python3 "$HERE/lint-dockerfile.py" "$OUT/Dockerfile.canary" .dockerignore "$bins"
+sed 's|^COPY --from=runtime-libs .*|COPY --from=runtime-libs /usr/lib/x86_64-linux-gnu/libz.so.1* /usr/lib/x86_64-linux-gnu/|' Dockerfile >"$OUT/Dockerfile.canary"
+must_fail "lint-dockerfile.py accepts an amd64-only library path" python3 "$HERE/lint-dockerfile.py" "$OUT/Dockerfile.canary" .dockerignore "$bins"
+ok "the Dockerfile rules reject a root USER, a build without cargo-auditable, an x86_64-only library path"
 
 phase "alerts (promtool check rules + test rules) and dashboard queries (parse)"
 prom="$OUT/prometheus"
@@ -276,6 +281,20 @@ must_fail "framewire-worker accepts $CANARY/bad-config.toml" "$FW_BIN_DIR/framew
 ok "framewire-worker refuses the canary configuration"
 
 # ------------------------------------------------------------------------------- image ---
+# sbom_lists_crates SBOM: the SPDX document names the three services' crates and their
+# dependencies (syft reads them from the list cargo-auditable embeds in release binaries).
+sbom_lists_crates() {
+  $PY - "$1" "$bins" <<'EOF'
+import json, sys
+path, bins = sys.argv[1], sys.argv[2].split(",")
+crates = {p["name"] for p in json.load(open(path)).get("packages", [])
+          if any(r.get("referenceLocator", "").startswith("pkg:cargo/") for r in p.get("externalRefs", []))}
+missing = [b for b in bins if b not in crates]
+if missing or len(crates) < 50:
+    sys.exit(f"{path}: {len(crates)} Rust crates; services missing: {missing}")
+print(f"    ok  {path}: {len(crates)} Rust crates, {', '.join(bins)} among them")
+EOF
+}
 IMAGE=""
 if [[ "$image_mode" != none ]]; then
   phase "image: Dockerfile target prebuilt (binaries from $FW_BIN_DIR) on the runtime base"
@@ -286,6 +305,12 @@ if [[ "$image_mode" != none ]]; then
     full="$("$HERE/image.sh" full)" || fail "full image build"
     "$HERE/image.sh" smoke "$full" || fail "full image smoke test"
     "$HERE/image.sh" compare "$full" || fail "image binaries differ from cargo build --release"
+    phase "image: SBOM (syft) lists the crates cargo-auditable embedded"
+    sbom="$("$HERE/image.sh" sbom "$full")" || fail "SBOM of $full"
+    sbom_lists_crates "$sbom" || fail "the SBOM of the full image misses the crates"
+    canary_sbom="$("$HERE/image.sh" sbom "$IMAGE")" || fail "SBOM of $IMAGE"
+    must_fail "the SBOM check accepts the prebuilt image (host binaries, no cargo-auditable data)" sbom_lists_crates "$canary_sbom"
+    ok "the SBOM check rejects the prebuilt image's SBOM"
   fi
 fi
 
