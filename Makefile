@@ -22,12 +22,11 @@ soak: ## 50 cameras through the whole fleet for an hour, RSS of every service ea
 deploy-check: ## Deploy checks (chart, kustomize, schemas, policy, alerts, dashboard on a live fleet) + the full image build
 	@scripts/deploy/check.sh --image=full
 
-image: ## Build the image from the Dockerfile with podman (full multi-stage build on local Debian bases) and its SBOM (syft); IMAGE=registry/name:tag also tags and pushes it
+image: ## Build the image (full multi-stage build) and its SBOM (syft), and the test camera image (deploy/camera/Dockerfile), with podman on local Debian bases; IMAGE=registry/name:tag also tags and pushes them, the camera as registry/name-camera:tag (or IMAGE_CAMERA=…)
 	@built="$$(scripts/deploy/image.sh full)" && echo "$$built" && \
 	sbom="$$(scripts/deploy/image.sh sbom "$$built")" && echo "SBOM (SPDX JSON): $$sbom" && \
-	if [ -n "$(IMAGE)" ]; then \
-	  podman tag "$$built" "$(IMAGE)" && podman push "$(IMAGE)" && echo "pushed $(IMAGE)"; \
-	fi
+	camera="$$(scripts/deploy/image.sh camera)" && echo "$$camera" && \
+	if [ -n "$(IMAGE)" ]; then scripts/deploy/image.sh push "$$built" "$(IMAGE)" "$$camera" "$(IMAGE_CAMERA)"; fi
 
 bench: ## Benchmarks on the local stack: kernels, decode vs ffmpeg, worker path, keyframes, scaling, ingest, latency (BENCH_ONLY, BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
 	@scripts/bench/run.sh

@@ -18,8 +18,20 @@
 #                                              --version as the host's `cargo build --release`
 #   scripts/deploy/image.sh sbom IMAGE         the image's SBOM (SPDX JSON, syft), printed as a path:
 #                                              $FW_CACHE/sbom/<image>.spdx.json
+#   scripts/deploy/image.sh camera             the test camera (deploy/camera/Dockerfile, the
+#                                              chart's testCamera) on the local Debian base;
+#                                              skipped when the inputs' hash matches
+#   scripts/deploy/image.sh camera-smoke IMAGE [STREAM...]
+#                                              the camera as in Kubernetes (65532, read-only
+#                                              root, no capabilities) answers an RTSP DESCRIBE
+#                                              of each stream (default: its default streams)
+#                                              with an H.264 SDP
+#   scripts/deploy/image.sh push IMAGE REF CAMERA [CAMERA_REF]
+#                                              tag and push IMAGE as REF and CAMERA as CAMERA_REF
+#                                              (default REF's repository + "-camera", same tag:
+#                                              reg/framewire:1.0 → reg/framewire-camera:1.0)
 #
-# prebuilt/full print the image name on stdout (localhost/framewire:<tag>).
+# prebuilt/full/camera print the image name on stdout (localhost/framewire[-camera]:<tag>).
 set -euo pipefail
 FW_COMPONENT=deploy-image
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +42,9 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
 ROOT="$FW_REPO_ROOT"
 FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
 BINS=(framewire-ingest framewire-worker framewire-sink)
+CAMERA_DOCKERFILE=deploy/camera/Dockerfile
+# The streams the camera image serves by default (its CMD).
+CAMERA_STREAMS=(test-moving test-ball test-black)
 # What the image ships of scripts/model.sh's output (/opt/framewire/models).
 MODEL_FILES=(nanodet-g-416.onnx coco80.txt NOTICE.txt LICENSE.human-models.MIT.txt LICENSE.nanodet.Apache-2.0.txt)
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)"
@@ -58,6 +73,25 @@ ca_secret() {
   if [[ -s "$ca" ]]; then echo "--secret=id=extra_ca,src=$ca"; fi
 }
 
+# cached_build IMAGE KEY LOGNAME BUILD-ARGS...: podman build -t IMAGE (IMAGE = <repo>:<kind>-KEY,
+# KEY the hash of the build's inputs, kept as label io.framewire.inputs) unless IMAGE already
+# exists with that label; then only the newest few <repo>:<kind>-* images are kept.
+cached_build() {
+  local image=$1 key=$2 log="$FW_CACHE/$3.log"
+  shift 3
+  if [[ "$(label "$image" io.framewire.inputs)" == "$key" ]]; then
+    log "image $image is up to date (inputs unchanged)"
+    return 0
+  fi
+  log "podman build → $image (log: $log)"
+  podman build -q --pull=never --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
+    --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --label io.framewire.inputs="$key" -t "$image" "$@" >"$log" 2>&1 \
+    || { tail -30 "$log" >&2; fw_die "podman build of $image failed (log: $log)"; }
+  podman images --format '{{.Repository}}:{{.Tag}}' --filter reference="${image%-*}-*" \
+    | grep -v "^$image$" | tail -n +3 | xargs -r podman rmi >/dev/null 2>&1 || true
+}
+
 prebuilt() {
   local bin_dir=$1 stage="$FW_CACHE/image-context" b f key image models
   bases
@@ -73,20 +107,8 @@ prebuilt() {
   key="$( (sha256sum "$ROOT/Dockerfile" "$stage"/framewire-* "$stage"/models/*; podman image inspect --format '{{.Id}}' "$RUNTIME_BASE" "$DEBIAN_BASE") \
     | sha256sum | cut -c1-16)"
   image="localhost/framewire:prebuilt-$key"
-  if [[ "$(label "$image" io.framewire.inputs)" == "$key" ]]; then
-    log "image $image is up to date (inputs unchanged)"
-  else
-    log "podman build --target prebuilt → $image"
-    podman build -q --pull=never --target prebuilt -f "$ROOT/Dockerfile" \
-      --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" --build-arg DEBIAN_IMAGE="$DEBIAN_BASE" \
-      --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
-      --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-      --label io.framewire.inputs="$key" -t "$image" "$stage" >"$FW_CACHE/image-build.log" 2>&1 \
-      || { tail -30 "$FW_CACHE/image-build.log" >&2; fw_die "podman build failed"; }
-    # Keep the newest few prebuilt images only.
-    podman images --format '{{.Repository}}:{{.Tag}}' --filter reference='localhost/framewire:prebuilt-*' \
-      | grep -v "^$image$" | tail -n +3 | xargs -r podman rmi >/dev/null 2>&1 || true
-  fi
+  cached_build "$image" "$key" image-build --target prebuilt -f "$ROOT/Dockerfile" \
+    --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" --build-arg DEBIAN_IMAGE="$DEBIAN_BASE" "$stage"
   echo "$image"
 }
 
@@ -201,6 +223,66 @@ sbom() {
   echo "$out"
 }
 
+# camera: its build context is a folder holding rtsp_server.py alone (the Dockerfile's context
+# is scripts/stack); apt downloads the packages the first time.
+camera() {
+  local stage="$FW_CACHE/camera-context" key image
+  bases
+  rm -rf "$stage" && mkdir -p "$stage"
+  cp "$ROOT/scripts/stack/rtsp_server.py" "$stage/"
+  key="$( (cd "$ROOT" && sha256sum "$CAMERA_DOCKERFILE" scripts/stack/rtsp_server.py; podman image inspect --format '{{.Id}}' "$DEBIAN_BASE") \
+    | sha256sum | cut -c1-16)"
+  image="localhost/framewire-camera:build-$key"
+  cached_build "$image" "$key" image-camera -f "$ROOT/$CAMERA_DOCKERFILE" --build-arg DEBIAN_IMAGE="$DEBIAN_BASE" "$stage"
+  echo "$image"
+}
+
+camera_smoke() {
+  local image=$1 user cid s out size
+  shift
+  (( $# )) || set -- "${CAMERA_STREAMS[@]}"
+  user="$(podman image inspect --format '{{.Config.User}}' "$image")"
+  [[ "$user" == "65532:65532" ]] || fw_die "$image runs as '$user', not 65532:65532"
+  cid="$(podman run -d --rm --network=none --read-only --cap-drop=ALL --security-opt=no-new-privileges \
+    --user 65532:65532 "$image")"
+  # DESCRIBE makes the server build and preroll the stream's pipeline (x264enc's caps go into
+  # the SDP): the encoder, the payloader and the overlay's font all work as 65532 on a read-only root.
+  for s in "$@"; do
+    out="$(podman exec "$cid" python3 -c '
+import socket, sys, time
+url = "rtsp://127.0.0.1:8554/" + sys.argv[1]
+for _ in range(100):
+    try:
+        c = socket.create_connection(("127.0.0.1", 8554), timeout=10)
+        break
+    except OSError:
+        time.sleep(0.1)
+c.sendall(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
+time.sleep(3)
+print(c.recv(65536).decode(errors="replace"))' "$s" 2>&1)" || true
+    if ! grep -q '^RTSP/1.0 200 OK' <<<"$out" || ! grep -q 'a=rtpmap:96 H264/90000' <<<"$out"; then
+      podman logs "$cid" >&2; podman rm -f "$cid" >/dev/null
+      fw_die "$image: DESCRIBE /$s did not answer an H.264 SDP: $out"
+    fi
+  done
+  podman rm -f "$cid" >/dev/null
+  size="$(podman image inspect --format '{{.Size}}' "$image")"
+  printf '    ok  camera %s: user 65532:65532, read-only root, no capabilities; DESCRIBE /%s → 200 with H.264 SDP; %s MB\n' \
+    "$image" "$(IFS=,; echo "$*" | sed 's/,/, \//g')" "$((size / 1000000))" >&2
+}
+
+# The camera's reference next to REF: its repository + "-camera", the same tag.
+camera_ref() {
+  if [[ "${1##*/}" == *:* ]]; then echo "${1%:*}-camera:${1##*:}"; else echo "$1-camera"; fi
+}
+
+push() {
+  local image=$1 ref=$2 camera=$3 camera_ref=${4:-}
+  [[ -n "$camera_ref" ]] || camera_ref="$(camera_ref "$ref")"
+  podman tag "$image" "$ref" && podman push "$ref" && echo "pushed $ref"
+  podman tag "$camera" "$camera_ref" && podman push "$camera_ref" && echo "pushed $camera_ref"
+}
+
 case "${1:-}" in
   prebuilt) prebuilt "${2:?BIN_DIR}" ;;
   full) full ;;
@@ -208,5 +290,8 @@ case "${1:-}" in
   smoke) smoke "${2:?IMAGE}" ;;
   compare) compare "${2:?IMAGE}" ;;
   sbom) sbom "${2:?IMAGE}" ;;
-  *) fw_die "usage: $0 prebuilt BIN_DIR | full | model | smoke IMAGE | compare IMAGE | sbom IMAGE" ;;
+  camera) camera ;;
+  camera-smoke) shift; camera_smoke "${1:?IMAGE}" "${@:2}" ;;
+  push) push "${2:?IMAGE}" "${3:?REF}" "${4:?CAMERA}" "${5:-}" ;;
+  *) fw_die "usage: $0 prebuilt BIN_DIR | full | model | smoke IMAGE | compare IMAGE | sbom IMAGE | camera | camera-smoke IMAGE [STREAM...] | push IMAGE REF CAMERA [CAMERA_REF]" ;;
 esac

@@ -5,7 +5,7 @@ Run with the SYSTEM python (/usr/bin/python3): it has python3-gi; a pyenv python
 
     /usr/bin/python3 scripts/stack/rtsp_server.py [--port 8554] [--address 127.0.0.1]
         [--mount NAME:key=value,key=value ...] [--mounts-json FILE] [--no-default-mounts]
-        [--only NAME,NAME] [--udp-ports LO-HI] [--auth-methods basic,digest] [--list]
+        [--only NAME,NAME] [--udp-ports LO-HI] [--auth-methods basic,digest] [--list] [--check]
 
 Default mounts (rtsp://127.0.0.1:8554/<name>), all live, 640x360 @ 25 fps, H.264 Main,
 no B-frames, IDR every 50 frames (2 s), ~1000 kbit/s, SPS/PPS before every IDR:
@@ -470,6 +470,8 @@ def main():
     ap.add_argument("--auth-methods", default=os.environ.get("RTSP_AUTH_METHODS", "digest,basic"),
                     help="comma-separated: digest, basic (offered on mounts with a user)")
     ap.add_argument("--list", action="store_true", help="print the mounts and launch lines, then exit")
+    ap.add_argument("--check", action="store_true",
+                    help="build every mount's pipeline (all plugins present?), then exit")
     ap.add_argument("--pidfile")
     ap.add_argument("--mounts-file", help="write the served mount names here (one a line) once listening")
     args = ap.parse_args()
@@ -490,6 +492,9 @@ def main():
             Gst.parse_launch(line.strip().strip("()"))
         except GLib.Error as e:
             sys.exit(f"rtsp_server: mount /{name}: cannot build pipeline: {e.message}\n  {line}")
+    if args.check:
+        log(f"{len(lines)} pipelines build: {', '.join(lines)}")
+        return 0
 
     server = GstRtspServer.RTSPServer()
     server.set_address(args.address)
