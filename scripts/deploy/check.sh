@@ -15,12 +15,15 @@
 #            on a canary (deploy/test/canaries) that it must reject.
 #   image    prebuilt (default): the binaries in $FW_BIN_DIR packaged onto the runtime base
 #            (Dockerfile target `prebuilt`), smoke-tested (--version on the base's glibc, non-
-#            root, read-only root, no shell). full: also the whole multi-stage build from
-#            local Debian bases, its binaries compared with the host's `cargo build --release`,
-#            its SBOM (syft) listing the services' crates.
+#            root, read-only root, no shell); the test camera (deploy/camera/Dockerfile) on the
+#            Debian base, its streams described over RTSP as 65532 on a read-only root (both
+#            cached by their inputs' hash). full: also the whole multi-stage build from local
+#            Debian bases, its binaries compared with the host's `cargo build --release`, its
+#            SBOM (syft) listing the services' crates.
 #   run      the chart's Deployments + ConfigMaps under `podman kube play --network=host`
-#            against the local stack; pods ready; a real Prometheus scrapes them; every
-#            dashboard query but the Kubernetes ones returns data.
+#            against the local stack; pods ready; the test camera's frames reach the sink; a
+#            real Prometheus scrapes them; every dashboard query but the Kubernetes ones
+#            returns data.
 #
 # Env: FW_BIN_DIR (binaries; default $CARGO_TARGET_DIR/debug, built if missing),
 #      FW_CACHE (~/.cache/framewire), FW_DEPLOY_PROM_PORT (28090).
@@ -42,7 +45,7 @@ for a in "$@"; do
     --image=prebuilt|--image=full|--image=none) image_mode="${a#--image=}" ;;
     --no-run) run=0 ;;
     --update) update=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) fw_die "unknown argument: $a" ;;
   esac
 done
@@ -155,6 +158,10 @@ for want in "https://framewire.example.com/" "http://<the ingress controller's a
 done
 grep -qF "Through the Ingress" "$OUT/notes-default.txt" && fail "NOTES.txt (default) prints Ingress URLs without an Ingress"
 ok "NOTES.txt prints the Ingress URLs (https for hosts with TLS) and the httpFrom reminder when sink.ingress is enabled"
+grep -qF "Test camera (testCamera.enabled): framewire-test-camera serves 3" "$OUT/notes-test-camera-values.txt" \
+  || { cat "$OUT/notes-test-camera-values.txt"; fail "NOTES.txt (test-camera-values) does not name the test camera and its streams"; }
+! grep -q "Test camera" "$OUT/notes-default.txt" || fail "NOTES.txt (default) mentions a test camera that is off"
+ok "NOTES.txt names the test camera and its streams when testCamera.enabled, and only then"
 
 phase "kustomize (base generated from the chart; overlays dev, prod)"
 gen="$OUT/kustomize-gen"
@@ -226,8 +233,8 @@ ok "$(ls .github/workflows/*.yml | wc -l) workflows"
 must_fail "actionlint accepts $CANARY/bad-workflow.yml" actionlint "$CANARY/bad-workflow.yml"
 ok "actionlint rejects the canary workflow"
 
-phase "Dockerfile: hadolint + its own promises"
-hadolint --failure-threshold warning Dockerfile || fail "hadolint"
+phase "Dockerfiles: hadolint + the main one's own promises"
+hadolint --failure-threshold warning Dockerfile deploy/camera/Dockerfile || fail "hadolint"
 bins="$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null | $PY -c '
 import json, sys
 m = json.load(sys.stdin)
@@ -362,11 +369,16 @@ if missing or len(crates) < 50:
 print(f"    ok  {path}: {len(crates)} Rust crates, {', '.join(bins)} among them")
 EOF
 }
-IMAGE=""
+IMAGE="" CAMERA_IMAGE=""
 if [[ "$image_mode" != none ]]; then
   phase "image: Dockerfile target prebuilt (binaries from $FW_BIN_DIR) on the runtime base"
   IMAGE="$("$HERE/image.sh" prebuilt "$FW_BIN_DIR")" || fail "image build"
   "$HERE/image.sh" smoke "$IMAGE" || fail "image smoke test"
+  phase "image: the test camera (deploy/camera/Dockerfile) on the Debian base"
+  CAMERA_IMAGE="$("$HERE/image.sh" camera)" || fail "camera image build"
+  "$HERE/image.sh" camera-smoke "$CAMERA_IMAGE" || fail "camera image smoke test"
+  must_fail "the camera smoke test passes a stream the camera does not serve" "$HERE/image.sh" camera-smoke "$CAMERA_IMAGE" no-such-stream
+  ok "the camera smoke test rejects a stream the camera does not serve"
   if [[ "$image_mode" == full ]]; then
     phase "image: full multi-stage build (cargo-chef layer, release build in the image)"
     full="$("$HERE/image.sh" full)" || fail "full image build"
@@ -384,7 +396,7 @@ fi
 # --------------------------------------------------------------------------------- run ---
 if (( run )) && [[ -n "$IMAGE" ]]; then
   phase "run: the chart under podman kube play + Prometheus + the dashboard's queries"
-  "$HERE/run-fleet.sh" "$IMAGE" || fail "fleet run"
+  "$HERE/run-fleet.sh" "$IMAGE" "$CAMERA_IMAGE" || fail "fleet run"
 fi
 
 phase "deploy checks passed in $((SECONDS - t0)) s"

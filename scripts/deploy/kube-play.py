@@ -6,7 +6,8 @@
 --only/--except select workloads by their app.kubernetes.io/component label (ConfigMaps are
 always kept: podman resolves configMap volumes against the same file).
 
-Kept: ConfigMaps and Deployments as they are (podman runs one replica of a Deployment).
+Kept: ConfigMaps (but for Service names, below) and Deployments as they are (podman runs one
+replica of a Deployment).
 Converted: a StatefulSet becomes the pods its controller would create, <name>-0 … <name>-(n-1),
 with the same spec, the pod name as hostname, and an env var taken from the pod's own name
 (fieldRef metadata.name: ingest's [ingest] instance_id, its static lease-group membership)
@@ -16,12 +17,16 @@ Secret) become ConfigMaps with the same files, since podman 4 mounts no Secret v
 Dropped: objects podman does not run — Services, NetworkPolicies, PDBs, ServiceAccounts,
 Secrets, KEDA, Strimzi and Prometheus-operator objects — and `helm test` pods.
 With --network=host podman refuses containerPort declarations (it would map them), so ports
-are dropped and the probes' named ports replaced by their numbers. Probes stay otherwise;
+are dropped and the probes' named ports replaced by their numbers; and a Service's name means
+this host: in ConfigMaps, "//<service>:" and "//<service>.<namespace>…:" (URLs such as the
+test camera's rtsp://<release>-framewire-test-camera:8554/…) become "//127.0.0.1:" (podman 4
+drops hostAliases of pods on the host network). Probes stay otherwise;
 podman 4 turns only the liveness probe into a health check, so the check script waits for
 /readyz itself.
 """
 import base64
 import copy
+import re
 import sys
 
 import yaml
@@ -42,9 +47,10 @@ def host_network(pod_spec):
     for c in pod_spec.get("containers", []):
         named = {p["name"]: p["containerPort"] for p in c.pop("ports", []) if "name" in p}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            http = (c.get(probe) or {}).get("httpGet")
-            if http and isinstance(http.get("port"), str):
-                http["port"] = named[http["port"]]
+            for action in ("httpGet", "tcpSocket"):
+                target = (c.get(probe) or {}).get(action)
+                if target and isinstance(target.get("port"), str):
+                    target["port"] = named[target["port"]]
 
 
 def secret_values(secret):
@@ -94,11 +100,22 @@ def pod_name_env(pod, pod_spec):
                 e["value"] = pod
 
 
+def services_on_this_host(configmap, services):
+    """URLs naming a Service of the release point at 127.0.0.1, where its pod listens."""
+    if not services:
+        return
+    names = "|".join(re.escape(n) for n in sorted(services, key=len, reverse=True))
+    url_host = re.compile(rf"//(?:{names})(?:\.[a-z0-9.-]+)?:")
+    for k, v in (configmap.get("data") or {}).items():
+        configmap["data"][k] = url_host.sub("//127.0.0.1:", v)
+
+
 only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 skip = sys.argv[sys.argv.index("--except") + 1] if "--except" in sys.argv else None
-out = []
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
 secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+out = []
 for doc in docs:
     kind = doc["kind"]
     component = (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
@@ -106,6 +123,7 @@ for doc in docs:
         continue
     ann = doc["metadata"].get("annotations") or {}
     if kind == "ConfigMap":
+        services_on_this_host(doc, services)
         out.append(doc)
     elif kind == "Deployment":
         doc["spec"]["replicas"] = 1

@@ -7,11 +7,13 @@
 #   2. a real Prometheus (Debian package) scrapes the three admin ports, labelled as the
 #      Prometheus operator labels a ServiceMonitor's targets, with the chart's alert rules
 #   3. podman kube play --network=host of its Deployments, ConfigMaps and the ingest
-#      StatefulSet's pods (scripts/deploy/kube-play.py), against the local stack and a camera
-#      that shows people (scripts/deploy/people-camera.sh, for object detection): ingest and
-#      sink first, the worker once frames flow (so it joins mid-GOP: the frames before each
+#      StatefulSet's pods (scripts/deploy/kube-play.py), against the local stack, a camera
+#      that shows people (scripts/deploy/people-camera.sh, for object detection) and the
+#      chart's own test camera (testCamera, image CAMERA_IMAGE): ingest, sink and test camera
+#      first, the worker once frames flow (so it joins mid-GOP: the frames before each
 #      camera's next keyframe have no reference and go to the DLQ as missing_reference);
-#      every pod ready (/readyz 200), the sink's web page and API answer
+#      every pod ready (/readyz 200), the sink's web page and API answer, and the sink shows
+#      frames of every test camera stream
 #   4. a few records without fw-* headers go to the frames topic (decode errors, DLQ); the
 #      worker pod is killed (SIGKILL) and started again, as after a node failure: it
 #      re-processes from its last commit and the sink counts re-delivered frames as duplicates
@@ -19,7 +21,8 @@
 #      kube-state-metrics here; check.sh checks those statically); the alert rules evaluate
 # Everything it started is removed at exit (pods, their volumes, Prometheus).
 #
-#   scripts/deploy/run-fleet.sh IMAGE [--keep]     (--keep leaves the fleet and Prometheus up)
+#   scripts/deploy/run-fleet.sh IMAGE CAMERA_IMAGE [--keep]
+#                                   (--keep leaves the fleet and Prometheus up)
 set -euo pipefail
 FW_COMPONENT=deploy-run
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,7 +34,8 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
 ROOT="$FW_REPO_ROOT"
 cd "$ROOT"
 IMAGE=${1:?IMAGE}
-keep=0; [[ "${2:-}" == --keep ]] && keep=1
+CAMERA_IMAGE=${2:?CAMERA_IMAGE}
+keep=0; [[ "${3:-}" == --keep ]] && keep=1
 FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
 OUT="$FW_CACHE/deploy-check/run"
 PROM_PORT="${FW_DEPLOY_PROM_PORT:-28090}"
@@ -76,7 +80,8 @@ people up >>"$OUT/stack.log" 2>&1 || { tail -20 "$OUT/stack.log"; fw_die "the pe
 # Operator makes them, and its Secret is added for the pods.
 kuser="fwcheck-$run_id"
 helm template "$RELEASE" deploy/helm/framewire --namespace "$NS" --kube-version "$KUBERNETES_VERSION" -f deploy/test/local-values.yaml \
-  --set image.tag="${IMAGE#localhost/framewire:}" --set kafka.user.name="$kuser" \
+  --set image.tag="${IMAGE#localhost/framewire:}" --set testCamera.image.tag="${CAMERA_IMAGE#localhost/framewire-camera:}" \
+  --set kafka.user.name="$kuser" \
   --set worker.autoscaling.keda.consumerGroup="fwcheck-worker-$run_id" --set sink.groupId="fwcheck-sink-$run_id" --set sink.config.preview_group_id="fwcheck-preview-$run_id" \
   >"$OUT/rendered.yaml"
 java="$(fw_find_java)"
@@ -210,6 +215,31 @@ if describe_as "$kuser-noacl" "$kpass"; then fw_die "Kafka let a user without AC
 kafka_tool kafka.admin.ConfigCommand --bootstrap-server 127.0.0.1:9092 --alter --entity-type users \
   --entity-name "$kuser-noacl" --delete-config SCRAM-SHA-512 || true
 ok "every pod talks SASL_PLAINTEXT as $kuser; the broker refuses a user without ACLs"
+# The test camera's streams went through ingest and the worker to the sink.
+streams="$($PY -c 'import sys, yaml; print(" ".join(s["name"] for s in yaml.safe_load(open(sys.argv[1]))["testCamera"]["streams"]))' deploy/test/local-values.yaml)"
+deadline=$((SECONDS + 60))
+until seen="$(curl -s http://127.0.0.1:28080/api/cameras | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+cams = {c["id"]: c for c in d["cameras"]}
+out = []
+for s in sys.argv[1:]:
+    c = cams.get(s) or {}
+    w = c.get("last_window") or {}
+    # Online, and a whole window at the stream rate of 25 fps: the first windows are cut short
+    # (the worker starts decoding at the next keyframe).
+    fps = (w.get("frames") or 0) * 1000 / d["window_ms"]
+    if c.get("status") != "online" or fps < 20:
+        sys.exit(1)
+    out.append("{} {}x{}, {} frames in its last {} s window ({:.1f} fps)".format(
+        s, c["width"], c["height"], w["frames"], d["window_ms"] // 1000, fps))
+print(", ".join(out))' $streams)"; do
+  (( SECONDS < deadline )) || { curl -s http://127.0.0.1:28080/api/cameras >&2; fw_die "the sink did not show frames of every test camera stream ($streams) within 60 s"; }
+  sleep 1
+done
+camera_pod="$(podman pod ps --format '{{.Name}}' | grep "^$RELEASE-framewire-test-camera")"
+camera_user="$(podman inspect --format '{{.Config.User}} ro={{.HostConfig.ReadonlyRootfs}}' "$camera_pod-camera")"
+ok "test camera pod $camera_pod ($CAMERA_IMAGE, user $camera_user) → ingest → worker → sink: $seen"
 user="$(podman inspect --format '{{.Config.User}} ro={{.HostConfig.ReadonlyRootfs}}' "$RELEASE-framewire-worker-pod-0-worker")"
 ok "worker container runs as $user"
 

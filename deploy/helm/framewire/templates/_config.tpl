@@ -1,6 +1,7 @@
 {{/* The TOML configuration of each service, rendered from values (docs/config.md).
      Used by the ConfigMaps and by the pods' checksum/config annotations. */}}
 
+{{/* ingest.cameras, then the test camera's streams (testCamera.enabled) at its Service. */}}
 {{- define "framewire.ingest.cameras" -}}
 {{- $out := list -}}
 {{- range $i, $cam := .Values.ingest.cameras -}}
@@ -9,6 +10,21 @@
 {{- $_ := set $c "credentials" (dict "username" .username "password_file" (printf "/etc/framewire/secrets/camera-%d-password" $i)) -}}
 {{- end -}}
 {{- $out = append $out $c -}}
+{{- end -}}
+{{- with .Values.testCamera -}}
+{{- if .enabled -}}
+{{- $host := include "framewire.component" (dict "root" $ "component" "test-camera") -}}
+{{- range .streams -}}
+{{- $cam := dict "id" .name "url" (printf "rtsp://%s:%d/%s" $host (int $.Values.testCamera.port) .name) -}}
+{{- with .detect }}{{ $_ := set $cam "detect" . }}{{ end -}}
+{{- $out = append $out $cam -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $ids := list -}}
+{{- range $out -}}
+{{- if has .id $ids }}{{ fail (printf "camera id %q is used twice (ingest.cameras, testCamera.streams)" .id) }}{{ end -}}
+{{- $ids = append $ids .id -}}
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}

@@ -59,11 +59,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "framewire.image" -}}
-{{- $img := .Values.image -}}
+{{- include "framewire.imageRef" (dict "root" . "image" .Values.image) -}}
+{{- end -}}
+
+{{/* An image reference from {repository, tag, digest}: {root, image}. */}}
+{{- define "framewire.imageRef" -}}
+{{- $img := .image -}}
 {{- if $img.digest -}}
 {{- printf "%s@%s" $img.repository $img.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- printf "%s:%s" $img.repository (default .root.Chart.AppVersion $img.tag) -}}
 {{- end -}}
 {{- end -}}
 
