@@ -175,13 +175,16 @@ async fn a_detection_backlog_pauses_its_partitions_and_a_killed_worker_loses_no_
     .await;
     let (_, text) = first.get("/metrics").await;
     let parked = metric(&text, "framewire_worker_detect_parked_pictures").unwrap_or(0.0);
+    eprintln!("detect faults: {parked} pictures parked while the partitions are paused");
     // Parked: up to queue_max_bytes (2 tensors) when the partitions pause, plus the pictures
-    // of the records the decoder had taken already: its queue (queue_frames = 8), the access
-    // unit being decoded, the picture openh264 holds back for display order, and outcomes on
-    // their way to the loop (handled before new records, so few). Without the undecoded
-    // parking of paused partitions this was 164 (every record fetched before the pause).
+    // of the records the decoder had taken already: its queue (queue_frames = 8), and once
+    // more that many, since the decoder runs on its own thread and the loop may have refilled
+    // its queue before handling the outcome that crossed the limit (seen on a loaded machine:
+    // 18; 2 on an idle one); per camera the access unit being decoded and the picture openh264
+    // holds back for display order. Without the undecoded parking of paused partitions this
+    // was 164 (every record fetched before the pause).
     assert!(
-        parked <= 2.0 + 8.0 + 4.0,
+        parked <= 2.0 + 2.0 * 8.0 + 2.0 * 2.0,
         "pictures waiting for inference stay bounded: {parked}"
     );
     first.kill();
