@@ -8,7 +8,8 @@
 #            --strict and helm template (defaults + every deploy/helm/framewire/ci/*.yaml and
 #            deploy/helm/examples/*.yaml); kustomize in sync with the chart, built per
 #            overlay; kubeconform (strict, Kubernetes + KEDA + Prometheus-operator + Strimzi
-#            schemas); checkov; actionlint; hadolint + the Dockerfile's own rules; promtool
+#            schemas); checkov; actionlint; the release's chart pinning (pin-chart.sh) on a
+#            copy of the chart; hadolint + the Dockerfile's own rules; promtool
 #            check/test rules; every dashboard query parses, and the Kubernetes ones (which
 #            the run cannot have) return data from deploy/prometheus/cluster-series.yaml;
 #            every rendered TOML accepted by the binary it is for. Each checker also runs
@@ -232,6 +233,22 @@ actionlint .github/workflows/*.yml || fail "actionlint"
 ok "$(ls .github/workflows/*.yml | wc -l) workflows"
 must_fail "actionlint accepts $CANARY/bad-workflow.yml" actionlint "$CANARY/bad-workflow.yml"
 ok "actionlint rejects the canary workflow"
+
+phase "release: pin-chart.sh pins a copy of the chart to both images by digest (the chart job)"
+# pin_chart SED: a fresh copy of the chart, its values.yaml edited by SED, pinned to made-up digests.
+pin_chart() {
+  rm -rf "$OUT/pin-chart" && cp -r "$CHART" "$OUT/pin-chart" && sed -i "$1" "$OUT/pin-chart/values.yaml" \
+    && "$HERE/pin-chart.sh" "$OUT/pin-chart" 1.2.3 false "registry.example/framewire@sha256:$(printf '1%.0s' {1..64})" \
+         "registry.example/framewire-camera@sha256:$(printf '2%.0s' {1..64})"
+}
+pin_chart "" >"$OUT/pin-chart.log" 2>&1 || { cat "$OUT/pin-chart.log" >&2; fail "pin-chart.sh"; }
+ok "values.yaml and Chart.yaml pinned; the copy runs exactly the main image and the test camera, by digest"
+for block in image testCamera; do
+  must_fail "pin-chart.sh accepts a values.yaml without the $block block's digest line" \
+    pin_chart "/^$block:/,/^[^ #]/{/^ *digest: /d}"
+  grep -q "no longer has the lines" "$OUT/canary.log" || { cat "$OUT/canary.log" >&2; fail "pin-chart.sh failed for another reason"; }
+done
+ok "pin-chart.sh rejects a copy without the main image's or the camera's digest line"
 
 phase "Dockerfiles: hadolint + the main one's own promises"
 hadolint --failure-threshold warning Dockerfile deploy/camera/Dockerfile || fail "hadolint"
