@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framewire_kit::shutdown::Shutdown;
-use framewire_wire::{CODEC_H264, CameraSpec, FrameMeta, Sampling, annexb};
+use framewire_wire::{CODEC_H264, CODEC_H265, CameraSpec, FrameMeta, Sampling, annexb};
 use futures::{Stream, StreamExt};
 use rand::RngExt;
 use retina::client::{
@@ -67,7 +67,7 @@ pub enum SessionError {
     #[error("no video stream (streams: {0})")]
     NoVideo(String),
     /// The video is not H.264.
-    #[error("video codec {0} is not supported (only H.264)")]
+    #[error("video codec {0} is not supported (only H.264 and H.265)")]
     Codec(String),
     /// A keyframe arrived without usable SPS/PPS.
     #[error("keyframe without SPS/PPS: {0}")]
@@ -470,10 +470,63 @@ impl Rate {
 }
 
 /// Connects: DESCRIBE, pick the H.264 video stream, SETUP, PLAY.
+/// The video codecs ingest publishes (as Annex B access units, parameter sets inline on
+/// every keyframe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoCodec {
+    H264,
+    H265,
+}
+
+impl VideoCodec {
+    /// From an RTSP/SDP encoding name (`H264`, `H265`, any case).
+    fn from_encoding(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("h264") {
+            Some(VideoCodec::H264)
+        } else if name.eq_ignore_ascii_case("h265") {
+            Some(VideoCodec::H265)
+        } else {
+            None
+        }
+    }
+
+    /// The `fw-codec` header value.
+    fn header(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => CODEC_H264,
+            VideoCodec::H265 => CODEC_H265,
+        }
+    }
+
+    /// Whether a keyframe carries the parameter sets that make it decodable on its own.
+    fn is_self_contained(self, keyframe: &[u8]) -> bool {
+        match self {
+            VideoCodec::H264 => annexb::starts_with_parameter_sets(keyframe),
+            VideoCodec::H265 => annexb::starts_with_h265_parameter_sets(keyframe),
+        }
+    }
+
+    /// Whether a frame is a keyframe: what retina calls a random access point (H.264 IDR,
+    /// H.265 IDR), and for H.265 also CRA and BLA pictures, the other IRAP types (encoders
+    /// with open GOPs, x265's default, send an IDR once and CRAs after it).
+    fn is_keyframe(self, frame: &retina::codec::VideoFrame) -> bool {
+        frame.is_random_access_point()
+            || (self == VideoCodec::H265 && annexb::is_h265_irap(frame.data()))
+    }
+
+    /// The parameter sets a keyframe needs, for messages.
+    fn parameter_sets(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "SPS/PPS",
+            VideoCodec::H265 => "VPS/SPS/PPS",
+        }
+    }
+}
+
 async fn connect(
     spec: &CameraSpec,
     shared: &Shared,
-) -> Result<(retina::client::Demuxed, usize), SessionError> {
+) -> Result<(retina::client::Demuxed, usize, VideoCodec), SessionError> {
     let (url, creds) = url_and_credentials(spec)?;
     let transport = match spec.transport {
         framewire_wire::Transport::Tcp => Transport::default(),
@@ -498,11 +551,12 @@ async fn connect(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let video = match streams
-        .iter()
-        .position(|(m, e)| m == "video" && e.eq_ignore_ascii_case("h264"))
-    {
-        Some(i) => i,
+    let (video, codec) = match streams.iter().enumerate().find_map(|(i, (m, e))| {
+        VideoCodec::from_encoding(e)
+            .filter(|_| m == "video")
+            .map(|c| (i, c))
+    }) {
+        Some(found) => found,
         None => {
             return Err(match streams.iter().find(|(m, _)| m == "video") {
                 Some((_, enc)) => SessionError::Codec(enc.clone()),
@@ -525,7 +579,7 @@ async fn connect(
         .await
         .map_err(SessionError::from_retina)?;
     let demuxed = playing.demuxed().map_err(SessionError::from_retina)?;
-    Ok((demuxed, video))
+    Ok((demuxed, video, codec))
 }
 
 /// One RTSP session: returns how it ended (Ok = stopped) and whether any frame was queued.
@@ -538,7 +592,7 @@ async fn session(
 ) -> (Result<(), SessionError>, bool) {
     let camera = spec.id.as_str();
     let connect_timeout = Duration::from_millis(shared.config.connect_timeout_ms);
-    let (mut demuxed, video) = tokio::select! {
+    let (mut demuxed, video, codec) = tokio::select! {
         biased;
         _ = stop.cancelled() => return (Ok(()), false),
         r = tokio::time::timeout(connect_timeout, connect(spec, shared)) => match r {
@@ -552,7 +606,7 @@ async fn session(
     let metrics = &out.metrics;
     status.streaming(&session_id);
     metrics.set_state(State::Streaming);
-    tracing::info!(%camera, session = %session_id, "camera streaming");
+    tracing::info!(%camera, session = %session_id, codec = codec.header(), "camera streaming");
     let stall = Duration::from_millis(shared.config.stall_timeout_ms);
     let mut clock = StallClock::new(stall, Instant::now());
     let mut seq: u64 = 0;
@@ -596,19 +650,32 @@ async fn session(
         }
         last_pts = Some(pts);
 
-        let keyframe = frame.is_random_access_point();
+        let keyframe = codec.is_keyframe(&frame);
+        // The parameter sets retina prepends only to IDR pictures; an H.265 CRA/BLA keyframe
+        // gets the stream's current ones here, so that every keyframe record decodes alone.
+        let mut prefix: Option<Vec<u8>> = None;
         if keyframe {
             if synced {
                 gop_index += 1;
             }
-            if !annexb::starts_with_parameter_sets(frame.data()) {
-                metrics.skipped("no_parameters");
-                return (
-                    Err(SessionError::Parameters(format!(
-                        "IDR at seq {seq} has no SPS/PPS in front"
-                    ))),
-                    streamed,
-                );
+            if !codec.is_self_contained(frame.data()) {
+                prefix = demuxed.streams()[video].parameters().and_then(|p| match p {
+                    ParametersRef::Video(v) => Some(v.extra_data().to_vec()),
+                    _ => None,
+                });
+                if !prefix
+                    .as_deref()
+                    .is_some_and(|p| codec.is_self_contained(p))
+                {
+                    metrics.skipped("no_parameters");
+                    return (
+                        Err(SessionError::Parameters(format!(
+                            "keyframe at seq {seq} has no {} in front",
+                            codec.parameter_sets()
+                        ))),
+                        streamed,
+                    );
+                }
             }
             synced = true;
         }
@@ -643,14 +710,20 @@ async fn session(
             pts_90k: pts,
             capture_ms,
             keyframe,
-            codec: CODEC_H264.to_owned(),
+            codec: codec.header().to_owned(),
             dimensions,
         };
         let span = tracing::info_span!("ingest_frame", camera, seq = this_seq);
         out.push(QueuedFrame {
             meta,
             gop_seq,
-            data: frame.into_data(),
+            data: match prefix {
+                Some(mut data) => {
+                    data.extend_from_slice(frame.data());
+                    data
+                }
+                None => frame.into_data(),
+            },
             span,
             detect: spec.detect,
         });
@@ -665,6 +738,24 @@ mod tests {
 
     fn spec(url: &str) -> CameraSpec {
         serde_json::from_value(serde_json::json!({"id": "c", "url": url})).unwrap()
+    }
+
+    #[test]
+    fn h264_and_h265_are_the_codecs_ingest_publishes() {
+        assert_eq!(VideoCodec::from_encoding("H264"), Some(VideoCodec::H264));
+        assert_eq!(VideoCodec::from_encoding("h265"), Some(VideoCodec::H265));
+        assert_eq!(VideoCodec::from_encoding("JPEG"), None);
+        assert_eq!(VideoCodec::H265.header(), "h265");
+        // A keyframe is self-contained only with its codec's parameter sets.
+        let h265_key = [
+            &[0, 0, 0, 1, 0x40, 0x01, 0x0c][..],
+            &[0, 0, 0, 1, 0x42, 0x01, 0x01],
+            &[0, 0, 0, 1, 0x44, 0x01, 0xc1],
+            &[0, 0, 0, 1, 0x2a, 0x01, 0xaf],
+        ]
+        .concat();
+        assert!(VideoCodec::H265.is_self_contained(&h265_key));
+        assert!(!VideoCodec::H264.is_self_contained(&h265_key));
     }
 
     #[test]
