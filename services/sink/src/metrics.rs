@@ -62,7 +62,8 @@ pub struct Metrics {
     /// `framewire_sink_thumbnails_total`: keyframes turned into a thumbnail.
     pub thumbnails: IntCounterVec,
     /// `framewire_sink_preview_skipped_total`: keyframes not decoded (`throttled`: a
-    /// thumbnail is recent enough; `busy`: the decoder is behind; `bad_headers`).
+    /// thumbnail is recent enough; `busy`: the decoder is behind; `bad_headers`; `codec`:
+    /// not H.264).
     pub preview_skipped: IntCounterVec,
     /// `framewire_sink_preview_errors_total`: keyframes that did not decode or encode.
     pub preview_errors: IntCounterVec,

@@ -189,6 +189,11 @@ fn offer(
             return;
         }
     };
+    // The preview decodes with openh264: no thumbnails of H.265 cameras.
+    if meta.codec != framewire_wire::CODEC_H264 {
+        metrics.preview_skipped.with_label_values(&["codec"]).inc();
+        return;
+    }
     if last
         .get(&meta.camera)
         .is_some_and(|t| t.elapsed() < interval)
