@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Generate the ingest benchmark clip (idempotent, cached): a camera-like H.264 clip.
+# Generate a benchmark clip (idempotent, cached): a camera-like H.264 or H.265 clip.
 #
 #   scripts/bench/make-clip.sh [--force] [--quiet]
 #
 # Prints the path of the MP4 on stdout (logs go to stderr). Also writes, next to it:
 #   <name>.h264   the same access units as an Annex B byte stream (SPS/PPS before every IDR),
-#                 for looping servers (scripts/bench/rtsp_bench_server.py)
+#                 for looping servers (scripts/bench/rtsp_bench_server.py); <name>.h265 for
+#                 CLIP_CODEC=h265 (VPS/SPS/PPS before every IDR)
 #   <name>.json   the parameters and the measured facts (bitrate, frames, mean AU size, ...)
 #
 # Defaults: 60 s, 1280x720, 25 fps, libx264 Main, no B-frames, closed GOP of exactly 50 frames
@@ -15,7 +16,8 @@
 #
 # Env: FW_STACK_DIR (cache in $FW_STACK_DIR/bench), CLIP_SECONDS (60), CLIP_SIZE (1280x720),
 #      CLIP_FPS (25), CLIP_BITRATE (2M), CLIP_GOP (50), CLIP_NOISE (10, ffmpeg noise alls=),
-#      CLIP_PRESET (fast), CLIP_PROFILE (main).
+#      CLIP_PRESET (fast), CLIP_PROFILE (main), CLIP_CODEC (h264, or h265: libx265 with the same
+#      rate control, no B-frames, closed GOPs of IDR pictures).
 set -euo pipefail
 FW_COMPONENT=bench-clip
 # shellcheck source=scripts/stack/lib.sh
@@ -39,6 +41,12 @@ GOP="${CLIP_GOP:-50}"
 NOISE="${CLIP_NOISE:-10}"
 PRESET="${CLIP_PRESET:-fast}"
 PROFILE="${CLIP_PROFILE:-main}"
+CODEC="${CLIP_CODEC:-h264}"
+case "$CODEC" in
+  h264) encoder=(-c:v libx264 -profile:v "$PROFILE" -x264-params "scenecut=0:open-gop=0"); bsf=h264_mp4toannexb ;;
+  h265) encoder=(-c:v libx265 -profile:v "$PROFILE" -x265-params "scenecut=0:open-gop=0:bframes=0:repeat-headers=1:log-level=error"); bsf=hevc_mp4toannexb ;;
+  *) fw_die "CLIP_CODEC must be h264 or h265 (got $CODEC)" ;;
+esac
 
 [[ "$SIZE" =~ ^[0-9]+x[0-9]+$ ]] || fw_die "CLIP_SIZE must be WxH (got $SIZE)"
 for v in SECONDS_ FPS GOP NOISE; do [[ "${!v}" =~ ^[0-9]+$ ]] || fw_die "$v must be an integer (got ${!v})"; done
@@ -52,7 +60,8 @@ BUFSIZE="$(( num * 2 ))$suf"
 
 DIR="$FW_STACK_DIR/bench"
 NAME="clip-${SIZE}-${FPS}fps-${BITRATE}-${SECONDS_}s-g${GOP}-n${NOISE}-${PROFILE}-${PRESET}"
-MP4="$DIR/$NAME.mp4" ES="$DIR/$NAME.h264" META="$DIR/$NAME.json"
+[[ "$CODEC" == h264 ]] || NAME="$NAME-$CODEC"
+MP4="$DIR/$NAME.mp4" ES="$DIR/$NAME.$CODEC" META="$DIR/$NAME.json"
 mkdir -p "$DIR"
 
 if (( ! FORCE )) && [[ -s "$MP4" && -s "$ES" && -s "$META" ]]; then
@@ -70,13 +79,12 @@ trap 'rm -f "$tmp".*' EXIT
 ffmpeg -hide_banner -nostdin -loglevel error -y \
   -f lavfi -i "testsrc2=size=$SIZE:rate=$FPS,noise=alls=$NOISE:allf=t,format=yuv420p" \
   -frames:v "$FRAMES" -an \
-  -c:v libx264 -preset "$PRESET" -profile:v "$PROFILE" -pix_fmt yuv420p -threads 2 \
+  "${encoder[@]}" -preset "$PRESET" -pix_fmt yuv420p -threads 2 \
   -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BUFSIZE" -bf 0 -g "$GOP" -keyint_min "$GOP" \
-  -x264-params "scenecut=0:open-gop=0" \
   -movflags +faststart "$tmp.mp4"
-# The same access units as Annex B (SPS/PPS in front of every IDR), for looping sources.
-ffmpeg -hide_banner -nostdin -loglevel error -y -i "$tmp.mp4" -c:v copy -bsf:v h264_mp4toannexb \
-  -f h264 "$tmp.h264"
+# The same access units as Annex B (parameter sets in front of every IDR), for looping sources.
+ffmpeg -hide_banner -nostdin -loglevel error -y -i "$tmp.mp4" -c:v copy -bsf:v "$bsf" \
+  -f "${CODEC/h265/hevc}" "$tmp.es"
 
 # Facts, measured with ffprobe.
 ffprobe -v error -select_streams v:0 -show_entries packet=size,flags -of csv=p=0 "$tmp.mp4" >"$tmp.pk"
@@ -107,6 +115,6 @@ cat >"$tmp.json" <<EOF
   "noise": $NOISE, "preset": "$PRESET"
 }
 EOF
-mv -f "$tmp.mp4" "$MP4"; mv -f "$tmp.h264" "$ES"; mv -f "$tmp.json" "$META"
+mv -f "$tmp.mp4" "$MP4"; mv -f "$tmp.es" "$ES"; mv -f "$tmp.json" "$META"
 log "done in $(fw_since "$t0") s: $codec $profile ${width}x${height} $rate, $n frames ($nkey IDR), ${kbps} kbit/s, mean AU $mean_au B, mean IDR $mean_idr B, max AU $maxsize B"
 echo "$MP4"
