@@ -21,8 +21,8 @@ pub mod header {
     pub const PTS_90K: &str = "fw-pts-90k";
     /// Wall clock at receipt, ms since the Unix epoch.
     pub const CAPTURE_MS: &str = "fw-capture-ms";
-    /// `1` for a keyframe — an H.264 IDR access unit (SPS and PPS inline) or an H.265 IRAP
-    /// access unit (VPS, SPS and PPS inline) — else `0`.
+    /// `1` for a keyframe, else `0`: an H.264 IDR access unit (SPS and PPS inline) or an
+    /// H.265 IRAP access unit (VPS, SPS and PPS inline).
     pub const KEYFRAME: &str = "fw-keyframe";
     /// Codec of the access unit: `h264` or `h265`.
     pub const CODEC: &str = "fw-codec";
@@ -38,9 +38,10 @@ pub mod header {
     pub const DLQ_SOURCE: &str = "fw-dlq-source";
 }
 
-/// `fw-codec` of H.264 access units.
+/// The `fw-codec` value of H.264 access units.
 pub const CODEC_H264: &str = "h264";
-/// `fw-codec` of H.265 (HEVC) access units.
+/// The `fw-codec` value of H.265 (HEVC) access units; each IRAP carries VPS, SPS and PPS
+/// inline.
 pub const CODEC_H265: &str = "h265";
 
 /// Metadata of one access unit on the frames topic.

@@ -502,7 +502,7 @@ impl VideoCodec {
     fn is_self_contained(self, keyframe: &[u8]) -> bool {
         match self {
             VideoCodec::H264 => annexb::starts_with_parameter_sets(keyframe),
-            VideoCodec::H265 => annexb::starts_with_h265_parameter_sets(keyframe),
+            VideoCodec::H265 => annexb::h265::starts_with_parameter_sets(keyframe),
         }
     }
 
@@ -511,7 +511,7 @@ impl VideoCodec {
     /// with open GOPs, x265's default, send an IDR once and CRAs after it).
     fn is_keyframe(self, frame: &retina::codec::VideoFrame) -> bool {
         frame.is_random_access_point()
-            || (self == VideoCodec::H265 && annexb::is_h265_irap(frame.data()))
+            || (self == VideoCodec::H265 && annexb::h265::is_irap(frame.data()))
     }
 
     /// The parameter sets a keyframe needs, for messages.
