@@ -1,5 +1,6 @@
 //! Annex B byte streams: splitting an access unit into NAL units and checking that
-//! a keyframe is self-contained (SPS and PPS before the IDR slice).
+//! a keyframe is self-contained (SPS and PPS before the IDR slice; for H.265, in [`h265`],
+//! VPS, SPS and PPS before the IRAP slice).
 
 /// H.264 NAL unit types Framewire cares about (ITU-T H.264 table 7-1).
 pub mod nal {
@@ -89,10 +90,15 @@ pub fn starts_with_parameter_sets(au: &[u8]) -> bool {
 /// access units at its access unit delimiters: (byte offset, bytes) of each. Bytes before
 /// the first delimiter form no access unit; a stream without delimiters yields none.
 pub fn split_at_delimiters(stream: &[u8]) -> Vec<(usize, &[u8])> {
+    split_where(stream, |first_byte| first_byte & 0x1f == nal::AUD)
+}
+
+/// Splits `stream` before every start code whose NAL unit's first byte passes `is_aud`.
+fn split_where(stream: &[u8], is_aud: impl Fn(u8) -> bool) -> Vec<(usize, &[u8])> {
     let mut starts = Vec::new();
     let mut i = 0;
     while i + 3 < stream.len() {
-        if stream[i..i + 3] == [0, 0, 1] && stream[i + 3] & 0x1f == nal::AUD {
+        if stream[i..i + 3] == [0, 0, 1] && is_aud(stream[i + 3]) {
             starts.push(if i > 0 && stream[i - 1] == 0 {
                 i - 1
             } else {
@@ -107,6 +113,72 @@ pub fn split_at_delimiters(stream: &[u8]) -> Vec<(usize, &[u8])> {
         .windows(2)
         .map(|w| (w[0], &stream[w[0]..w[1]]))
         .collect()
+}
+
+/// H.265 (HEVC) access units: the same Annex B framing, two-byte NAL unit headers.
+pub mod h265 {
+    use super::nal_units;
+
+    /// H.265 NAL unit types Framewire cares about (ITU-T H.265 table 7-1).
+    pub mod nal {
+        /// Coded slices of pictures are types 0 to 31 (VCL); IRAP pictures 16 to 23.
+        pub const VCL_MAX: u8 = 31;
+        /// First IRAP type (BLA_W_LP).
+        pub const IRAP_MIN: u8 = 16;
+        /// Last IRAP type (RSV_IRAP_VCL23).
+        pub const IRAP_MAX: u8 = 23;
+        /// IDR_W_RADL.
+        pub const IDR_W_RADL: u8 = 19;
+        /// CRA_NUT.
+        pub const CRA: u8 = 21;
+        /// Video parameter set.
+        pub const VPS: u8 = 32;
+        /// Sequence parameter set.
+        pub const SPS: u8 = 33;
+        /// Picture parameter set.
+        pub const PPS: u8 = 34;
+        /// Access unit delimiter.
+        pub const AUD: u8 = 35;
+    }
+
+    /// The `nal_unit_type` of an H.265 NAL unit (bits 1-6 of its first byte).
+    pub fn nal_type(unit: &[u8]) -> Option<u8> {
+        unit.first().map(|b| (b >> 1) & 0x3f)
+    }
+
+    /// Whether a NAL unit type is a coded slice (VCL).
+    pub fn is_slice(nal_type: u8) -> bool {
+        nal_type <= nal::VCL_MAX
+    }
+
+    /// Whether a NAL unit type is a slice of an IRAP picture (BLA, IDR, CRA): where
+    /// decoding can start.
+    pub fn is_irap_type(nal_type: u8) -> bool {
+        (nal::IRAP_MIN..=nal::IRAP_MAX).contains(&nal_type)
+    }
+
+    /// True when the access unit contains an IRAP slice.
+    pub fn is_irap(au: &[u8]) -> bool {
+        nal_units(au).any(|u| nal_type(u).is_some_and(is_irap_type))
+    }
+
+    /// True when the access unit starts (after an optional access unit delimiter) with a
+    /// VPS, an SPS and a PPS: what makes a keyframe record decodable on its own.
+    pub fn starts_with_parameter_sets(au: &[u8]) -> bool {
+        let mut types = nal_units(au)
+            .filter_map(nal_type)
+            .skip_while(|&t| t == nal::AUD);
+        types.next() == Some(nal::VPS)
+            && types.next() == Some(nal::SPS)
+            && types.next() == Some(nal::PPS)
+    }
+
+    /// Splits an H.265 Annex B elementary stream (e.g. `ffmpeg -f hevc -x265-params aud=1`)
+    /// into access units at its access unit delimiters, like
+    /// [`split_at_delimiters`](super::split_at_delimiters).
+    pub fn split_at_delimiters(stream: &[u8]) -> Vec<(usize, &[u8])> {
+        super::split_where(stream, |first_byte| (first_byte >> 1) & 0x3f == nal::AUD)
+    }
 }
 
 /// Whether the stream that this keyframe starts may output pictures out of decode order
@@ -265,6 +337,40 @@ mod tests {
         let aus = split_at_delimiters(&stream);
         assert_eq!(aus, [(0, &first[..]), (first.len(), &second[..])]);
         assert!(split_at_delimiters(&annexb(&[SPS, IDR], true)).is_empty());
+    }
+
+    #[test]
+    fn h265_keyframes_are_irap_with_vps_sps_pps_first() {
+        const AUD: &[u8] = &[0x46, 0x01, 0x50];
+        const VPS: &[u8] = &[0x40, 0x01, 0x0c];
+        const SPS: &[u8] = &[0x42, 0x01, 0x01];
+        const PPS: &[u8] = &[0x44, 0x01, 0xc1];
+        const IDR: &[u8] = &[0x26, 0x01, 0xaf];
+        const CRA: &[u8] = &[0x2a, 0x01, 0xaf];
+        const TRAIL: &[u8] = &[0x02, 0x01, 0xd0];
+        let key = annexb(&[AUD, VPS, SPS, PPS, IDR], true);
+        assert!(h265::is_irap(&key) && h265::starts_with_parameter_sets(&key));
+        let cra = annexb(&[VPS, SPS, PPS, CRA], false);
+        assert!(h265::is_irap(&cra) && h265::starts_with_parameter_sets(&cra));
+        assert!(!h265::starts_with_parameter_sets(&annexb(
+            &[SPS, PPS, IDR],
+            true
+        )));
+        let p = annexb(&[AUD, TRAIL], true);
+        assert!(!h265::is_irap(&p) && !h265::starts_with_parameter_sets(&p));
+        assert_eq!(h265::nal_type(TRAIL), Some(1));
+        assert!(h265::is_slice(1) && !h265::is_slice(h265::nal::VPS));
+        // The same bytes read as H.264 mean something else: the codec decides.
+        assert!(!is_idr(&key));
+        let stream = [key.clone(), p.clone()].concat();
+        assert_eq!(
+            h265::split_at_delimiters(&stream),
+            [(0, &key[..]), (key.len(), &p[..])]
+        );
+        assert!(
+            split_at_delimiters(&stream).is_empty(),
+            "no H.264 delimiters"
+        );
     }
 
     fn hex(s: &str) -> Vec<u8> {
@@ -540,6 +646,21 @@ mod props {
                     prop_assert_eq!(units.first().and_then(|u| nal_type(u)), Some(nal::AUD));
                 }
             }
+        }
+
+        #[test]
+        fn h265_checks_agree_with_the_units(units in prop::collection::vec((nal_unit(), any::<bool>()), 0..12)) {
+            let buf = join(&units);
+            let types: Vec<u8> = units.iter().map(|(u, _)| (u[0] >> 1) & 0x3f).collect();
+            prop_assert_eq!(h265::is_irap(&buf), types.iter().any(|&t| (16..=23).contains(&t)));
+            let after_aud: Vec<u8> = types.iter().copied().skip_while(|&t| t == h265::nal::AUD).collect();
+            prop_assert_eq!(
+                h265::starts_with_parameter_sets(&buf),
+                after_aud.starts_with(&[h265::nal::VPS, h265::nal::SPS, h265::nal::PPS])
+            );
+            let aus = h265::split_at_delimiters(&buf);
+            let delimiters = types.iter().filter(|&&t| t == h265::nal::AUD).count();
+            prop_assert_eq!(aus.len(), delimiters);
         }
 
         #[test]

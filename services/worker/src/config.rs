@@ -1,5 +1,6 @@
 //! Worker configuration (`framewire-worker --config worker.toml`); reference in `docs/config.md`.
 
+pub use framewire_decode::Choice as DecoderChoice;
 use framewire_inference::BackendKind;
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
@@ -169,6 +170,14 @@ pub struct WorkerConfig {
     /// Consumer group shared by all worker replicas (KEDA scales on its lag).
     #[serde(default = "default_group_id")]
     pub group_id: String,
+    /// Decoder backend: `auto` (ffmpeg when built in, else openh264), `openh264` (H.264
+    /// only) or `ffmpeg` (H.264 and H.265; needs the `ffmpeg` cargo feature).
+    #[serde(default)]
+    pub decoder: DecoderChoice,
+    /// Frame threads of each ffmpeg decoder; 0 = by picture size (1 up to 1920x1080, one
+    /// more per 1080p of pixels, at most the CPUs). Ignored by openh264.
+    #[serde(default)]
+    pub ffmpeg_threads: usize,
     /// Decoder threads; 0 = one per CPU. A camera always decodes on the same thread.
     #[serde(default)]
     pub decode_threads: usize,
@@ -301,6 +310,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             group_id: default_group_id(),
+            decoder: DecoderChoice::default(),
+            ffmpeg_threads: 0,
             decode_threads: 0,
             queue_frames: default_queue_frames(),
             queue_max_bytes: default_queue_max_bytes(),
@@ -367,6 +378,15 @@ impl Validate for Config {
         if w.group_id.trim().is_empty() {
             return Err(ConfigError::invalid("worker.group_id", "must not be empty"));
         }
+        w.decoder
+            .resolve()
+            .map_err(|e| {
+                ConfigError::invalid(
+                    "worker.decoder",
+                    format!("{e}: set \"auto\" or \"openh264\", or run a worker built with --features ffmpeg (the container image is)"),
+                )
+            })?;
+        check_range("worker.ffmpeg_threads", w.ffmpeg_threads, 0, 64)?;
         check_range("worker.decode_threads", w.decode_threads, 0, 256)?;
         check_range("worker.queue_frames", w.queue_frames, 1, 100_000)?;
         check_range("worker.queue_max_bytes", w.queue_max_bytes, 0, 1 << 34)?;
@@ -467,10 +487,31 @@ mod tests {
             err.contains("detect.model") && err.contains("scripts/model.sh"),
             "{err}"
         );
-        c = Config::default();
         let rate: Result<Config, _> = toml::from_str("[detect]\nrate = \"often\"");
         let err = rate.unwrap_err().to_string();
         assert!(err.contains("often") && err.contains("fps:X"), "{err}");
+        let decoder: Result<Config, _> = toml::from_str("[worker]\ndecoder = \"libav\"");
+        let err = decoder.unwrap_err().to_string();
+        assert!(err.contains("libav") && err.contains("openh264"), "{err}");
+        c = Config::default();
+        c.worker.decoder = DecoderChoice::Ffmpeg;
+        let result = c.validate().map_err(|e| e.to_string());
+        assert_eq!(result.is_ok(), cfg!(feature = "ffmpeg"), "{result:?}");
+        if let Err(e) = result {
+            assert!(
+                e.contains("worker.decoder") && e.contains("--features ffmpeg"),
+                "{e}"
+            );
+        }
+        c = Config::default();
+        c.worker.ffmpeg_threads = 65;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.ffmpeg_threads")
+        );
+        c = Config::default();
         c.worker.queue_frames = 0;
         assert!(
             c.validate()

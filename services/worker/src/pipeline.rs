@@ -260,6 +260,7 @@ impl Worker {
         } else {
             None
         };
+        let backend = w.decoder.resolve()?;
         let pool_config = PoolConfig {
             threads: w.threads(),
             queue: w.queue_frames,
@@ -269,9 +270,11 @@ impl Worker {
             mode: w.decode_mode,
             watchers: shared.watchers.clone(),
             detect: detect.as_ref().map(DetectPool::pick_settings),
+            backend,
+            ffmpeg_threads: w.ffmpeg_threads,
         };
         let pool = DecodePool::start(pool_config, out_tx, metrics.clone())?;
-        tracing::info!(threads = w.threads(), group = %w.group_id, mode = ?w.decode_mode, lag_policy = ?w.lag_policy, "decoding");
+        tracing::info!(threads = w.threads(), decoder = %backend, group = %w.group_id, mode = ?w.decode_mode, lag_policy = ?w.lag_policy, "decoding");
         let lag_gate = (w.lag_policy == LagPolicy::Realtime).then(|| {
             LagGate::new(
                 Duration::from_millis(w.realtime_max_ms),
