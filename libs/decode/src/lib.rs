@@ -8,7 +8,8 @@
 //!   install), H.264 only. Always built.
 //! - [`Backend::Ffmpeg`]: libavcodec from the system (Debian 12: FFmpeg 5.1) through
 //!   `ffmpeg-next`, H.264 and H.265, about twice openh264's speed on the same H.264 clips,
-//!   optional frame threads for large pictures. Built only with the cargo feature `ffmpeg`.
+//!   optional frame threads for large pictures, optional hardware decoding ([`HwAccel`]).
+//!   Built only with the cargo feature `ffmpeg`.
 //!
 //! Both take Annex B access units as Framewire's frames topic carries them (parameter sets
 //! inline on every keyframe), hand pictures out in display order, and may hold a picture
@@ -26,6 +27,8 @@
 
 #[cfg(feature = "ffmpeg")]
 mod ffmpeg;
+#[cfg(feature = "ffmpeg")]
+mod hwaccel;
 mod openh264;
 
 use std::fmt;
@@ -154,8 +157,56 @@ impl FromStr for Choice {
     }
 }
 
+/// Hardware decoding through libavcodec (the `worker.hwaccel` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HwAccel {
+    /// Software decoding.
+    #[default]
+    None,
+    /// VA-API (Intel and AMD GPUs; a DRM render node such as `/dev/dri/renderD128`).
+    Vaapi,
+    /// CUDA / NVDEC (NVIDIA GPUs; the device is a GPU index such as `0`).
+    Cuda,
+}
+
+impl HwAccel {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HwAccel::None => "none",
+            HwAccel::Vaapi => "vaapi",
+            HwAccel::Cuda => "cuda",
+        }
+    }
+}
+
+impl fmt::Display for HwAccel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a hardware decoding device of `kind` can be opened here (`device`: a VAAPI
+/// render node or a CUDA GPU index; `None`: the library's default). Cheap to ask once at
+/// start; the error says why not (no device, no driver, not built with ffmpeg).
+pub fn probe_hardware(kind: HwAccel, device: Option<&str>) -> Result<(), DecodeError> {
+    #[cfg(feature = "ffmpeg")]
+    {
+        hwaccel::probe(kind, device).map_err(|message| DecodeError::Open {
+            backend: Backend::Ffmpeg,
+            message: format!("{kind} device {}: {message}", device.unwrap_or("(default)")),
+        })
+    }
+    #[cfg(not(feature = "ffmpeg"))]
+    {
+        let _ = (kind, device);
+        Err(DecodeError::NotBuilt(Backend::Ffmpeg))
+    }
+}
+
 /// How to open a decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The stream cannot reorder pictures (its parameter sets say so): hand each picture out
     /// from the `decode` call of its own access unit instead of holding it back.
@@ -163,6 +214,11 @@ pub struct Options {
     /// Frame threads (ffmpeg only; 1 = decode on the caller's thread). More threads hold
     /// more pictures back (threads − 1 access units) and are for pictures above 1080p.
     pub threads: usize,
+    /// Hardware decoding (ffmpeg only). A device that cannot be opened means software
+    /// decoding (ask [`probe_hardware`] first to know).
+    pub hwaccel: HwAccel,
+    /// The hardware device; `None`: the library's default.
+    pub hwaccel_device: Option<String>,
 }
 
 impl Default for Options {
@@ -170,6 +226,8 @@ impl Default for Options {
         Options {
             low_delay: false,
             threads: 1,
+            hwaccel: HwAccel::None,
+            hwaccel_device: None,
         }
     }
 }
@@ -330,6 +388,18 @@ mod tests {
         );
         assert_eq!("openh264".parse(), Ok(Choice::OpenH264));
         assert!("libav".parse::<Choice>().unwrap_err().contains("auto"));
+    }
+
+    #[test]
+    fn hardware_that_is_not_there_is_reported() {
+        let missing = probe_hardware(HwAccel::Vaapi, Some("/nonexistent/renderD999"));
+        let message = missing.expect_err("no such device").to_string();
+        let expected = if cfg!(feature = "ffmpeg") {
+            "vaapi device /nonexistent/renderD999"
+        } else {
+            "not built"
+        };
+        assert!(message.contains(expected), "{message}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Worker configuration (`framewire-worker --config worker.toml`); reference in `docs/config.md`.
 
 pub use framewire_decode::Choice as DecoderChoice;
+pub use framewire_decode::HwAccel;
 use framewire_inference::BackendKind;
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
@@ -178,6 +179,14 @@ pub struct WorkerConfig {
     /// more per 1080p of pixels, at most the CPUs). Ignored by openh264.
     #[serde(default)]
     pub ffmpeg_threads: usize,
+    /// Hardware decoding with the ffmpeg decoder: `none`, `vaapi` or `cuda`. A device that
+    /// cannot be opened at start means software decoding, said in one log line.
+    #[serde(default)]
+    pub hwaccel: HwAccel,
+    /// The hardware device: a VA-API render node (`/dev/dri/renderD128`) or a CUDA GPU
+    /// index (`0`); empty = the library's default.
+    #[serde(default)]
+    pub hwaccel_device: String,
     /// Decoder threads; 0 = one per CPU. A camera always decodes on the same thread.
     #[serde(default)]
     pub decode_threads: usize,
@@ -312,6 +321,8 @@ impl Default for WorkerConfig {
             group_id: default_group_id(),
             decoder: DecoderChoice::default(),
             ffmpeg_threads: 0,
+            hwaccel: HwAccel::None,
+            hwaccel_device: String::new(),
             decode_threads: 0,
             queue_frames: default_queue_frames(),
             queue_max_bytes: default_queue_max_bytes(),
@@ -378,7 +389,8 @@ impl Validate for Config {
         if w.group_id.trim().is_empty() {
             return Err(ConfigError::invalid("worker.group_id", "must not be empty"));
         }
-        w.decoder
+        let backend = w
+            .decoder
             .resolve()
             .map_err(|e| {
                 ConfigError::invalid(
@@ -387,6 +399,15 @@ impl Validate for Config {
                 )
             })?;
         check_range("worker.ffmpeg_threads", w.ffmpeg_threads, 0, 64)?;
+        if w.hwaccel != HwAccel::None && backend != framewire_decode::Backend::Ffmpeg {
+            return Err(ConfigError::invalid(
+                "worker.hwaccel",
+                format!(
+                    "{} needs the ffmpeg decoder, and worker.decoder is {backend} here",
+                    w.hwaccel
+                ),
+            ));
+        }
         check_range("worker.decode_threads", w.decode_threads, 0, 256)?;
         check_range("worker.queue_frames", w.queue_frames, 1, 100_000)?;
         check_range("worker.queue_max_bytes", w.queue_max_bytes, 0, 1 << 34)?;
@@ -503,6 +524,14 @@ mod tests {
                 "{e}"
             );
         }
+        c = Config::default();
+        c.worker.decoder = DecoderChoice::OpenH264;
+        c.worker.hwaccel = HwAccel::Vaapi;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("worker.hwaccel") && e.contains("openh264"),
+            "{e}"
+        );
         c = Config::default();
         c.worker.ffmpeg_threads = 65;
         assert!(

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use framewire_decode::{Backend, Codec, Decoder, Options, Picture as Decoded};
+use framewire_decode::{Backend, Codec, Decoder, HwAccel, Options, Picture as Decoded};
 use framewire_detect::Yuv420;
 use framewire_framestats::{Analyzer, DetectorConfig, Picture, Plane};
 use framewire_wire::{AnalysisRate, FrameMeta, StatsRecord};
@@ -173,6 +173,10 @@ pub struct PoolConfig {
     /// Frame threads per libavcodec decoder; 0 = by picture size
     /// ([`Options::auto_threads`]).
     pub ffmpeg_threads: usize,
+    /// Hardware decoding of libavcodec decoders (already probed: the device opens).
+    pub hwaccel: HwAccel,
+    /// Its device; `None`: the library's default.
+    pub hwaccel_device: Option<String>,
 }
 
 impl DecodePool {
@@ -589,7 +593,17 @@ impl Thread {
         let low_delay = threads == 1
             && codec == Codec::H264
             && framewire_wire::annexb::may_reorder(keyframe) == Some(false);
-        Options { low_delay, threads }
+        let ffmpeg = self.config.backend == Backend::Ffmpeg;
+        Options {
+            low_delay,
+            threads,
+            hwaccel: if ffmpeg {
+                self.config.hwaccel
+            } else {
+                HwAccel::None
+            },
+            hwaccel_device: self.config.hwaccel_device.clone().filter(|_| ffmpeg),
+        }
     }
 
     /// Starts a camera at a keyframe: (re)opens its decoder unless the one it has was
@@ -856,6 +870,8 @@ mod tests {
             detect: None,
             backend,
             ffmpeg_threads: 0,
+            hwaccel: HwAccel::None,
+            hwaccel_device: None,
         }
     }
 

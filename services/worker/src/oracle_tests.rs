@@ -192,6 +192,8 @@ fn pool(
         detect: None,
         backend,
         ffmpeg_threads: 0,
+        hwaccel: framewire_decode::HwAccel::None,
+        hwaccel_device: None,
     };
     let pool = DecodePool::start(config, tx, metrics.clone()).expect("pool");
     (pool, rx, metrics)
