@@ -43,6 +43,7 @@ use std::sync::Arc;
 use framewire_decode::{Backend, Codec, Decoder, HwAccel, Options, Picture as Decoded};
 use framewire_detect::Yuv420;
 use framewire_framestats::{Analyzer, DetectorConfig, Picture, Plane};
+use framewire_wire::annexb::h265::{self, IrapKind};
 use framewire_wire::{AnalysisRate, FrameMeta, StatsRecord};
 use tokio::sync::mpsc;
 
@@ -301,6 +302,9 @@ struct CameraDecoder {
     synced: bool,
     /// `fw-seq` of the last access unit given to the decoder.
     last_seq: Option<u64>,
+    /// H.265: RASL pictures cannot be decoded now (the camera started at a CRA keyframe, or
+    /// passed a BLA one): their references come before the keyframe.
+    skip_rasl: bool,
     /// What turns its pictures into statistics.
     m: Measuring,
 }
@@ -567,6 +571,7 @@ impl Thread {
                 session: meta.session.clone(),
                 synced: false,
                 last_seq: None,
+                skip_rasl: false,
                 m: Measuring {
                     pending: Vec::new(),
                     analyzer: Analyzer::new(detectors),
@@ -682,6 +687,10 @@ impl Thread {
             self.unsync(&camera);
         }
         let synced = self.cameras.get(&camera).is_some_and(|c| c.synced);
+        let irap = match codec {
+            Codec::H265 if p.meta.keyframe => h265::irap_kind(&data),
+            _ => None,
+        };
         if !synced {
             if !p.meta.keyframe {
                 if p.replay {
@@ -698,6 +707,21 @@ impl Thread {
                 tracing::error!(%camera, %codec, error = %e, "cannot open a decoder");
                 return self.poison(p, data, Reason::Decode);
             }
+        }
+        if let (Some(kind), Some(cam)) = (irap, self.cameras.get_mut(&camera)) {
+            // A CRA keyframe's RASL pictures decode when decoding started before it.
+            cam.skip_rasl = kind == IrapKind::Bla || (kind == IrapKind::Cra && !synced);
+        }
+        let skipped_rasl = codec == Codec::H265
+            && !p.meta.keyframe
+            && self.cameras.get(&camera).is_some_and(|c| c.skip_rasl)
+            && h265::is_rasl(&data);
+        if skipped_rasl {
+            // Never given to the decoder (which would not output it): the camera goes on.
+            if let Some(c) = self.cameras.get_mut(&camera) {
+                c.last_seq = Some(p.meta.seq);
+            }
+            return self.poison(p, data, Reason::MissingReference);
         }
         let (metrics, config) = (&self.metrics, &self.config);
         let Some(cam) = self.cameras.get_mut(&camera) else {

@@ -556,3 +556,96 @@ async fn a_codec_the_backend_cannot_decode_goes_to_the_dlq_and_the_camera_goes_o
         pool.finish();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h265_camera_starting_at_a_cra_keyframe_skips_its_rasl_pictures_only() {
+    if !Backend::Ffmpeg.is_built() {
+        return; // H.265 needs the ffmpeg backend (the test of unsupported codecs covers openh264)
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    // x265's default open GOPs: CRA keyframes every 27 frames, which leaves the last
+    // B-frames before each keyframe to be coded after it, as RASL pictures.
+    let clip = dir.path().join("open-gop.h265");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("color=c=black:s=320x240:r=25:d=3,geq=lum='mod(N*8+X/8,256)':cb=128:cr=128")
+        .args([
+            "-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .args([
+            "-x265-params",
+            "log-level=error:aud=1:bframes=3:keyint=27:min-keyint=27:scenecut=0:open-gop=1",
+        ])
+        .args(["-f", "hevc"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let expected = oracle(&clip);
+    let aus = access_units(&std::fs::read(&clip).expect("clip"), Codec::H265);
+    let starts: Vec<usize> = aus.iter().map(|(start, _)| *start).collect();
+    let display = display_order(&clip, &starts);
+    // The camera (re)starts at the second keyframe: a CRA.
+    let first = aus
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, (_, au))| is_keyframe(au, Codec::H265))
+        .map(|(i, _)| i)
+        .expect("a second keyframe");
+    assert_eq!(
+        annexb::h265::irap_kind(&aus[first].1),
+        Some(annexb::h265::IrapKind::Cra),
+        "x265 writes open GOPs"
+    );
+    let (pool, mut rx, _) = pool(Backend::Ffmpeg, DecodeMode::All, aus.len());
+    let mut rasl = Vec::new();
+    for (seq, (_, au)) in aus.iter().enumerate().skip(first) {
+        let keyframe = is_keyframe(au, Codec::H265);
+        if annexb::h265::is_rasl(au) && !keyframe {
+            rasl.push(seq as i64);
+        }
+        let job = job(seq, au, keyframe, display[seq] * 3600, Codec::H265);
+        assert!(pool.submit(job).await.is_ok());
+    }
+    let (mut stats, mut missing) = (Vec::new(), Vec::new());
+    while stats.len() + missing.len() < aus.len() - first {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(Outcome::Stats { record, .. })) => stats.push(*record),
+            Ok(Some(Outcome::Poison {
+                offset,
+                reason: Reason::MissingReference,
+                ..
+            })) => missing.push(offset),
+            _ => panic!("every access unit ends as statistics or missing_reference"),
+        }
+    }
+    pool.finish();
+    missing.sort_unstable();
+    // The starting CRA's RASL pictures come before the next keyframe in decode order; those
+    // of later CRAs decode (their references were decoded).
+    let next_keyframe = (first + 1..aus.len())
+        .find(|&i| is_keyframe(&aus[i].1, Codec::H265))
+        .unwrap_or(aus.len()) as i64;
+    let leading: Vec<i64> = rasl
+        .iter()
+        .copied()
+        .filter(|&seq| seq < next_keyframe)
+        .collect();
+    assert!(!leading.is_empty(), "the CRA has RASL pictures");
+    assert!(
+        rasl.len() > leading.len(),
+        "later CRAs have RASL pictures too"
+    );
+    assert_eq!(
+        missing, leading,
+        "only the RASL pictures of the starting CRA"
+    );
+    stats.sort_by_key(|r| r.pts_90k);
+    let theirs: Vec<_> = stats
+        .iter()
+        .map(|r| &expected[(r.pts_90k / 3600) as usize])
+        .collect();
+    // YDIF compares with the previous picture measured, which skips the RASL pictures.
+    compare("ffmpeg/h265/open-gop", &stats, &theirs, false);
+}
