@@ -24,8 +24,10 @@
 //! A decoder may hand a picture out one access unit late (or later, with B-frames or frame
 //! threads), so a camera that goes quiet would keep its last picture (and its partition's
 //! commit) forever: a thread that receives nothing for `idle_flush` flushes every decoder
-//! that holds pictures. libavcodec drops its references when flushed, so such a camera
-//! then starts again at its next keyframe (openh264 goes on with the next access unit).
+//! that holds pictures. libavcodec drops its references when flushed, so its decoders are
+//! flushed only once their camera has been silent for [`SILENT_BEFORE_RESTART`] too, and
+//! such a camera then starts again at its next keyframe (openh264 goes on with the next
+//! access unit).
 //! Pictures come out in display order; with B-frames that is not the order access units
 //! go in, so a picture is paired with the pending access unit of the smallest `fw-pts-90k`.
 //!
@@ -52,6 +54,11 @@ use crate::detection::{self, DetectInput, PickSettings, Picker};
 use crate::metrics::Metrics;
 use crate::poison::{self, Reason};
 use crate::snapshot::{Snapshot, Watchers};
+
+/// How long a camera whose decoder must restart at a keyframe after a flush (libavcodec)
+/// may be silent with pictures held back before they are flushed anyway: longer than the
+/// pauses of a live camera, short enough to measure a stopped camera's last pictures soon.
+const SILENT_BEFORE_RESTART: Duration = Duration::from_secs(2);
 
 /// One access unit to decode.
 pub struct Job {
@@ -786,14 +793,22 @@ impl Thread {
     }
 
     /// Drops the decoders idle for `evict_after`; with `flush_held` (the thread itself
-    /// was idle), flushes the others that hold pictures back.
+    /// was idle), flushes the others that hold pictures back: at once when decoding can go
+    /// on after a flush, else (libavcodec, which then needs a keyframe) once the camera has
+    /// been silent for [`SILENT_BEFORE_RESTART`], so that a pause does not cost it a GOP.
     fn sweep(&mut self, flush_held: bool) {
         let evict_after = self.config.evict_after;
         let (mut held, mut idle) = (Vec::new(), Vec::new());
         for (camera, c) in &self.cameras {
-            if c.last_input.elapsed() >= evict_after {
+            let silent = c.last_input.elapsed();
+            let flushable = c
+                .decoder
+                .as_ref()
+                .is_none_or(|d| d.decoder.continues_after_flush())
+                || silent >= SILENT_BEFORE_RESTART;
+            if silent >= evict_after {
                 idle.push(camera.clone());
-            } else if flush_held && !c.m.pending.is_empty() {
+            } else if flush_held && !c.m.pending.is_empty() && flushable {
                 held.push(camera.clone());
             }
         }

@@ -649,3 +649,47 @@ async fn an_h265_camera_starting_at_a_cra_keyframe_skips_its_rasl_pictures_only(
     // YDIF compares with the previous picture measured, which skips the RASL pictures.
     compare("ffmpeg/h265/open-gop", &stats, &theirs, false);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_does_not_cost_a_camera_with_b_frames_its_gop() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lavfi = "testsrc2=size=320x240:rate=25:duration=1";
+    let clip = make_clip_with(dir.path(), "paused", lavfi, 2, Codec::H264);
+    let aus = access_units(&std::fs::read(&clip).expect("clip"), Codec::H264);
+    let starts: Vec<usize> = aus.iter().map(|(start, _)| *start).collect();
+    let display = display_order(&clip, &starts);
+    for backend in Backend::ALL.into_iter().filter(|b| b.is_built()) {
+        // idle_flush is 100 ms: the camera pauses for 5 of them mid-GOP.
+        let (pool, mut rx, _) = pool(backend, DecodeMode::All, aus.len());
+        let send = |range: std::ops::Range<usize>| {
+            range.map(|seq| {
+                let au = &aus[seq].1;
+                job(
+                    seq,
+                    au,
+                    annexb::is_idr(au),
+                    display[seq] * 3600,
+                    Codec::H264,
+                )
+            })
+        };
+        for j in send(0..10) {
+            assert!(pool.submit(j).await.is_ok());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for j in send(10..aus.len()) {
+            assert!(pool.submit(j).await.is_ok());
+        }
+        let mut stats = 0;
+        while stats < aus.len() {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(Outcome::Stats { .. })) => stats += 1,
+                Ok(Some(Outcome::Poison { offset, reason, .. })) => {
+                    panic!("{backend}: access unit {offset} went to the DLQ: {reason:?}")
+                }
+                _ => panic!("{backend}: {stats} of {} pictures", aus.len()),
+            }
+        }
+        pool.finish();
+    }
+}
