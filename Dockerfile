@@ -120,6 +120,7 @@ FROM ${DEBIAN_IMAGE} AS runtime-libs
 # libavcodec59 and libavutil57 (the worker's ffmpeg decoder) with every library they load, as
 # ldd resolves them, each under its soname in its real directory; left out are the ones the
 # distroless cc base has (glibc, libgcc_s, libstdc++, libgomp, OpenSSL).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libavcodec59 libavutil57 \
