@@ -170,7 +170,7 @@ fn is_keyframe(au: &[u8], codec: Codec) -> bool {
 
 /// Decodes a clip through the worker's pool: the stats of every picture, in display order.
 async fn worker_path(clip: &Path, case: Case) -> Vec<StatsRecord> {
-    worker_path_in(clip, DecodeMode::All, case).await
+    worker_path_in(clip, DecodeMode::All, case, 1).await
 }
 
 /// A one-thread pool on `backend` whose outcomes go to the returned receiver.
@@ -178,6 +178,16 @@ fn pool(
     backend: Backend,
     mode: DecodeMode,
     outcomes: usize,
+) -> (DecodePool, mpsc::Receiver<Outcome>, Metrics) {
+    pool_with(backend, mode, outcomes, 1)
+}
+
+/// [`pool`] with `ffmpeg_threads` frame threads per libavcodec decoder.
+fn pool_with(
+    backend: Backend,
+    mode: DecodeMode,
+    outcomes: usize,
+    ffmpeg_threads: usize,
 ) -> (DecodePool, mpsc::Receiver<Outcome>, Metrics) {
     let (tx, rx) = mpsc::channel(outcomes + 8);
     let metrics = Metrics::new(&prometheus::Registry::new());
@@ -191,7 +201,7 @@ fn pool(
         watchers: Default::default(),
         detect: None,
         backend,
-        ffmpeg_threads: 0,
+        ffmpeg_threads,
         hwaccel: framewire_decode::HwAccel::None,
         hwaccel_device: None,
     };
@@ -220,12 +230,17 @@ fn job(seq: usize, au: &[u8], keyframe: bool, pts_90k: i64, codec: Codec) -> Job
 /// Decodes a clip through the worker's pool in `mode`, fed as the pipeline feeds it
 /// (keyframes mode: keyframes only). Access units carry their display position as
 /// `fw-pts-90k`, as RTP timestamps do.
-async fn worker_path_in(clip: &Path, mode: DecodeMode, case: Case) -> Vec<StatsRecord> {
+async fn worker_path_in(
+    clip: &Path,
+    mode: DecodeMode,
+    case: Case,
+    ffmpeg_threads: usize,
+) -> Vec<StatsRecord> {
     let aus = access_units(&std::fs::read(clip).expect("clip"), case.codec);
     assert!(!aus.is_empty(), "{clip:?} has access unit delimiters");
     let starts: Vec<usize> = aus.iter().map(|(start, _)| *start).collect();
     let display = display_order(clip, &starts);
-    let (pool, mut rx, _) = pool(case.backend, mode, aus.len());
+    let (pool, mut rx, _) = pool_with(case.backend, mode, aus.len(), ffmpeg_threads);
     let mut expected = 0;
     for (seq, (_, au)) in aus.iter().enumerate() {
         let keyframe = is_keyframe(au, case.codec);
@@ -358,7 +373,7 @@ async fn keyframes_mode_measures_each_idr_like_ffmpeg() {
         let lavfi = "testsrc2=size=640x360:rate=25:duration=4";
         let clip = make_clip(dir.path(), "gops", lavfi, case.codec);
         let expected = oracle(&clip);
-        let ours = worker_path_in(&clip, DecodeMode::Keyframes, case).await;
+        let ours = worker_path_in(&clip, DecodeMode::Keyframes, case, 1).await;
         // GOP 25 over 100 frames: frames 0, 25, 50, 75 (YDIF there is against the previous
         // keyframe, not the previous frame, so it is not compared).
         let shown: Vec<usize> = ours.iter().map(|r| (r.pts_90k / 3600) as usize).collect();
@@ -691,5 +706,28 @@ async fn a_pause_does_not_cost_a_camera_with_b_frames_its_gop() {
             }
         }
         pool.finish();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frame_threads_give_the_same_statistics() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let lavfi = "testsrc2=size=640x360:rate=25:duration=2";
+    for case in Case::all()
+        .into_iter()
+        .filter(|c| c.backend == Backend::Ffmpeg)
+    {
+        for bframes in [0, 2] {
+            let name = format!("threads-bf{bframes}");
+            let clip = make_clip_with(dir.path(), &name, lavfi, bframes, case.codec);
+            let expected = oracle(&clip);
+            let ours = worker_path_in(&clip, DecodeMode::All, case, 3).await;
+            compare(
+                &format!("{}, 3 frame threads", case.name(&name)),
+                &ours,
+                &expected.iter().collect::<Vec<_>>(),
+                true,
+            );
+        }
     }
 }
