@@ -3,18 +3,18 @@
 //! A fixed pool of threads, each owning the decoders of the cameras hashed to it (so one
 //! camera's access units decode in order on one thread). Every decoder of a worker is of
 //! one backend ([`framewire_decode::Backend`], the `worker.decoder` setting): openh264
-//! (H.264) or libavcodec (H.264 and H.265). The consumer feeds
-//! the threads through bounded channels (a job that finds its queue full waits in
-//! [`crate::parking`] while the other threads are fed) and the threads hand measured
-//! frames back through another bounded channel.
+//! (H.264) or libavcodec (H.264 and H.265). The consumer feeds the threads through bounded
+//! channels (a job that finds its queue full waits in [`crate::parking`] while the other
+//! threads are fed) and the threads hand measured frames back through another bounded
+//! channel.
 //!
 //! Per camera: a new `fw-session` resets the decoder; after a session change, a decode
 //! error or a gap in `fw-seq` nothing is decoded until the next keyframe (an H.264 IDR or
 //! H.265 IRAP access unit, which carries its parameter sets inline), so garbage is never
-//! measured. A camera's decoder is opened at the keyframe it starts on, for the codec its
-//! `fw-codec` names. The frames skipped that way cannot be
-//! decoded (their reference is missing): they go to the DLQ as `missing_reference`, so
-//! every frame ends as statistics or as a dead letter with a reason.
+//! measured. The frames skipped that way cannot be decoded (their reference is missing):
+//! they go to the DLQ as `missing_reference`, so every frame ends as statistics or as a
+//! dead letter with a reason. A camera's decoder is opened at the keyframe it starts on,
+//! for the codec its `fw-codec` names.
 //!
 //! *Replayed* records (a new owner of a partition re-reading from the GOP-safe resume
 //! offset up to the committed offset, see [`crate::commit`]) are decoded and measured to
