@@ -30,8 +30,11 @@
 # Base images: the build runs on Debian 12 (bookworm) and the runtime is distroless cc on
 # Debian 12, so the binaries run on the glibc (2.36), libstdc++ (openh264 is C++) and libssl3
 # they were linked against. librdkafka also links zlib, which distroless cc lacks: it is copied
-# from Debian 12's own package (runtime-libs stage). The `--version` RUN steps below fail the
-# build if any shared library is missing.
+# from Debian 12's own package (runtime-libs stage). The worker is built with both decoder
+# backends (cargo feature framewire-worker/ffmpeg): openh264 inside the binary, and libavcodec
+# from Debian 12 (FFmpeg 5.1), whose libraries and every library they load (~135 MB: Debian's
+# libavcodec59 links every codec library Debian has) are copied from Debian 12's packages too.
+# The `--version` RUN steps below fail the build if any shared library is missing.
 # Both are build arguments so a mirror or a locally made base can stand in:
 #   podman build --build-arg RUST_IMAGE=… --build-arg RUNTIME_IMAGE=… .
 # The model stage downloads from registry.npmjs.org and pypi.org. Behind a TLS-intercepting
@@ -47,9 +50,11 @@ ARG CARGO_CHEF_VERSION=0.1.78
 ARG CARGO_AUDITABLE_VERSION=0.7.7
 # nasm: without it openh264 silently builds without its assembly and decodes 1.4x slower.
 # libssl-dev: rdkafka's `ssl` feature links the system OpenSSL (libssl3 at run time).
+# libavcodec-dev, libavutil-dev, clang (libclang for bindgen): the worker's ffmpeg decoder.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nasm cmake pkg-config libssl-dev \
+      libavcodec-dev libavutil-dev clang \
  && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}" \
  && cargo install cargo-auditable --locked --version "${CARGO_AUDITABLE_VERSION}"
@@ -66,12 +71,12 @@ COPY --from=planner /src/recipe.json recipe.json
 # The dependency layer: rebuilt only when a manifest or Cargo.lock changes. Same package
 # selection as the build below, so the features cargo resolves (and so the artifacts) match.
 RUN cargo chef cook --release --locked --bins --recipe-path recipe.json \
-      -p framewire-ingest -p framewire-worker -p framewire-sink
+      -p framewire-ingest -p framewire-worker -p framewire-sink --features framewire-worker/ffmpeg
 COPY . .
 # cargo-auditable wraps rustc for the workspace's own crates only, so the cooked dependencies
 # above are reused as they are.
 RUN cargo auditable build --release --locked --bins \
-      -p framewire-ingest -p framewire-worker -p framewire-sink \
+      -p framewire-ingest -p framewire-worker -p framewire-sink --features framewire-worker/ffmpeg \
  && mkdir -p /out/bin /out/data \
  && cp target/release/framewire-ingest target/release/framewire-worker \
        target/release/framewire-sink /out/bin/ \
@@ -112,7 +117,29 @@ RUN --mount=type=secret,id=extra_ca --mount=type=cache,target=/root/.cache/pip \
 FROM ${DEBIAN_IMAGE} AS runtime-libs
 # zlib from its multiarch directory (x86_64-linux-gnu, aarch64-linux-gnu), path kept: the same
 # Dockerfile builds the amd64 and the arm64 image.
-RUN mkdir /out && cp -a --parents /usr/lib/*-linux-gnu/libz.so.1* /out/
+# libavcodec59 and libavutil57 (the worker's ffmpeg decoder) with every library they load, as
+# ldd resolves them, each under its soname in its real directory; left out are the ones the
+# distroless cc base has (glibc, libgcc_s, libstdc++, libgomp, OpenSSL).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libavcodec59 libavutil57 \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir /out && cp -a --parents /usr/lib/*-linux-gnu/libz.so.1* /out/ \
+ && for lib in $(ldd /usr/lib/*-linux-gnu/libavcodec.so.59 /usr/lib/*-linux-gnu/libavutil.so.57 \
+                 | awk '$3 ~ /^\// { print $3 }' | sort -u); do \
+      name="$(basename "$lib")"; \
+      case "$name" in \
+        libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|libresolv.so*|ld-linux*) continue ;; \
+        libgcc_s.so*|libstdc++.so*|libgomp.so*|libssl.so*|libcrypto.so*) continue ;; \
+      esac; \
+      real="$(readlink -f "$lib")"; \
+      mkdir -p "/out$(dirname "$real")" && cp -L "$real" "/out$(dirname "$real")/$name" || exit 1; \
+    done \
+ && for lib in libavcodec.so.59 libavutil.so.57; do \
+      real="$(readlink -f /usr/lib/*-linux-gnu/$lib)"; cp -L "$real" "/out$(dirname "$real")/$lib" || exit 1; \
+    done \
+ && du -sh /out
 
 # --------------------------------------------------------------------------- runtime-base ---
 FROM ${RUNTIME_IMAGE} AS runtime-base

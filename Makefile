@@ -2,6 +2,10 @@
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash
 
+# The worker with both decoder backends (openh264 and libavcodec, whose libraries `make prereqs`
+# installs); a plain `cargo build` makes an openh264-only worker that needs no system libraries.
+FEATURES := --features framewire-worker/ffmpeg
+
 .PHONY: help demo test chaos soak bench lint fmt build stack-up stack-down stack-status prereqs clean deploy-check image
 
 help: ## Show the targets
@@ -33,13 +37,14 @@ bench: ## Benchmarks on the local stack: kernels, decode vs ffmpeg, worker path,
 
 lint: ## cargo fmt --check and clippy with -D warnings
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
+	cargo clippy -p framewire-decode -p framewire-worker --all-targets -- -D warnings
 
 fmt: ## Format the code
 	cargo fmt --all
 
 build: prereqs ## Build the three binaries (debug)
-	cargo build --workspace --bins
+	cargo build --workspace --bins $(FEATURES)
 
 prereqs: ## Install missing build and test prerequisites (Debian packages)
 	@scripts/install-prereqs.sh

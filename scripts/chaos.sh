@@ -16,7 +16,7 @@ scripts/install-prereqs.sh
 scripts/stack.sh up
 
 step "build"
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --locked --features framewire-worker/ffmpeg
 
 step "fault suite"
 rc=0

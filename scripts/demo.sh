@@ -52,7 +52,7 @@ trap stop INT TERM EXIT
 people_rtsp up >/dev/null
 
 echo "==> building the services"
-cargo build --workspace --bins --quiet
+cargo build --workspace --bins --quiet --features framewire-worker/ffmpeg
 
 # Local ports: Kafka owns 9092, so the worker's admin server moves to 19092 here
 # (in Kubernetes every pod has its own network and the defaults 9091/9092/9093 apply).

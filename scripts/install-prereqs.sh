@@ -25,7 +25,10 @@ PKGS=(
   nasm                       # REQUIRED: without it openh264 silently builds without assembly (1.4x slower)
   maven                      # assembles the Kafka broker from Maven Central
   postgresql                 # PostgreSQL 15 server binaries (/usr/lib/postgresql/15/bin)
-  ffmpeg                     # ffprobe/ffmpeg: the statistics oracle in tests
+  ffmpeg                     # ffprobe/ffmpeg (with libx264, libx265): the statistics oracle in tests
+  # The worker's ffmpeg decoder (cargo feature framewire-worker/ffmpeg, which make test and make
+  # demo build): libavcodec's headers and pkg-config files, clang's libclang for bindgen.
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev clang
   gstreamer1.0-tools gir1.2-gst-rtsp-server-1.0 python3-gi
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   chromium                   # headless browser: the sink's web page test (tests/tests/sink_web.rs)

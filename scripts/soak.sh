@@ -9,10 +9,10 @@ scripts/install-prereqs.sh
 scripts/stack.sh up
 profile="${SOAK_PROFILE:-release}"
 if [[ "$profile" == release ]]; then
-  cargo build --workspace --bins --locked --release
+  cargo build --workspace --bins --locked --release --features framewire-worker/ffmpeg
   export FRAMEWIRE_BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 else
-  cargo build --workspace --bins --locked
+  cargo build --workspace --bins --locked --features framewire-worker/ffmpeg
 fi
 cargo run -p framewire-e2e --locked --bin soak -- \
   --cameras "${SOAK_CAMERAS:-50}" --minutes "${SOAK_MINUTES:-60}" --warmup "${SOAK_WARMUP:-10}"

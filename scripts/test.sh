@@ -3,6 +3,8 @@
 # checks formatting and lints, starts the real local stack, builds, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The worker with both decoder backends (openh264 and libavcodec): what the image ships.
+FEATURES=(--features framewire-worker/ffmpeg)
 
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
@@ -14,13 +16,15 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
+# ... and the default build (openh264 only, no system libraries) of the crates the feature changes.
+cargo clippy -p framewire-decode -p framewire-worker --all-targets --locked -- -D warnings
 
 step "local stack (Kafka, PostgreSQL, RTSP server)"
 scripts/stack.sh up
 
 step "build binaries"
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --locked "${FEATURES[@]}"
 
 step "detector model (scripts/model.sh): libs/inference's model test, the detection oracle and fault tests"
 FRAMEWIRE_MODEL_DIR="$(scripts/model.sh)"
@@ -36,7 +40,7 @@ stop_fault_stack() {
   RTSP_INSTANCE=freeze RTSP_PORT=8654 scripts/stack/rtsp.sh down >/dev/null 2>&1 || true
 }
 trap stop_fault_stack EXIT
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}"
 stop_fault_stack
 trap - EXIT
 

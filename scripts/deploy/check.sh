@@ -301,7 +301,7 @@ need_bins() {
   for b in ${bins//,/ }; do [[ -x "$FW_BIN_DIR/$b" ]] || missing=1; done
   if (( missing )); then
     phase "building the binaries (cargo build --bins --locked)"
-    cargo build --workspace --bins --locked
+    cargo build --workspace --bins --locked --features framewire-worker/ffmpeg
   fi
 }
 need_bins

@@ -194,7 +194,8 @@ smoke() {
 compare() {
   local image=$1 target="${CARGO_TARGET_DIR:-$ROOT/target}" b in_image on_host listed
   log "cargo build --release --locked --bins (host) for the comparison"
-  (cd "$ROOT" && cargo build --release --locked --bins -p framewire-ingest -p framewire-worker -p framewire-sink) >&2
+  (cd "$ROOT" && cargo build --release --locked --bins -p framewire-ingest -p framewire-worker -p framewire-sink \
+    --features framewire-worker/ffmpeg) >&2
   listed="$(podman run --rm --network=none --entrypoint /usr/local/bin/framewire-ingest "$image" --version >/dev/null 2>&1 && echo yes)"
   [[ "$listed" == yes ]] || fw_die "framewire-ingest missing in $image"
   for b in "${BINS[@]}"; do

@@ -110,9 +110,11 @@ async fn poison_goes_to_the_dlq_and_the_camera_recovers_at_its_next_keyframe() {
     // GOP 1 (seq 0-24), four poison records (seq 25-27 and one without headers), GOP 2 (seq 28-52).
     send_gops(&p, &camera, 0..25, 0, t0).await;
     p.send_raw(&camera, &[], &c.access_units[25], None).await;
-    let mut h265 = meta(&camera, "s1", 25, false, t0 + 1_000);
-    h265.codec = "h265".into();
-    p.send(&h265, &c.access_units[26]).await;
+    // A codec no decoder backend knows (h265 is known: the ffmpeg backend decodes it and
+    // openh264 refuses it as `unsupported_codec`, see the worker's oracle tests).
+    let mut unknown_codec = meta(&camera, "s1", 25, false, t0 + 1_000);
+    unknown_codec.codec = "vp8".into();
+    p.send(&unknown_codec, &c.access_units[26]).await;
     let truncated = &c.access_units[27][..6];
     p.send(&meta(&camera, "s1", 26, false, t0 + 1_040), truncated)
         .await;

@@ -123,6 +123,12 @@ pub mod h265 {
     pub mod nal {
         /// Coded slices of pictures are types 0 to 31 (VCL); IRAP pictures 16 to 23.
         pub const VCL_MAX: u8 = 31;
+        /// RASL_N: a random access skipped leading picture (also RASL_R, 9).
+        pub const RASL_N: u8 = 8;
+        /// RASL_R.
+        pub const RASL_R: u8 = 9;
+        /// Last BLA type (BLA_N_LP); BLA pictures are 16 to 18.
+        pub const BLA_MAX: u8 = 18;
         /// First IRAP type (BLA_W_LP).
         pub const IRAP_MIN: u8 = 16;
         /// Last IRAP type (RSV_IRAP_VCL23).
@@ -160,6 +166,37 @@ pub mod h265 {
     /// True when the access unit contains an IRAP slice.
     pub fn is_irap(au: &[u8]) -> bool {
         nal_units(au).any(|u| nal_type(u).is_some_and(is_irap_type))
+    }
+
+    /// The kind of the access unit's IRAP picture; `None` without an IRAP slice.
+    pub fn irap_kind(au: &[u8]) -> Option<IrapKind> {
+        let t = nal_units(au)
+            .filter_map(nal_type)
+            .find(|&t| is_irap_type(t))?;
+        Some(if t <= nal::BLA_MAX {
+            IrapKind::Bla
+        } else if t < nal::CRA {
+            IrapKind::Idr
+        } else {
+            IrapKind::Cra
+        })
+    }
+
+    /// What an IRAP picture means for the RASL pictures that follow it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum IrapKind {
+        /// IDR: no RASL pictures follow.
+        Idr,
+        /// CRA: its RASL pictures decode when decoding started before it.
+        Cra,
+        /// BLA: its RASL pictures never decode.
+        Bla,
+    }
+
+    /// True when the access unit is a RASL picture (random access skipped leading): it
+    /// references pictures before its IRAP in decode order.
+    pub fn is_rasl(au: &[u8]) -> bool {
+        nal_units(au).any(|u| matches!(nal_type(u), Some(nal::RASL_N | nal::RASL_R)))
     }
 
     /// True when the access unit starts (after an optional access unit delimiter) with a
@@ -352,6 +389,13 @@ mod tests {
         assert!(h265::is_irap(&key) && h265::starts_with_parameter_sets(&key));
         let cra = annexb(&[VPS, SPS, PPS, CRA], false);
         assert!(h265::is_irap(&cra) && h265::starts_with_parameter_sets(&cra));
+        assert_eq!(h265::irap_kind(&key), Some(h265::IrapKind::Idr));
+        assert_eq!(h265::irap_kind(&cra), Some(h265::IrapKind::Cra));
+        let bla = annexb(&[VPS, SPS, PPS, &[0x20, 0x01, 0xaf]], false);
+        assert_eq!(h265::irap_kind(&bla), Some(h265::IrapKind::Bla));
+        let rasl = annexb(&[AUD, &[0x10, 0x01, 0xd0]], true);
+        assert!(h265::is_rasl(&rasl) && !h265::is_irap(&rasl));
+        assert!(!h265::is_rasl(&cra) && h265::irap_kind(&rasl).is_none());
         assert!(!h265::starts_with_parameter_sets(&annexb(
             &[SPS, PPS, IDR],
             true
@@ -653,6 +697,14 @@ mod props {
             let buf = join(&units);
             let types: Vec<u8> = units.iter().map(|(u, _)| (u[0] >> 1) & 0x3f).collect();
             prop_assert_eq!(h265::is_irap(&buf), types.iter().any(|&t| (16..=23).contains(&t)));
+            prop_assert_eq!(h265::is_rasl(&buf), types.iter().any(|&t| t == 8 || t == 9));
+            let first_irap = types.iter().copied().find(|t| (16..=23).contains(t));
+            let kind = first_irap.map(|t| match t {
+                16..=18 => h265::IrapKind::Bla,
+                19 | 20 => h265::IrapKind::Idr,
+                _ => h265::IrapKind::Cra,
+            });
+            prop_assert_eq!(h265::irap_kind(&buf), kind);
             let after_aud: Vec<u8> = types.iter().copied().skip_while(|&t| t == h265::nal::AUD).collect();
             prop_assert_eq!(
                 h265::starts_with_parameter_sets(&buf),

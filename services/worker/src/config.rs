@@ -1,5 +1,7 @@
 //! Worker configuration (`framewire-worker --config worker.toml`); reference in `docs/config.md`.
 
+pub use framewire_decode::Choice as DecoderChoice;
+pub use framewire_decode::HwAccel;
 use framewire_inference::BackendKind;
 use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
@@ -169,6 +171,22 @@ pub struct WorkerConfig {
     /// Consumer group shared by all worker replicas (KEDA scales on its lag).
     #[serde(default = "default_group_id")]
     pub group_id: String,
+    /// Decoder backend: `auto` (ffmpeg when built in, else openh264), `openh264` (H.264
+    /// only) or `ffmpeg` (H.264 and H.265; needs the `ffmpeg` cargo feature).
+    #[serde(default)]
+    pub decoder: DecoderChoice,
+    /// Frame threads of each ffmpeg decoder; 0 = by picture size (1 up to 1920x1080, one
+    /// more per 1080p of pixels, at most the CPUs). Ignored by openh264.
+    #[serde(default)]
+    pub ffmpeg_threads: usize,
+    /// Hardware decoding with the ffmpeg decoder: `none`, `vaapi` or `cuda`. A device that
+    /// cannot be opened at start means software decoding, said in one log line.
+    #[serde(default)]
+    pub hwaccel: HwAccel,
+    /// The hardware device: a VA-API render node (`/dev/dri/renderD128`) or a CUDA GPU
+    /// index (`0`); empty = the library's default.
+    #[serde(default)]
+    pub hwaccel_device: String,
     /// Decoder threads; 0 = one per CPU. A camera always decodes on the same thread.
     #[serde(default)]
     pub decode_threads: usize,
@@ -301,6 +319,10 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             group_id: default_group_id(),
+            decoder: DecoderChoice::default(),
+            ffmpeg_threads: 0,
+            hwaccel: HwAccel::None,
+            hwaccel_device: String::new(),
             decode_threads: 0,
             queue_frames: default_queue_frames(),
             queue_max_bytes: default_queue_max_bytes(),
@@ -366,6 +388,25 @@ impl Validate for Config {
         let w = &self.worker;
         if w.group_id.trim().is_empty() {
             return Err(ConfigError::invalid("worker.group_id", "must not be empty"));
+        }
+        let backend = w
+            .decoder
+            .resolve()
+            .map_err(|e| {
+                ConfigError::invalid(
+                    "worker.decoder",
+                    format!("{e}: set \"auto\" or \"openh264\", or run a worker built with --features ffmpeg (the container image is)"),
+                )
+            })?;
+        check_range("worker.ffmpeg_threads", w.ffmpeg_threads, 0, 64)?;
+        if w.hwaccel != HwAccel::None && backend != framewire_decode::Backend::Ffmpeg {
+            return Err(ConfigError::invalid(
+                "worker.hwaccel",
+                format!(
+                    "{} needs the ffmpeg decoder, and worker.decoder is {backend} here",
+                    w.hwaccel
+                ),
+            ));
         }
         check_range("worker.decode_threads", w.decode_threads, 0, 256)?;
         check_range("worker.queue_frames", w.queue_frames, 1, 100_000)?;
@@ -467,10 +508,39 @@ mod tests {
             err.contains("detect.model") && err.contains("scripts/model.sh"),
             "{err}"
         );
-        c = Config::default();
         let rate: Result<Config, _> = toml::from_str("[detect]\nrate = \"often\"");
         let err = rate.unwrap_err().to_string();
         assert!(err.contains("often") && err.contains("fps:X"), "{err}");
+        let decoder: Result<Config, _> = toml::from_str("[worker]\ndecoder = \"libav\"");
+        let err = decoder.unwrap_err().to_string();
+        assert!(err.contains("libav") && err.contains("openh264"), "{err}");
+        c = Config::default();
+        c.worker.decoder = DecoderChoice::Ffmpeg;
+        let result = c.validate().map_err(|e| e.to_string());
+        assert_eq!(result.is_ok(), cfg!(feature = "ffmpeg"), "{result:?}");
+        if let Err(e) = result {
+            assert!(
+                e.contains("worker.decoder") && e.contains("--features ffmpeg"),
+                "{e}"
+            );
+        }
+        c = Config::default();
+        c.worker.decoder = DecoderChoice::OpenH264;
+        c.worker.hwaccel = HwAccel::Vaapi;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("worker.hwaccel") && e.contains("openh264"),
+            "{e}"
+        );
+        c = Config::default();
+        c.worker.ffmpeg_threads = 65;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("worker.ffmpeg_threads")
+        );
+        c = Config::default();
         c.worker.queue_frames = 0;
         assert!(
             c.validate()

@@ -1,25 +1,33 @@
 //! Decoding off the async runtime.
 //!
-//! A fixed pool of threads, each owning the openh264 decoders of the cameras hashed to
-//! it (so one camera's access units decode in order on one thread). The consumer feeds
-//! the threads through bounded channels (a job that finds its queue full waits in
-//! [`crate::parking`] while the other threads are fed) and the threads hand measured
-//! frames back through another bounded channel.
+//! A fixed pool of threads, each owning the decoders of the cameras hashed to it (so one
+//! camera's access units decode in order on one thread). Every decoder of a worker is of
+//! one backend ([`framewire_decode::Backend`], the `worker.decoder` setting): openh264
+//! (H.264) or libavcodec (H.264 and H.265). The consumer feeds the threads through bounded
+//! channels (a job that finds its queue full waits in [`crate::parking`] while the other
+//! threads are fed) and the threads hand measured frames back through another bounded
+//! channel.
 //!
 //! Per camera: a new `fw-session` resets the decoder; after a session change, a decode
-//! error or a gap in `fw-seq` nothing is decoded until the next keyframe (which carries
-//! SPS/PPS inline), so garbage is never measured. The frames skipped that way cannot be
-//! decoded (their reference is missing): they go to the DLQ as `missing_reference`, so
-//! every frame ends as statistics or as a dead letter with a reason.
+//! error or a gap in `fw-seq` nothing is decoded until the next keyframe (an H.264 IDR or
+//! H.265 IRAP access unit, which carries its parameter sets inline), so garbage is never
+//! measured. The frames skipped that way cannot be decoded (their reference is missing):
+//! they go to the DLQ as `missing_reference`, so every frame ends as statistics or as a
+//! dead letter with a reason. A camera's decoder is opened at the keyframe it starts on,
+//! for the codec its `fw-codec` names.
 //!
 //! *Replayed* records (a new owner of a partition re-reading from the GOP-safe resume
 //! offset up to the committed offset, see [`crate::commit`]) are decoded and measured to
 //! rebuild the camera's decoder and analyzer state, and publish nothing: an earlier owner
 //! already did.
 //!
-//! openh264 hands a picture out one access unit late on these streams, so a camera that
-//! goes quiet would keep its last picture (and its partition's commit) forever: a thread
-//! that receives nothing for `idle_flush` flushes every decoder that holds pictures.
+//! A decoder may hand a picture out one access unit late (or later, with B-frames or frame
+//! threads), so a camera that goes quiet would keep its last picture (and its partition's
+//! commit) forever: a thread that receives nothing for `idle_flush` flushes every decoder
+//! that holds pictures. libavcodec drops its references when flushed, so its decoders are
+//! flushed only once their camera has been silent for [`SILENT_BEFORE_RESTART`] too, and
+//! such a camera then starts again at its next keyframe (openh264 goes on with the next
+//! access unit).
 //! Pictures come out in display order; with B-frames that is not the order access units
 //! go in, so a picture is paired with the pending access unit of the smallest `fw-pts-90k`.
 //!
@@ -34,12 +42,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
+use framewire_decode::{Backend, Codec, Decoder, HwAccel, Options, Picture as Decoded};
 use framewire_detect::Yuv420;
 use framewire_framestats::{Analyzer, DetectorConfig, Picture, Plane};
+use framewire_wire::annexb::h265::{self, IrapKind};
 use framewire_wire::{AnalysisRate, FrameMeta, StatsRecord};
-use openh264::OpenH264API;
-use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
-use openh264::formats::YUVSource;
 use tokio::sync::mpsc;
 
 use crate::config::DecodeMode;
@@ -47,6 +54,11 @@ use crate::detection::{self, DetectInput, PickSettings, Picker};
 use crate::metrics::Metrics;
 use crate::poison::{self, Reason};
 use crate::snapshot::{Snapshot, Watchers};
+
+/// How long a camera whose decoder must restart at a keyframe after a flush (libavcodec)
+/// may be silent with pictures held back before they are flushed anyway: longer than the
+/// pauses of a live camera, short enough to measure a stopped camera's last pictures soon.
+const SILENT_BEFORE_RESTART: Duration = Duration::from_secs(2);
 
 /// One access unit to decode.
 pub struct Job {
@@ -66,6 +78,23 @@ pub struct Job {
     pub replay: bool,
     /// The camera's detection rate from the `fw-detect` header (`None`: the default).
     pub detect: Option<AnalysisRate>,
+}
+
+impl Job {
+    /// A live job of partition 0 at `offset`, outside any span (tests).
+    #[cfg(test)]
+    pub fn live(meta: FrameMeta, data: Vec<u8>, offset: i64) -> Job {
+        Job {
+            meta,
+            data,
+            partition: 0,
+            offset,
+            span: tracing::Span::none(),
+            resync: false,
+            replay: false,
+            detect: None,
+        }
+    }
 }
 
 /// What became of a job.
@@ -147,6 +176,15 @@ pub struct PoolConfig {
     pub watchers: Arc<Watchers>,
     /// Picking and preparing pictures for object detection; `None`: detection is off.
     pub detect: Option<PickSettings>,
+    /// The decoder backend of every camera.
+    pub backend: Backend,
+    /// Frame threads per libavcodec decoder; 0 = by picture size
+    /// ([`Options::auto_threads`]).
+    pub ffmpeg_threads: usize,
+    /// Hardware decoding of libavcodec decoders (already probed: the device opens).
+    pub hwaccel: HwAccel,
+    /// Its device; `None`: the library's default.
+    pub hwaccel_device: Option<String>,
 }
 
 impl DecodePool {
@@ -263,18 +301,26 @@ struct Pending {
 }
 
 struct CameraDecoder {
-    decoder: Decoder,
-    /// The decoder returns every picture at once: the stream cannot reorder pictures
-    /// (SPS `pic_order_cnt_type` 2), so nothing waits for the next access unit.
-    flush_each: bool,
+    /// Opened at the keyframe the camera (re)starts on.
+    decoder: Option<OpenDecoder>,
     /// When its last access unit arrived.
     last_input: Instant,
     session: String,
     synced: bool,
     /// `fw-seq` of the last access unit given to the decoder.
     last_seq: Option<u64>,
+    /// H.265: RASL pictures cannot be decoded now (the camera started at a CRA keyframe, or
+    /// passed a BLA one): their references come before the keyframe.
+    skip_rasl: bool,
     /// What turns its pictures into statistics.
     m: Measuring,
+}
+
+/// A decoder and what it was opened for.
+struct OpenDecoder {
+    decoder: Box<dyn Decoder>,
+    codec: Codec,
+    options: Options,
 }
 
 /// A camera's measuring state, apart from its decoder (whose pictures borrow it).
@@ -298,81 +344,57 @@ impl Measuring {
         Some(self.pending.remove(i))
     }
 
-    /// Measures the pictures a decoder handed out, each paired with the pending access
-    /// unit of the smallest timestamp (pictures come out in display order).
-    fn measure_all<'a>(
+    /// Measures a picture a decoder handed out, paired with the pending access unit of
+    /// the smallest timestamp (pictures come out in display order); `None` when no access
+    /// unit is pending.
+    fn measure(
         &mut self,
-        pictures: impl IntoIterator<Item = DecodedYUV<'a>>,
+        picture: &Decoded<'_>,
         metrics: &Metrics,
         config: &PoolConfig,
-    ) -> Vec<Measured> {
-        let mut measured = Vec::new();
-        for yuv in pictures {
-            let Some(p) = self.take_earliest() else { break };
-            let started = Instant::now();
-            let record = measure(&yuv, &p.meta, &mut self.analyzer, &config.watchers);
-            metrics
-                .stats_seconds
-                .observe(started.elapsed().as_secs_f64());
-            let detect = match &config.detect {
-                Some(settings)
-                    if record.is_some()
-                        && self.picker.pick(
-                            &p.meta,
-                            p.detect,
-                            Some(settings),
-                            p.replay,
-                            metrics,
-                        ) =>
-                {
-                    let (w, h) = yuv.dimensions();
-                    let (ys, us, vs) = yuv.strides();
-                    let picture = Yuv420 {
-                        y: yuv.y(),
-                        y_stride: ys,
-                        u: yuv.u(),
-                        u_stride: us,
-                        v: yuv.v(),
-                        v_stride: vs,
-                        width: w as u32,
-                        height: h as u32,
-                    };
-                    detection::prepare(
-                        &picture,
-                        settings,
-                        &p.meta,
-                        p.partition,
-                        p.offset,
-                        &p.span,
-                        metrics,
-                    )
-                    .map(Box::new)
-                }
-                Some(_) => None,
-                None => {
-                    self.picker.pick(&p.meta, p.detect, None, p.replay, metrics);
-                    None
-                }
-            };
-            measured.push((p, record, detect));
-        }
-        measured
+    ) -> Option<Measured> {
+        let p = self.take_earliest()?;
+        let started = Instant::now();
+        let record = measure(picture, &p.meta, &mut self.analyzer, &config.watchers);
+        metrics
+            .stats_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let detect = match &config.detect {
+            Some(settings)
+                if record.is_some()
+                    && self
+                        .picker
+                        .pick(&p.meta, p.detect, Some(settings), p.replay, metrics) =>
+            {
+                let yuv = Yuv420 {
+                    y: picture.y,
+                    y_stride: picture.y_stride,
+                    u: picture.u,
+                    u_stride: picture.u_stride,
+                    v: picture.v,
+                    v_stride: picture.v_stride,
+                    width: picture.width as u32,
+                    height: picture.height as u32,
+                };
+                detection::prepare(
+                    &yuv,
+                    settings,
+                    &p.meta,
+                    p.partition,
+                    p.offset,
+                    &p.span,
+                    metrics,
+                )
+                .map(Box::new)
+            }
+            Some(_) => None,
+            None => {
+                self.picker.pick(&p.meta, p.detect, None, p.replay, metrics);
+                None
+            }
+        };
+        Some((p, record, detect))
     }
-}
-
-/// A decoder that returns each picture from its own `decode` call (`flush_each`: only for
-/// streams whose SPS rules out reordering) or holds pictures for display order (any stream;
-/// flushing after every call breaks B-frame streams, FIELD-NOTES).
-fn new_decoder(flush_each: bool) -> Result<Decoder, openh264::Error> {
-    let flush = if flush_each {
-        Flush::Flush
-    } else {
-        Flush::NoFlush
-    };
-    Decoder::with_api_config(
-        OpenH264API::from_source(),
-        DecoderConfig::new().flush_after_decode(flush),
-    )
 }
 
 fn now_ms() -> i64 {
@@ -384,18 +406,17 @@ fn now_ms() -> i64 {
 /// Measures a decoded picture as the statistics of the access unit `meta` (the analyzer
 /// keeps it as the camera's previous picture).
 fn measure(
-    yuv: &DecodedYUV<'_>,
+    yuv: &Decoded<'_>,
     meta: &FrameMeta,
     analyzer: &mut Analyzer,
     watchers: &Watchers,
 ) -> Option<StatsRecord> {
-    let (w, h) = yuv.dimensions();
-    let (ys, us, vs) = yuv.strides();
-    let (cw, ch) = yuv.dimensions_uv();
+    let (w, h) = (yuv.width, yuv.height);
+    let (cw, ch) = yuv.chroma_dimensions();
     let pic = Picture {
-        y: Plane::new(yuv.y(), w, h, ys).ok()?,
-        u: Plane::new(yuv.u(), cw, ch, us).ok()?,
-        v: Plane::new(yuv.v(), cw, ch, vs).ok()?,
+        y: Plane::new(yuv.y, w, h, yuv.y_stride).ok()?,
+        u: Plane::new(yuv.u, cw, ch, yuv.u_stride).ok()?,
+        v: Plane::new(yuv.v, cw, ch, yuv.v_stride).ok()?,
     };
     let (s, flags) = analyzer.measure(&pic);
     if watchers.wants(&meta.camera) {
@@ -496,15 +517,27 @@ impl Thread {
         }
     }
 
-    /// Flushes the pictures a camera's decoder still holds, then releases the rest.
+    /// Flushes the pictures a camera's decoder still holds, then releases the rest. A
+    /// decoder that cannot go on after a flush (libavcodec) makes the camera wait for its
+    /// next keyframe.
     fn flush(&mut self, camera: &str) {
+        let (metrics, config) = (&self.metrics, &self.config);
         let Some(cam) = self.cameras.get_mut(camera) else {
             return;
         };
-        let measured = match cam.decoder.flush_remaining() {
-            Ok(frames) => cam.m.measure_all(frames, &self.metrics, &self.config),
-            Err(_) => Vec::new(),
-        };
+        let mut measured = Vec::new();
+        if let Some(open) = cam.decoder.as_mut() {
+            let m = &mut cam.m;
+            let flushed = open
+                .decoder
+                .flush(&mut |picture| measured.extend(m.measure(picture, metrics, config)));
+            if let Err(e) = flushed {
+                tracing::debug!(%camera, error = %e, "flushing the decoder failed");
+            }
+            if !open.decoder.continues_after_flush() {
+                cam.synced = false;
+            }
+        }
         let rest = std::mem::take(&mut cam.m.pending);
         for (p, record, detect) in measured {
             self.picture(p, record, detect);
@@ -515,9 +548,17 @@ impl Thread {
         }
     }
 
+    /// Flushes a camera's decoder and makes it wait for its next keyframe.
+    fn unsync(&mut self, camera: &str) {
+        self.flush(camera);
+        if let Some(c) = self.cameras.get_mut(camera) {
+            c.synced = false;
+        }
+    }
+
     /// The camera's decoder state, new (waiting for a keyframe) when its session changed
     /// or a resync was asked for.
-    fn camera(&mut self, meta: &FrameMeta, resync: bool) -> Result<&mut CameraDecoder, String> {
+    fn camera(&mut self, meta: &FrameMeta, resync: bool) -> &mut CameraDecoder {
         let camera = meta.camera.as_str();
         let stale = self
             .cameras
@@ -527,29 +568,85 @@ impl Thread {
             self.flush(camera);
             self.cameras.remove(camera);
         }
-        if !self.cameras.contains_key(camera) {
-            let decoder = new_decoder(false).map_err(|e| e.to_string())?;
-            self.metrics.touch_camera(camera);
-            self.cameras.insert(
-                camera.to_owned(),
-                CameraDecoder {
-                    decoder,
-                    flush_each: false,
-                    last_input: Instant::now(),
-                    session: meta.session.clone(),
-                    synced: false,
-                    last_seq: None,
-                    m: Measuring {
-                        pending: Vec::new(),
-                        analyzer: Analyzer::new(self.config.detectors),
-                        picker: Picker::default(),
-                    },
+        let detectors = self.config.detectors;
+        let metrics = &self.metrics;
+        self.cameras.entry(camera.to_owned()).or_insert_with(|| {
+            metrics.touch_camera(camera);
+            CameraDecoder {
+                decoder: None,
+                last_input: Instant::now(),
+                session: meta.session.clone(),
+                synced: false,
+                last_seq: None,
+                skip_rasl: false,
+                m: Measuring {
+                    pending: Vec::new(),
+                    analyzer: Analyzer::new(detectors),
+                    picker: Picker::default(),
                 },
-            );
+            }
+        })
+    }
+
+    /// How to open the decoder of a stream that starts at `keyframe`.
+    fn options(&self, codec: Codec, meta: &FrameMeta, keyframe: &[u8]) -> Options {
+        let threads = match (self.config.backend, self.config.ffmpeg_threads) {
+            (Backend::OpenH264, _) => 1,
+            (Backend::Ffmpeg, 0) => meta.dimensions.map_or(1, |(w, h)| {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Options::auto_threads(w, h, cpus)
+            }),
+            (Backend::Ffmpeg, n) => n,
+        };
+        // The keyframe's SPS says whether pictures may come out of order; without
+        // reordering the decoder needs not hold each picture until the next access unit
+        // (one frame interval of latency). H.265 decoders read that from the SPS themselves;
+        // frame threads hold pictures back anyway.
+        let low_delay = threads == 1
+            && codec == Codec::H264
+            && framewire_wire::annexb::may_reorder(keyframe) == Some(false);
+        let ffmpeg = self.config.backend == Backend::Ffmpeg;
+        Options {
+            low_delay,
+            threads,
+            hwaccel: if ffmpeg {
+                self.config.hwaccel
+            } else {
+                HwAccel::None
+            },
+            hwaccel_device: self.config.hwaccel_device.clone().filter(|_| ffmpeg),
         }
-        self.cameras
-            .get_mut(camera)
-            .ok_or_else(|| "decoder state vanished".to_owned())
+    }
+
+    /// Starts a camera at a keyframe: (re)opens its decoder unless the one it has was
+    /// opened for the same stream settings.
+    fn start_at_keyframe(
+        &mut self,
+        camera: &str,
+        codec: Codec,
+        meta: &FrameMeta,
+        keyframe: &[u8],
+    ) -> Result<(), framewire_decode::DecodeError> {
+        let options = self.options(codec, meta, keyframe);
+        let backend = self.config.backend;
+        let Some(cam) = self.cameras.get_mut(camera) else {
+            return Ok(());
+        };
+        let reusable = cam
+            .decoder
+            .as_ref()
+            .is_some_and(|d| d.codec == codec && d.options == options);
+        if !reusable {
+            cam.decoder = None;
+            let decoder = framewire_decode::open(backend, codec, &options)?;
+            cam.decoder = Some(OpenDecoder {
+                decoder,
+                codec,
+                options,
+            });
+        }
+        cam.synced = true;
+        Ok(())
     }
 
     fn handle(&mut self, job: Job) {
@@ -572,38 +669,36 @@ impl Thread {
             replay,
             detect,
         };
-        if let Err(e) = self.camera(&p.meta, resync) {
-            tracing::error!(%camera, error = %e, "cannot create a decoder");
-            return self.poison(p, data, Reason::Decode);
-        }
-        if let Err(reason) = poison::check(&p.meta, &data) {
-            tracing::warn!(%camera, seq = p.meta.seq, reason = reason.as_str(), "poison record; waiting for the next keyframe");
-            self.flush(&camera);
-            if let Some(c) = self.cameras.get_mut(&camera) {
-                c.synced = false;
+        self.camera(&p.meta, resync).last_input = Instant::now();
+        let codec = match poison::check(&p.meta, &data, self.config.backend) {
+            Ok(codec) => codec,
+            Err(reason) => {
+                tracing::warn!(%camera, seq = p.meta.seq, codec = %p.meta.codec, reason = reason.as_str(), "poison record; waiting for the next keyframe");
+                self.unsync(&camera);
+                return self.poison(p, data, reason);
             }
-            return self.poison(p, data, reason);
-        }
+        };
         // A gap in the session's frame numbers before a frame that is not a keyframe
-        // (ingest dropped or could not deliver frames): the frame's reference is gone.
-        let gap = self.cameras.get(&camera).is_some_and(|c| {
-            c.synced
+        // (ingest dropped or could not deliver frames): the frame's reference is gone. So is
+        // it when the session's codec changed under it.
+        let (gap, switched) = self.cameras.get(&camera).map_or((false, false), |c| {
+            let gap = c.synced
                 && !p.meta.keyframe
                 && c.last_seq
-                    .is_some_and(|last| p.meta.seq != last.wrapping_add(1))
+                    .is_some_and(|last| p.meta.seq != last.wrapping_add(1));
+            let switched = c.synced && c.decoder.as_ref().is_some_and(|d| d.codec != codec);
+            (gap, switched)
         });
-        if gap {
-            tracing::warn!(%camera, seq = p.meta.seq, "gap in the camera's frame numbers; waiting for the next keyframe");
-            self.flush(&camera);
-            if let Some(c) = self.cameras.get_mut(&camera) {
-                c.synced = false;
-            }
+        if gap || switched {
+            tracing::warn!(%camera, seq = p.meta.seq, %codec, gap, "the camera's stream broke off; waiting for the next keyframe");
+            self.unsync(&camera);
         }
-        let Some(cam) = self.cameras.get_mut(&camera) else {
-            return;
+        let synced = self.cameras.get(&camera).is_some_and(|c| c.synced);
+        let irap = match codec {
+            Codec::H265 if p.meta.keyframe => h265::irap_kind(&data),
+            _ => None,
         };
-        cam.last_input = Instant::now();
-        if !cam.synced {
+        if !synced {
             if !p.meta.keyframe {
                 if p.replay {
                     // The tail of a GOP that started before the resume offset: done earlier.
@@ -615,55 +710,72 @@ impl Thread {
                 }
                 return self.poison(p, data, Reason::MissingReference);
             }
-            // The keyframe's SPS says whether pictures may come out of order; without
-            // reordering the decoder needs not hold each picture until the next access unit
-            // (one frame interval of latency).
-            let flush_each = framewire_wire::annexb::may_reorder(&data) == Some(false);
-            if flush_each != cam.flush_each && cam.m.pending.is_empty() {
-                match new_decoder(flush_each) {
-                    Ok(decoder) => {
-                        cam.decoder = decoder;
-                        cam.flush_each = flush_each;
-                    }
-                    Err(e) => tracing::warn!(%camera, error = %e, "cannot re-create the decoder"),
-                }
+            if let Err(e) = self.start_at_keyframe(&camera, codec, &p.meta, &data) {
+                tracing::error!(%camera, %codec, error = %e, "cannot open a decoder");
+                return self.poison(p, data, Reason::Decode);
             }
-            cam.synced = true;
         }
+        if let (Some(kind), Some(cam)) = (irap, self.cameras.get_mut(&camera)) {
+            // A CRA keyframe's RASL pictures decode when decoding started before it.
+            cam.skip_rasl = kind == IrapKind::Bla || (kind == IrapKind::Cra && !synced);
+        }
+        let skipped_rasl = codec == Codec::H265
+            && !p.meta.keyframe
+            && self.cameras.get(&camera).is_some_and(|c| c.skip_rasl)
+            && h265::is_rasl(&data);
+        if skipped_rasl {
+            // Never given to the decoder (which would not output it): the camera goes on.
+            if let Some(c) = self.cameras.get_mut(&camera) {
+                c.last_seq = Some(p.meta.seq);
+            }
+            return self.poison(p, data, Reason::MissingReference);
+        }
+        let (metrics, config) = (&self.metrics, &self.config);
+        let Some(cam) = self.cameras.get_mut(&camera) else {
+            return;
+        };
+        let Some(open) = cam.decoder.as_mut() else {
+            return;
+        };
         cam.last_seq = Some(p.meta.seq);
         let started = Instant::now();
         let _entered = p.span.clone().entered();
         cam.m.pending.push(p);
-        let decoded = cam.decoder.decode(&data);
-        self.metrics
+        let mut measured = Vec::new();
+        let mut measuring = Duration::ZERO;
+        let m = &mut cam.m;
+        let decoded = open.decoder.decode(&data, &mut |picture| {
+            let t = Instant::now();
+            measured.extend(m.measure(picture, metrics, config));
+            measuring += t.elapsed();
+        });
+        metrics
             .decode_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let decoded = match decoded {
-            Ok(picture) => Ok(cam.m.measure_all(picture, &self.metrics, &self.config)),
-            Err(e) => Err(e),
-        };
+            .with_label_values(&[config.backend.as_str(), codec.as_str()])
+            .observe(started.elapsed().saturating_sub(measuring).as_secs_f64());
+        for (p, record, detect) in measured {
+            self.picture(p, record, detect);
+        }
         match decoded {
-            Ok(measured) => {
-                for (p, record, detect) in measured {
-                    self.picture(p, record, detect);
-                }
+            Ok(()) => {
                 if self.config.mode == DecodeMode::Keyframes {
                     // Each keyframe stands alone: get its picture out now.
                     self.flush(&camera);
                 }
             }
             Err(e) => {
-                let failed = self
-                    .cameras
-                    .get_mut(&camera)
-                    .and_then(|c| c.m.pending.pop());
+                // The access unit just given is the one that failed (with frame threads an
+                // error can surface one or more access units late: this one is blamed).
+                let failed = self.cameras.get_mut(&camera).and_then(|c| {
+                    let i = c.m.pending.iter().rposition(|p| p.offset == offset)?;
+                    Some(c.m.pending.remove(i))
+                });
                 if let Some(failed) = failed {
                     tracing::warn!(%camera, seq = failed.meta.seq, error = %e, "access unit did not decode; waiting for the next keyframe");
-                    self.flush(&camera);
+                    self.unsync(&camera);
                     self.poison(failed, data, Reason::Decode);
-                }
-                if let Some(c) = self.cameras.get_mut(&camera) {
-                    c.synced = false;
+                } else {
+                    self.unsync(&camera);
                 }
             }
         }
@@ -681,14 +793,22 @@ impl Thread {
     }
 
     /// Drops the decoders idle for `evict_after`; with `flush_held` (the thread itself
-    /// was idle), flushes the others that hold pictures back.
+    /// was idle), flushes the others that hold pictures back: at once when decoding can go
+    /// on after a flush, else (libavcodec, which then needs a keyframe) once the camera has
+    /// been silent for [`SILENT_BEFORE_RESTART`], so that a pause does not cost it a GOP.
     fn sweep(&mut self, flush_held: bool) {
         let evict_after = self.config.evict_after;
         let (mut held, mut idle) = (Vec::new(), Vec::new());
         for (camera, c) in &self.cameras {
-            if c.last_input.elapsed() >= evict_after {
+            let silent = c.last_input.elapsed();
+            let flushable = c
+                .decoder
+                .as_ref()
+                .is_none_or(|d| d.decoder.continues_after_flush())
+                || silent >= SILENT_BEFORE_RESTART;
+            if silent >= evict_after {
                 idle.push(camera.clone());
-            } else if flush_held && !c.m.pending.is_empty() {
+            } else if flush_held && !c.m.pending.is_empty() && flushable {
                 held.push(camera.clone());
             }
         }
@@ -772,7 +892,12 @@ mod tests {
             .collect()
     }
 
-    fn test_pool() -> PoolConfig {
+    /// Every backend built into this test binary.
+    fn backends() -> impl Iterator<Item = Backend> {
+        Backend::ALL.into_iter().filter(|b| b.is_built())
+    }
+
+    fn test_pool(backend: Backend) -> PoolConfig {
         PoolConfig {
             threads: 1,
             queue: 16,
@@ -782,12 +907,16 @@ mod tests {
             mode: DecodeMode::All,
             watchers: Arc::default(),
             detect: None,
+            backend,
+            ffmpeg_threads: 0,
+            hwaccel: HwAccel::None,
+            hwaccel_device: None,
         }
     }
 
     fn job(session: &str, seq: u64, keyframe: bool, data: Vec<u8>) -> Job {
-        Job {
-            meta: FrameMeta {
+        Job::live(
+            FrameMeta {
                 camera: "cam".into(),
                 session: session.into(),
                 seq,
@@ -798,13 +927,8 @@ mod tests {
                 dimensions: None,
             },
             data,
-            partition: 0,
-            offset: seq as i64,
-            span: tracing::Span::none(),
-            resync: false,
-            replay: false,
-            detect: None,
-        }
+            seq as i64,
+        )
     }
 
     async fn next(rx: &mut mpsc::Receiver<Outcome>) -> Outcome {
@@ -816,12 +940,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn pictures_come_out_in_order_and_the_last_one_on_idle() {
+        for backend in backends() {
+            pictures_come_out_in_order_and_the_last_one_on_idle_on(backend).await;
+        }
+    }
+
+    async fn pictures_come_out_in_order_and_the_last_one_on_idle_on(backend: Backend) {
         let lumas: Vec<u8> = (0..12).map(|i| 40 + 10 * i).collect();
         let aus = clip(&lumas);
         assert!(framewire_wire::annexb::starts_with_parameter_sets(&aus[0]));
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        let pool = DecodePool::start(test_pool(backend), tx, metrics.clone()).unwrap();
         for (i, au) in aus.into_iter().enumerate() {
             pool.submit(job("s1", i as u64, i == 0, au))
                 .await
@@ -851,10 +981,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_new_session_waits_for_its_keyframe_and_garbage_is_counted() {
+        for backend in backends() {
+            a_new_session_waits_for_its_keyframe_and_garbage_is_counted_on(backend).await;
+        }
+    }
+
+    async fn a_new_session_waits_for_its_keyframe_and_garbage_is_counted_on(backend: Backend) {
         let aus = clip(&[50, 60, 70]);
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        let pool = DecodePool::start(test_pool(backend), tx, metrics.clone()).unwrap();
         // A session that starts with a P-frame: its reference is missing (DLQ) until its
         // keyframe.
         pool.submit(job("s2", 0, false, aus[1].clone()))
@@ -900,6 +1036,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_stream_that_cannot_reorder_gets_each_picture_without_waiting() {
+        for backend in backends() {
+            a_stream_that_cannot_reorder_gets_each_picture_without_waiting_on(backend).await;
+        }
+    }
+
+    async fn a_stream_that_cannot_reorder_gets_each_picture_without_waiting_on(backend: Backend) {
         let aus = clip(&[50, 60]);
         assert_eq!(
             framewire_wire::annexb::may_reorder(&aus[0]),
@@ -907,7 +1049,7 @@ mod tests {
             "openh264's encoder writes pic_order_cnt_type 2"
         );
         let (tx, mut rx) = mpsc::channel(64);
-        let mut config = test_pool();
+        let mut config = test_pool(backend);
         config.idle_flush = Duration::from_secs(30); // no idle flush within the test
         let metrics = Metrics::new(&prometheus::Registry::new());
         let pool = DecodePool::start(config, tx, metrics).unwrap();
@@ -927,10 +1069,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_gap_in_frame_numbers_sends_the_frames_without_reference_to_the_dlq() {
+        for backend in backends() {
+            a_gap_in_frame_numbers_sends_the_frames_without_reference_to_the_dlq_on(backend).await;
+        }
+    }
+
+    async fn a_gap_in_frame_numbers_sends_the_frames_without_reference_to_the_dlq_on(
+        backend: Backend,
+    ) {
         let aus = clip(&[50, 60, 70, 80, 90]);
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        let pool = DecodePool::start(test_pool(backend), tx, metrics.clone()).unwrap();
         // seq 2 never arrived (ingest could not deliver it): 3 and 4 lost their reference.
         let sent = [(0, true, 0), (1, false, 1), (3, false, 3), (4, false, 4)];
         for (seq, key, i) in sent {
@@ -961,10 +1111,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn replayed_records_rebuild_the_decoder_and_publish_nothing() {
+        for backend in backends() {
+            replayed_records_rebuild_the_decoder_and_publish_nothing_on(backend).await;
+        }
+    }
+
+    async fn replayed_records_rebuild_the_decoder_and_publish_nothing_on(backend: Backend) {
         let aus = clip(&[50, 60, 70]);
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        let pool = DecodePool::start(test_pool(backend), tx, metrics.clone()).unwrap();
         for (i, au) in aus.into_iter().enumerate() {
             let mut j = job("s", i as u64, i == 0, au);
             j.replay = i < 2; // 0 and 1 were done by the partition's earlier owner
@@ -997,10 +1153,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_forgotten_camera_starts_over_at_a_keyframe() {
+        for backend in backends() {
+            a_forgotten_camera_starts_over_at_a_keyframe_on(backend).await;
+        }
+    }
+
+    async fn a_forgotten_camera_starts_over_at_a_keyframe_on(backend: Backend) {
         let aus = clip(&[50, 60, 70]);
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let mut config = test_pool();
+        let mut config = test_pool(backend);
         config.idle_flush = Duration::from_secs(30); // only forget() flushes here
         let pool = DecodePool::start(config, tx, metrics.clone()).unwrap();
         pool.submit(job("s", 0, true, aus[0].clone()))
@@ -1043,12 +1205,20 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn poison_is_handed_back_and_the_camera_resyncs_at_its_next_keyframe() {
+        for backend in backends() {
+            poison_is_handed_back_and_the_camera_resyncs_at_its_next_keyframe_on(backend).await;
+        }
+    }
+
+    async fn poison_is_handed_back_and_the_camera_resyncs_at_its_next_keyframe_on(
+        backend: Backend,
+    ) {
         let aus = clip(&[50, 60, 70, 80]);
         let (tx, mut rx) = mpsc::channel(64);
         let metrics = Metrics::new(&prometheus::Registry::new());
-        let pool = DecodePool::start(test_pool(), tx, metrics.clone()).unwrap();
+        let pool = DecodePool::start(test_pool(backend), tx, metrics.clone()).unwrap();
         let mut wrong_codec = job("s", 1, false, aus[1].clone());
-        wrong_codec.meta.codec = "h265".into();
+        wrong_codec.meta.codec = "vp8".into();
         let truncated = aus[2][..aus[2].len().min(5)].to_vec();
         let idr_only: Vec<u8> = framewire_wire::annexb::nal_units(&aus[0])
             .filter(|u| framewire_wire::annexb::nal_type(u) == Some(5))

@@ -1,7 +1,8 @@
 //! `framewire-worker`: frames from Kafka in, per-frame statistics to Kafka out.
 //!
 //! Runs as one consumer group that scales to as many replicas as the frames topic has
-//! partitions; decodes with openh264 on dedicated threads and measures every picture.
+//! partitions; decodes (openh264, or libavcodec when built with the `ffmpeg` feature) on
+//! dedicated threads and measures every picture.
 
 mod assignment;
 mod commit;

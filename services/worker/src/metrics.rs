@@ -22,8 +22,8 @@ pub struct Metrics {
     pub skipped: IntCounterVec,
     /// `framewire_worker_stats_delivery_errors_total`: stats records Kafka did not accept.
     pub delivery_errors: IntCounterVec,
-    /// `framewire_worker_decode_seconds`: openh264 time per access unit.
-    pub decode_seconds: Histogram,
+    /// `framewire_worker_decode_seconds{backend,codec}`: decoder time per access unit.
+    pub decode_seconds: HistogramVec,
     /// `framewire_worker_stats_seconds`: statistics and detectors time per picture.
     pub stats_seconds: Histogram,
     /// `framewire_worker_dlq_records_total`: poison records copied to the DLQ, by reason.
@@ -168,9 +168,10 @@ impl Metrics {
                 "Stats records Kafka did not accept",
                 camera,
             ),
-            decode_seconds: b.histogram(
+            decode_seconds: b.histogram_vec(
                 "framewire_worker_decode_seconds",
-                "openh264 decode time per access unit",
+                "Decoder time per access unit, by decoder backend and codec",
+                &["backend", "codec"],
                 &[
                     0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
                 ],

@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 
 use crate::assignment::{Assignment, Seen};
 use crate::commit::CommitTracker;
-use crate::config::{Config, DecodeMode, LagPolicy, WorkerConfig};
+use crate::config::{Config, DecodeMode, HwAccel, LagPolicy, WorkerConfig};
 use crate::decode::{DecodePool, Job, Outcome, PoolConfig, Refused};
 use crate::detection::{DetectInput, DetectOutcome, DetectPool};
 use crate::lag::{LagGate, Verdict};
@@ -88,6 +88,21 @@ fn label_of_key(key: Option<&[u8]>) -> String {
 }
 
 /// The decoder pool, until the drain takes it.
+/// The hardware decoding to use: `asked` when its device opens here, else software, said
+/// in one log line (a missing device must not stop a worker that can decode without it).
+fn hardware(asked: HwAccel, device: Option<&str>) -> HwAccel {
+    if asked == HwAccel::None {
+        return HwAccel::None;
+    }
+    match framewire_decode::probe_hardware(asked, device) {
+        Ok(()) => asked,
+        Err(e) => {
+            tracing::warn!(hwaccel = %asked, error = %e, "hardware decoding unavailable; decoding in software");
+            HwAccel::None
+        }
+    }
+}
+
 fn running(pool: &Option<DecodePool>) -> anyhow::Result<&DecodePool> {
     pool.as_ref()
         .ok_or_else(|| anyhow::anyhow!("the decoder pool is gone"))
@@ -260,6 +275,9 @@ impl Worker {
         } else {
             None
         };
+        let backend = w.decoder.resolve()?;
+        let hwaccel_device = Some(w.hwaccel_device.trim().to_owned()).filter(|d| !d.is_empty());
+        let hwaccel = hardware(w.hwaccel, hwaccel_device.as_deref());
         let pool_config = PoolConfig {
             threads: w.threads(),
             queue: w.queue_frames,
@@ -269,9 +287,13 @@ impl Worker {
             mode: w.decode_mode,
             watchers: shared.watchers.clone(),
             detect: detect.as_ref().map(DetectPool::pick_settings),
+            backend,
+            ffmpeg_threads: w.ffmpeg_threads,
+            hwaccel,
+            hwaccel_device,
         };
         let pool = DecodePool::start(pool_config, out_tx, metrics.clone())?;
-        tracing::info!(threads = w.threads(), group = %w.group_id, mode = ?w.decode_mode, lag_policy = ?w.lag_policy, "decoding");
+        tracing::info!(threads = w.threads(), decoder = %backend, %hwaccel, group = %w.group_id, mode = ?w.decode_mode, lag_policy = ?w.lag_policy, "decoding");
         let lag_gate = (w.lag_policy == LagPolicy::Realtime).then(|| {
             LagGate::new(
                 Duration::from_millis(w.realtime_max_ms),
@@ -867,5 +889,20 @@ impl Worker {
             );
         }
         self.consumer.unsubscribe();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hardware_device_that_does_not_open_means_software() {
+        assert_eq!(hardware(HwAccel::None, None), HwAccel::None);
+        assert_eq!(
+            hardware(HwAccel::Vaapi, Some("/nonexistent/renderD999")),
+            HwAccel::None
+        );
+        assert_eq!(hardware(HwAccel::Cuda, Some("99")), HwAccel::None);
     }
 }

@@ -49,6 +49,7 @@
 {{- $cfg := include "framewire.kafkaConfig" . | fromJson -}}
 {{- $worker := deepCopy .Values.worker.config -}}
 {{- $_ := set $worker "group_id" .Values.worker.autoscaling.keda.consumerGroup -}}
+{{- $_ := set $worker "decoder" .Values.worker.decoder -}}
 {{- if and (include "framewire.kedaEnabled" .) (not (hasKey $worker "auto_offset_reset")) -}}
 {{- $_ := set $worker "auto_offset_reset" .Values.worker.autoscaling.keda.offsetResetPolicy -}}
 {{- end -}}
