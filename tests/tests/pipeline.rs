@@ -47,7 +47,9 @@ async fn frames_per_camera_in_db(url: &str, cameras: &[String]) -> BTreeMap<Stri
 async fn cameras_to_summaries() {
     require_stack();
     let topics = Topics::unique("pipeline");
-    let mounts = ["moving", "black", "frozen"];
+    // `h265`: an H.265 camera, decoded by the worker's ffmpeg backend (`make test` builds
+    // the worker with it).
+    let mounts = ["moving", "black", "frozen", "h265"];
     let ids: Vec<String> = mounts.iter().map(|m| unique(m)).collect();
     let camera_of =
         |mount: &str| ids[mounts.iter().position(|m| *m == mount).expect("mount")].clone();
@@ -109,9 +111,13 @@ async fn cameras_to_summaries() {
         let h = headers_of(m);
         let payload = m.payload().unwrap_or_default();
         if h.get("fw-keyframe").map(String::as_str) == Some("1") {
+            let self_contained = match h.get("fw-codec").map(String::as_str) {
+                Some("h265") => annexb::h265::starts_with_parameter_sets(payload),
+                _ => annexb::starts_with_parameter_sets(payload),
+            };
             assert!(
-                annexb::starts_with_parameter_sets(payload),
-                "keyframe without SPS+PPS first: {h:?}"
+                self_contained,
+                "keyframe without its parameter sets first: {h:?}"
             );
             assert!(
                 h.contains_key("fw-width") && h.contains_key("fw-height"),
@@ -231,16 +237,22 @@ async fn cameras_to_summaries() {
     let moving = &y_avg[&camera_of("moving")];
     let frozen = &y_avg[&camera_of("frozen")];
     println!(
-        "y_avg means: black {:.2} moving {:.2} frozen {:.2}",
+        "y_avg means: black {:.2} moving {:.2} frozen {:.2} h265 {:.2}",
         mean(black),
         mean(moving),
-        mean(frozen)
+        mean(frozen),
+        mean(&y_avg[&camera_of("h265")])
     );
     assert!(
         black.iter().all(|&v| v < 20.0),
         "black camera y_avg must stay < 20"
     );
     assert!(mean(moving) > 40.0, "moving camera y_avg must be > 40");
+    let hevc = &y_avg[&camera_of("h265")];
+    assert!(
+        mean(hevc) > 40.0,
+        "the H.265 camera (SMPTE bars) y_avg must be > 40"
+    );
     let (lo, hi) = frozen
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
