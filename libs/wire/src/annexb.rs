@@ -1,5 +1,6 @@
 //! Annex B byte streams: splitting an access unit into NAL units and checking that
-//! a keyframe is self-contained (SPS and PPS before the IDR slice).
+//! a keyframe is self-contained (H.264: SPS and PPS before the IDR slice; H.265: VPS, SPS
+//! and PPS before the IRAP picture).
 
 /// H.264 NAL unit types Framewire cares about (ITU-T H.264 table 7-1).
 pub mod nal {
@@ -15,6 +16,22 @@ pub mod nal {
     pub const PPS: u8 = 8;
     /// Access unit delimiter.
     pub const AUD: u8 = 9;
+}
+
+/// H.265 NAL unit types Framewire cares about (ITU-T H.265 table 7-1).
+pub mod nal_h265 {
+    /// First IRAP (random access point) slice type, BLA_W_LP.
+    pub const IRAP_FIRST: u8 = 16;
+    /// Last IRAP type (RSV_IRAP_VCL23).
+    pub const IRAP_LAST: u8 = 23;
+    /// Video parameter set.
+    pub const VPS: u8 = 32;
+    /// Sequence parameter set.
+    pub const SPS: u8 = 33;
+    /// Picture parameter set.
+    pub const PPS: u8 = 34;
+    /// Access unit delimiter.
+    pub const AUD: u8 = 35;
 }
 
 /// Iterator over the NAL units (without start codes) of an Annex B buffer.
@@ -83,6 +100,29 @@ pub fn starts_with_parameter_sets(au: &[u8]) -> bool {
         .filter_map(nal_type)
         .skip_while(|&t| t == nal::AUD);
     types.next() == Some(nal::SPS) && types.next() == Some(nal::PPS)
+}
+
+/// The `nal_unit_type` of an H.265 NAL unit (bits 1-6 of its two-byte header).
+pub fn h265_nal_type(unit: &[u8]) -> Option<u8> {
+    unit.first().map(|b| (b >> 1) & 0x3f)
+}
+
+/// True when the H.265 access unit contains an IRAP picture (IDR, CRA or BLA slices).
+pub fn is_h265_irap(au: &[u8]) -> bool {
+    nal_units(au)
+        .filter_map(h265_nal_type)
+        .any(|t| (nal_h265::IRAP_FIRST..=nal_h265::IRAP_LAST).contains(&t))
+}
+
+/// True when the H.265 access unit starts (after an optional access unit delimiter) with a
+/// VPS, an SPS and a PPS: what makes an IRAP record decodable on its own.
+pub fn starts_with_h265_parameter_sets(au: &[u8]) -> bool {
+    let mut types = nal_units(au)
+        .filter_map(h265_nal_type)
+        .skip_while(|&t| t == nal_h265::AUD);
+    types.next() == Some(nal_h265::VPS)
+        && types.next() == Some(nal_h265::SPS)
+        && types.next() == Some(nal_h265::PPS)
 }
 
 /// Splits an Annex B elementary stream (e.g. `ffmpeg -f h264 -x264-params aud=1`) into
@@ -196,6 +236,34 @@ mod tests {
     const PPS: &[u8] = &[0x68, 0xee, 0x3c, 0x80];
     const IDR: &[u8] = &[0x65, 0x88, 0x84, 0x00, 0x21];
     const P: &[u8] = &[0x41, 0x9a, 0x00];
+
+    #[test]
+    fn h265_keyframes_carry_vps_sps_pps_before_the_irap_picture() {
+        // Two-byte NAL headers: type in bits 1-6 of the first byte.
+        const AUD: &[u8] = &[0x46, 0x01, 0x50];
+        const VPS: &[u8] = &[0x40, 0x01, 0x0c];
+        const SPS: &[u8] = &[0x42, 0x01, 0x01];
+        const PPS: &[u8] = &[0x44, 0x01, 0xc1];
+        const IDR_W_RADL: &[u8] = &[0x26, 0x01, 0xaf];
+        const CRA: &[u8] = &[0x2a, 0x01, 0xaf];
+        const TRAIL_R: &[u8] = &[0x02, 0x01, 0xd0];
+        let key = annexb(&[AUD, VPS, SPS, PPS, IDR_W_RADL], true);
+        assert!(starts_with_h265_parameter_sets(&key));
+        assert!(is_h265_irap(&key));
+        assert!(is_h265_irap(&annexb(&[CRA], false)));
+        assert!(!is_h265_irap(&annexb(&[TRAIL_R], false)));
+        assert!(!starts_with_h265_parameter_sets(&annexb(
+            &[SPS, PPS, IDR_W_RADL],
+            true
+        )));
+        assert!(!starts_with_h265_parameter_sets(&annexb(
+            &[VPS, PPS, IDR_W_RADL],
+            true
+        )));
+        assert_eq!(h265_nal_type(VPS), Some(nal_h265::VPS));
+        // H.264 parameter sets are not H.265 ones, and the other way round.
+        assert!(!starts_with_parameter_sets(&key));
+    }
 
     fn annexb(units: &[&[u8]], four_byte: bool) -> Vec<u8> {
         let mut out = Vec::new();

@@ -21,9 +21,10 @@ pub mod header {
     pub const PTS_90K: &str = "fw-pts-90k";
     /// Wall clock at receipt, ms since the Unix epoch.
     pub const CAPTURE_MS: &str = "fw-capture-ms";
-    /// `1` for an IDR access unit (which carries SPS and PPS inline), else `0`.
+    /// `1` for a keyframe — an H.264 IDR access unit (SPS and PPS inline) or an H.265 IRAP
+    /// access unit (VPS, SPS and PPS inline) — else `0`.
     pub const KEYFRAME: &str = "fw-keyframe";
-    /// Codec of the access unit; `h264`.
+    /// Codec of the access unit: `h264` or `h265`.
     pub const CODEC: &str = "fw-codec";
     /// Picture width in pixels, on keyframes.
     pub const WIDTH: &str = "fw-width";
@@ -37,8 +38,10 @@ pub mod header {
     pub const DLQ_SOURCE: &str = "fw-dlq-source";
 }
 
-/// The codec name Framewire publishes today.
+/// `fw-codec` of H.264 access units.
 pub const CODEC_H264: &str = "h264";
+/// `fw-codec` of H.265 (HEVC) access units.
+pub const CODEC_H265: &str = "h265";
 
 /// Metadata of one access unit on the frames topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +56,9 @@ pub struct FrameMeta {
     pub pts_90k: i64,
     /// Wall clock at receipt, ms since the Unix epoch.
     pub capture_ms: i64,
-    /// Whether this is an IDR access unit.
+    /// Whether this is a keyframe (H.264 IDR, H.265 IRAP).
     pub keyframe: bool,
-    /// Codec name (`h264`).
+    /// Codec name (`h264`, `h265`).
     pub codec: String,
     /// Picture size, present on keyframes.
     pub dimensions: Option<(u32, u32)>,

@@ -13,7 +13,7 @@ mod rate;
 mod records;
 pub mod topics;
 
-pub use headers::{CODEC_H264, FrameMeta, HeaderError, header};
+pub use headers::{CODEC_H264, CODEC_H265, FrameMeta, HeaderError, header};
 pub use rate::{AnalysisRate, RateClock, RateError};
 pub use records::{
     BoundingBox, CameraSpec, CredentialsRef, DetectedObject, DetectionsRecord, MAX_CAMERA_ID_LEN,
