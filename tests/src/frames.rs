@@ -1,11 +1,13 @@
 //! Frames-topic records made the way ingest makes them, for tests and benchmarks that feed
-//! the worker without cameras: clips encoded by ffmpeg, split into access units, produced
-//! with the `fw-*` headers of the contract.
+//! the worker without cameras: clips encoded by ffmpeg (H.264 or H.265 files, for
+//! `framewire-loadgen` too), split into access units, produced with the `fw-*` headers of
+//! the contract.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use framewire_wire::{FrameMeta, annexb};
+use framewire_wire::{Codec, FrameMeta, annexb};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -25,21 +27,8 @@ pub struct Clip {
 /// unit delimiter before every access unit; `extra` adds encoder arguments (e.g.
 /// `["-profile:v", "high", "-b:v", "4M"]`).
 pub fn encode_clip(lavfi: &str, gop: u32, extra: &[&str]) -> Clip {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("clip.h264");
-    let gop = gop.to_string();
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", lavfi])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "0"])
-        .args(["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
-        .args(["-pix_fmt", "yuv420p", "-x264-params", "aud=1"])
-        .args(extra)
-        .args(["-f", "h264"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg runs (scripts/install-prereqs.sh installs it)");
-    assert!(status.success(), "ffmpeg could not encode {lavfi}");
-    let stream = std::fs::read(&out).expect("clip");
+    let (_dir, path) = encode_clip_file(lavfi, Codec::H264, gop, extra);
+    let stream = std::fs::read(&path).expect("clip");
     let access_units: Vec<Vec<u8>> = annexb::split_at_delimiters(&stream)
         .into_iter()
         .map(|(_, au)| au.to_vec())
@@ -49,6 +38,55 @@ pub fn encode_clip(lavfi: &str, gop: u32, extra: &[&str]) -> Clip {
         access_units,
         keyframes,
     }
+}
+
+/// Encodes `lavfi` into an Annex B file (`clip.h264` or `clip.h265`) in a fresh temporary
+/// folder, which lives as long as the returned handle: x264 with an access unit delimiter
+/// before every access unit, or x265; GOP `gop` (closed, no scene cuts), no B-frames;
+/// `extra` adds encoder arguments.
+pub fn encode_clip_file(
+    lavfi: &str,
+    codec: Codec,
+    gop: u32,
+    extra: &[&str],
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join(format!("clip.{codec}"));
+    let gop = gop.to_string();
+    let mut ffmpeg = Command::new("ffmpeg");
+    ffmpeg.args(["-v", "error", "-y", "-f", "lavfi", "-i", lavfi]);
+    match codec {
+        Codec::H264 => ffmpeg
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "0"])
+            .args(["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
+            .args(["-pix_fmt", "yuv420p", "-x264-params", "aud=1"])
+            .args(extra)
+            .args(["-f", "h264"]),
+        Codec::H265 => ffmpeg
+            .args([
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args([
+                "-x265-params",
+                &format!("keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:log-level=error"),
+            ])
+            .args(extra)
+            .args(["-f", "hevc"]),
+    };
+    let status = ffmpeg
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs (scripts/install-prereqs.sh installs it)");
+    assert!(
+        status.success(),
+        "ffmpeg could not encode {lavfi} as {codec}"
+    );
+    (dir, out)
 }
 
 /// Metadata of frame `seq` of a 25 fps camera (`pts_90k` = seq × 3600).

@@ -393,6 +393,27 @@ pub fn run_to_exit(
     )
 }
 
+/// Runs `framewire-loadgen` against the local Kafka with `args` to the end: its summary
+/// (the JSON line it prints last); panics with its output when it fails.
+pub fn loadgen(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin("framewire-loadgen"))
+        .args(["--brokers", KAFKA, "--quiet"])
+        .args(args)
+        .env("FRAMEWIRE_LOG", "warn")
+        .output()
+        .expect("run framewire-loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "framewire-loadgen {args:?} failed ({}):\n{stderr}{stdout}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("framewire-loadgen printed no summary ({e}):\n{stdout}{stderr}"))
+}
+
 /// Reads every record of `topic` from the beginning until none arrives for `idle`.
 pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -431,6 +452,26 @@ pub fn read_topic(topic: &str, idle: Duration) -> Vec<OwnedMessage> {
         }
     }
     out
+}
+
+/// The stats records among `messages`, each checked against `docs/stats.schema.json`;
+/// panics with the record when one does not match or is not a `StatsRecord`.
+pub fn validated_stats(messages: &[OwnedMessage]) -> Vec<framewire_wire::StatsRecord> {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/stats.schema.json"))
+            .expect("docs/stats.schema.json is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    messages
+        .iter()
+        .map(|m| {
+            let json: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("stats JSON");
+            if let Err(e) = validator.validate(&json) {
+                panic!("stats record does not match docs/stats.schema.json: {e}\n{json}");
+            }
+            serde_json::from_value(json).expect("a StatsRecord")
+        })
+        .collect()
 }
 
 /// A record's headers as a map (last value wins).

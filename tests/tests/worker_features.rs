@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use framewire_e2e::frames::{Clip, FrameProducer, camera_on_partition, encode_clip, meta};
 use framewire_e2e::{
     Service, Topics, eventually, headers_of, http_get, metric, read_topic, require_stack, unique,
+    validated_stats,
 };
 use framewire_wire::{StatsRecord, annexb};
 use rdkafka::message::{Message, OwnedMessage};
@@ -64,22 +65,7 @@ async fn read(topic: &str) -> Vec<OwnedMessage> {
 
 /// The stats records of `topic`, each checked against `docs/stats.schema.json`.
 async fn stats_of(topic: &str) -> Vec<StatsRecord> {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../docs/stats.schema.json"))
-            .expect("docs/stats.schema.json is JSON");
-    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
-    read(topic)
-        .await
-        .iter()
-        .map(|m| {
-            let json: serde_json::Value =
-                serde_json::from_slice(m.payload().unwrap_or_default()).expect("stats JSON");
-            if let Err(e) = validator.validate(&json) {
-                panic!("stats record does not match docs/stats.schema.json: {e}\n{json}");
-            }
-            serde_json::from_value(json).expect("a StatsRecord")
-        })
-        .collect()
+    validated_stats(&read(topic).await)
 }
 
 /// Waits until the worker's metrics show `decoded` pictures for `camera`.

@@ -102,6 +102,23 @@ impl KafkaConfig {
         max_message_bytes: i32,
         delivery_timeout_ms: u64,
     ) -> Result<rdkafka::producer::FutureProducer, KafkaSetupError> {
+        self.producer_config(client_id, linger_ms, max_message_bytes, delivery_timeout_ms)
+            .create()
+            .map_err(|source| KafkaSetupError::Client {
+                what: "producer",
+                source,
+            })
+    }
+
+    /// The settings of [`KafkaConfig::producer`], for a client of another kind (a
+    /// `ThreadedProducer` with its own delivery callback) that must publish the same way.
+    pub fn producer_config(
+        &self,
+        client_id: &str,
+        linger_ms: u32,
+        max_message_bytes: i32,
+        delivery_timeout_ms: u64,
+    ) -> ClientConfig {
         let linger = linger_ms.to_string();
         let max = max_message_bytes.to_string();
         let timeout = delivery_timeout_ms.to_string();
@@ -116,11 +133,6 @@ impl KafkaConfig {
                 ("message.timeout.ms", &timeout),
             ],
         )
-        .create()
-        .map_err(|source| KafkaSetupError::Client {
-            what: "producer",
-            source,
-        })
     }
 }
 

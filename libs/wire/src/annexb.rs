@@ -221,80 +221,10 @@ pub mod h265 {
 /// Whether the stream that this keyframe starts may output pictures out of decode order
 /// (B-frames), read from its SPS: `Some(false)` when `pic_order_cnt_type` is 2 (display
 /// order is decode order by definition), `Some(true)` for the other types, `None` when the
-/// access unit has no SPS or it cannot be read (e.g. it carries scaling matrices).
+/// access unit has no SPS or it cannot be read.
 pub fn may_reorder(au: &[u8]) -> Option<bool> {
     let sps = nal_units(au).find(|u| nal_type(u) == Some(nal::SPS))?;
-    let rbsp = unescape(sps.get(1..)?);
-    let mut r = BitReader::new(&rbsp);
-    let profile_idc = r.bits(8)?;
-    r.bits(16)?; // constraint flags, level_idc
-    r.ue()?; // seq_parameter_set_id
-    if matches!(
-        profile_idc,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
-        if r.ue()? == 3 {
-            r.bits(1)?; // separate_colour_plane_flag
-        }
-        r.ue()?; // bit_depth_luma_minus8
-        r.ue()?; // bit_depth_chroma_minus8
-        r.bits(1)?; // qpprime_y_zero_transform_bypass_flag
-        if r.bits(1)? == 1 {
-            return None; // scaling matrices: not worth parsing for one flag
-        }
-    }
-    r.ue()?; // log2_max_frame_num_minus4
-    Some(r.ue()? != 2)
-}
-
-/// A NAL unit payload without its emulation prevention bytes (`00 00 03` → `00 00`).
-fn unescape(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len());
-    let mut zeros = 0;
-    for &b in payload {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
-/// Reads bits and Exp-Golomb codes, most significant bit first.
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0 }
-    }
-
-    fn bit(&mut self) -> Option<u32> {
-        let byte = *self.data.get(self.pos / 8)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Some(u32::from(bit))
-    }
-
-    fn bits(&mut self, n: u32) -> Option<u32> {
-        (0..n).try_fold(0, |acc, _| Some((acc << 1) | self.bit()?))
-    }
-
-    /// An unsigned Exp-Golomb code, `ue(v)`.
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        Some((1u32 << zeros) - 1 + self.bits(zeros)?)
-    }
+    Some(crate::sps::h264(sps)?.poc_type != 2)
 }
 
 #[cfg(test)]
@@ -436,7 +366,6 @@ mod tests {
         assert_eq!(may_reorder(&au(&main)), Some(false));
         assert_eq!(may_reorder(&annexb(&[IDR], true)), None, "no SPS");
         assert_eq!(may_reorder(&annexb(&[&high[..3]], true)), None, "cut short");
-        assert_eq!(unescape(&[0, 0, 3, 1, 0, 0, 3]), [0, 0, 1, 0, 0]);
     }
 }
 
@@ -444,6 +373,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
+    use crate::bits::writer::{BitWriter, escape};
     use proptest::prelude::*;
 
     /// Bytes with the values that matter to start codes and emulation prevention
@@ -490,64 +420,6 @@ mod props {
             }
             unit
         })
-    }
-
-    /// Writes bits most significant first, and Exp-Golomb codes.
-    #[derive(Default)]
-    struct BitWriter {
-        bytes: Vec<u8>,
-        written_bits: usize,
-    }
-
-    impl BitWriter {
-        fn bit(&mut self, bit: bool) {
-            let used_in_last = self.written_bits % 8;
-            if used_in_last == 0 {
-                self.bytes.push(0);
-            }
-            if let Some(last) = self.bytes.last_mut() {
-                *last |= u8::from(bit) << (7 - used_in_last);
-            }
-            self.written_bits += 1;
-        }
-
-        fn bits(&mut self, n: u32, value: u32) {
-            for i in (0..n).rev() {
-                self.bit((value >> i) & 1 == 1);
-            }
-        }
-
-        fn ue(&mut self, value: u32) {
-            let coded = u64::from(value) + 1;
-            let len = 64 - coded.leading_zeros();
-            for _ in 1..len {
-                self.bit(false);
-            }
-            for i in (0..len).rev() {
-                self.bit((coded >> i) & 1 == 1);
-            }
-        }
-
-        /// rbsp_trailing_bits: a one bit, then zeros to the byte boundary.
-        fn finish(mut self) -> Vec<u8> {
-            self.bit(true);
-            self.bytes
-        }
-    }
-
-    /// An RBSP with emulation prevention bytes inserted (`00 00 0x` → `00 00 03 0x`).
-    fn escape(rbsp: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(rbsp.len() + rbsp.len() / 2);
-        let mut zeros = 0;
-        for &b in rbsp {
-            if zeros >= 2 && b <= 3 {
-                out.push(3);
-                zeros = 0;
-            }
-            zeros = if b == 0 { zeros + 1 } else { 0 };
-            out.push(b);
-        }
-        out
     }
 
     /// The fields of an SPS up to `pic_order_cnt_type`, plus what follows it.
@@ -737,23 +609,4 @@ mod props {
 
     const PPS_UNIT: &[u8] = &[0x68, 0xee, 0x3c, 0x80];
     const IDR_UNIT: &[u8] = &[0x65, 0x88, 0x84, 0x00, 0x21];
-
-    #[test]
-    fn the_test_bit_writer_matches_the_reader() {
-        let mut w = BitWriter::default();
-        for v in [0, 1, 2, 7, 255, 65_535] {
-            w.ue(v);
-        }
-        w.bits(3, 0b101);
-        let bytes = w.finish();
-        let mut r = BitReader::new(&bytes);
-        for v in [0, 1, 2, 7, 255, 65_535] {
-            assert_eq!(r.ue(), Some(v));
-        }
-        assert_eq!(r.bits(4), Some(0b1011));
-        assert_eq!(
-            unescape(&escape(&[0, 0, 0, 0, 1, 0, 0, 3, 0, 0])),
-            [0, 0, 0, 0, 1, 0, 0, 3, 0, 0]
-        );
-    }
 }

@@ -13,9 +13,6 @@
 //! Prints a Markdown table and writes the numbers as JSON (`--json FILE`) for
 //! `scripts/bench/summary.py`.
 
-#[path = "bench-common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,6 +21,8 @@ use anyhow::{Context, bail};
 use framewire_framestats::{
     Analyzer, DetectorConfig, Detectors, Picture, Plane, active_isa, frame_stats,
 };
+use framewire_wire::Codec;
+use framewire_wire::stream::publishable_access_units;
 use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
@@ -331,9 +330,10 @@ fn main() -> anyhow::Result<()> {
             std::fs::read(clip).with_context(|| format!("failed to read {}", clip.display()))?;
         // The access units as ingest publishes them (SPS/PPS first on keyframes), which is
         // also what bench-worker produces.
-        let owned: Vec<Vec<u8>> = common::access_units(&stream)
+        let owned: Vec<Vec<u8>> = publishable_access_units(&stream, Codec::H264)
+            .with_context(|| format!("{}", clip.display()))?
             .into_iter()
-            .map(common::parameter_sets_first)
+            .map(|au| au.data)
             .collect();
         let units: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
         let frames = units.len() as u64;

@@ -20,9 +20,6 @@
 //!              [--label TEXT] [--json FILE] [--fetch-bytes N] [--option KEY=VALUE]...
 //! ```
 
-#[path = "bench-common/mod.rs"]
-mod common;
-
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -31,7 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use framewire_e2e::{KAFKA, Topics, bin, free_port, unique};
-use framewire_wire::FrameMeta;
+use framewire_wire::stream::publishable_access_units;
+use framewire_wire::{Codec, FrameMeta};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -402,7 +400,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let stream = std::fs::read(&args.clip)
         .with_context(|| format!("failed to read {}", args.clip.display()))?;
-    let units = common::access_units(&stream);
+    // The access units as ingest publishes them (SPS/PPS first on keyframes).
+    let units: Vec<Vec<u8>> = publishable_access_units(&stream, Codec::H264)
+        .with_context(|| format!("{}", args.clip.display()))?
+        .into_iter()
+        .map(|au| au.data)
+        .collect();
     let idr = units
         .iter()
         .filter(|u| framewire_wire::annexb::is_idr(u))
@@ -426,10 +429,7 @@ async fn main() -> anyhow::Result<()> {
     create_topics(&topics, partitions).await?;
     let produced = tokio::task::spawn_blocking({
         let (topic, ids) = (topics.frames.clone(), ids.clone());
-        let units: Vec<Vec<u8>> = units
-            .iter()
-            .map(|u| common::parameter_sets_first(u))
-            .collect();
+        let units = units.clone();
         move || {
             let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
             produce(&topic, &refs, &ids, partitions, dims)
