@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# Framewire: ONE image with the three binaries (framewire-ingest, framewire-worker,
-# framewire-sink). One image because the binaries share ~95% of their dependencies (one
-# cargo build makes all three at the cost of one), a release is one artifact to sign, scan
-# and pin, and the Helm chart picks the binary per workload with `command:`.
+# Framewire: ONE image with the three services (framewire-ingest, framewire-worker,
+# framewire-sink) and the load generator (framewire-loadgen, to drive a fleet in the cluster).
+# One image because the binaries share ~95% of their dependencies (one cargo build makes all
+# of them at the cost of one), a release is one artifact to sign, scan and pin, and the Helm
+# chart picks the binary per workload with `command:`.
 #
 #   docker build -t framewire .                      # full multi-stage build (default target)
 #   docker run --rm framewire framewire-worker --version
@@ -71,18 +72,21 @@ COPY --from=planner /src/recipe.json recipe.json
 # The dependency layer: rebuilt only when a manifest or Cargo.lock changes. Same package
 # selection as the build below, so the features cargo resolves (and so the artifacts) match.
 RUN cargo chef cook --release --locked --bins --recipe-path recipe.json \
-      -p framewire-ingest -p framewire-worker -p framewire-sink --features framewire-worker/ffmpeg
+      -p framewire-ingest -p framewire-worker -p framewire-sink -p framewire-loadgen \
+      --features framewire-worker/ffmpeg
 COPY . .
 # cargo-auditable wraps rustc for the workspace's own crates only, so the cooked dependencies
 # above are reused as they are.
 RUN cargo auditable build --release --locked --bins \
-      -p framewire-ingest -p framewire-worker -p framewire-sink --features framewire-worker/ffmpeg \
+      -p framewire-ingest -p framewire-worker -p framewire-sink -p framewire-loadgen \
+      --features framewire-worker/ffmpeg \
  && mkdir -p /out/bin /out/data \
  && cp target/release/framewire-ingest target/release/framewire-worker \
-       target/release/framewire-sink /out/bin/ \
+       target/release/framewire-sink target/release/framewire-loadgen /out/bin/ \
  && /out/bin/framewire-ingest --version \
  && /out/bin/framewire-worker --version \
- && /out/bin/framewire-sink --version
+ && /out/bin/framewire-sink --version \
+ && /out/bin/framewire-loadgen --version
 
 # ---------------------------------------------------------------------------------- model ---
 FROM ${DEBIAN_IMAGE} AS model
@@ -169,7 +173,7 @@ FROM runtime-base AS prebuilt
 COPY --chown=65532:65532 data/ /var/lib/framewire/
 # The object detector (read-only, owned by root): the host's scripts/model.sh output.
 COPY models/ /opt/framewire/models/
-COPY framewire-ingest framewire-worker framewire-sink /usr/local/bin/
+COPY framewire-ingest framewire-worker framewire-sink framewire-loadgen /usr/local/bin/
 USER 65532:65532
 WORKDIR /var/lib/framewire
 # Smoke test without a shell (exec form): each binary starts on this base's glibc.
@@ -179,6 +183,8 @@ RUN ["framewire-ingest", "--version"]
 RUN ["framewire-worker", "--version"]
 # hadolint ignore=DL3059
 RUN ["framewire-sink", "--version"]
+# hadolint ignore=DL3059
+RUN ["framewire-loadgen", "--version"]
 CMD ["framewire-ingest", "--help"]
 
 # -------------------------------------------------------------------------------- runtime ---
@@ -194,4 +200,6 @@ RUN ["framewire-ingest", "--version"]
 RUN ["framewire-worker", "--version"]
 # hadolint ignore=DL3059
 RUN ["framewire-sink", "--version"]
+# hadolint ignore=DL3059
+RUN ["framewire-loadgen", "--version"]
 CMD ["framewire-ingest", "--help"]

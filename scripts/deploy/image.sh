@@ -41,7 +41,7 @@ log() { fw_log "$@" >&2; }
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$HERE/containers.conf}"
 ROOT="$FW_REPO_ROOT"
 FW_CACHE="${FW_CACHE:-$HOME/.cache/framewire}"
-BINS=(framewire-ingest framewire-worker framewire-sink)
+BINS=(framewire-ingest framewire-worker framewire-sink framewire-loadgen)
 CAMERA_DOCKERFILE=deploy/camera/Dockerfile
 # The streams the camera image serves by default (its CMD).
 CAMERA_STREAMS=(test-moving test-ball test-black)
@@ -194,7 +194,7 @@ smoke() {
 compare() {
   local image=$1 target="${CARGO_TARGET_DIR:-$ROOT/target}" b in_image on_host listed
   log "cargo build --release --locked --bins (host) for the comparison"
-  (cd "$ROOT" && cargo build --release --locked --bins -p framewire-ingest -p framewire-worker -p framewire-sink \
+  (cd "$ROOT" && cargo build --release --locked --bins -p framewire-ingest -p framewire-worker -p framewire-sink -p framewire-loadgen \
     --features framewire-worker/ffmpeg) >&2
   listed="$(podman run --rm --network=none --entrypoint /usr/local/bin/framewire-ingest "$image" --version >/dev/null 2>&1 && echo yes)"
   [[ "$listed" == yes ]] || fw_die "framewire-ingest missing in $image"
