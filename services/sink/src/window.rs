@@ -65,6 +65,9 @@ pub struct Windows {
     window_ms: i64,
     lateness_ms: i64,
     cameras: HashMap<String, Clock>,
+    /// Frames waiting in all windows, kept as they come and go: the consumer asks after
+    /// every record, and counting them would walk every camera's windows each time.
+    pending: usize,
 }
 
 impl Windows {
@@ -75,6 +78,7 @@ impl Windows {
             window_ms: window_ms.max(1),
             lateness_ms: lateness_ms.max(0),
             cameras: HashMap::new(),
+            pending: 0,
         }
     }
 
@@ -129,6 +133,7 @@ impl Windows {
         });
         open.touched_ms = now_ms;
         open.pending.push(frame);
+        self.pending += 1;
         observed
     }
 
@@ -147,12 +152,14 @@ impl Windows {
                 }
             }
         }
+        self.pending = 0;
         out
     }
 
     /// Puts frames of a failed flush back, before any that arrived since.
     pub fn restore(&mut self, batches: Vec<Batch>) {
         for b in batches {
+            self.pending += b.frames.len();
             let clock = self.cameras.entry(b.camera).or_default();
             let open = clock.open.entry(b.start_ms).or_insert_with(|| Open {
                 pending: Vec::new(),
@@ -192,11 +199,7 @@ impl Windows {
 
     /// Frames waiting for a flush.
     pub fn pending(&self) -> usize {
-        self.cameras
-            .values()
-            .flat_map(|c| c.open.values())
-            .map(|o| o.pending.len())
-            .sum()
+        self.pending
     }
 }
 
@@ -321,8 +324,38 @@ mod tests {
         let failed = w.take_pending();
         w.observe(stats("cam", "s", 1, T0 + 1), NOW);
         w.restore(failed);
+        assert_eq!(w.pending(), 2);
         let b = w.take_pending();
         assert_eq!(seqs(&b[0]), vec![0, 1]);
+        assert_eq!(w.pending(), 0);
+    }
+
+    /// The kept count of waiting frames, against a recount, through every operation.
+    #[test]
+    fn the_pending_count_follows_every_change() {
+        fn recount(w: &Windows) -> usize {
+            let windows = w.cameras.values().flat_map(|c| c.open.values());
+            windows.map(|o| o.pending.len()).sum()
+        }
+        let mut w = Windows::new(W, L);
+        let mut failed = Vec::new();
+        for step in 0..200u64 {
+            let cam = ["a", "b", "c"][(step % 3) as usize];
+            w.observe(
+                stats(cam, "s", step, T0 + (step as i64 * 7_919) % (4 * W)),
+                NOW,
+            );
+            if step % 17 == 0 {
+                failed = w.take_pending();
+            }
+            if step % 23 == 0 {
+                w.restore(std::mem::take(&mut failed));
+            }
+            if step % 31 == 0 {
+                w.close(NOW + step as i64 * 1_000);
+            }
+            assert_eq!(w.pending(), recount(&w), "after step {step}");
+        }
     }
 
     #[test]
