@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # `make bench`: benchmarks on the real local stack, printed as Markdown tables (copy them into
-# docs/benchmarks.md). Parts, in this order (BENCH_ONLY="kernels decode worker ingest latency detect"
-# picks some):
+# docs/benchmarks.md). Parts, in this order (BENCH_ONLY="kernels decode worker fleet ingest latency
+# detect sink" picks some):
 #   kernels  criterion micro-benchmarks of libs/framestats vs memcpy (scripts/bench/kernel_table.py)
 #   decode   bench-decode pinned to one core: ffmpeg -threads 1, openh264, openh264 + statistics,
 #            keyframes only, on four clips (720p/1080p, Main/High, GOP 50/30, 2/4 Mbps)
 #   worker   bench-worker: the worker's whole path (Kafka in, decode, statistics, Kafka out) on one
 #            pinned core, keyframes mode, and 4 cameras on 1 vs 2 decoder threads/cores
+#   fleet    bench-worker --loadgen: one worker, one decoder thread on one pinned core, keyframes
+#            mode, fed by framewire-loadgen: BENCH_FLEET_CAMERAS (1000) cameras of a 360p GOP-30
+#            substream clip and BENCH_FLEET_720P_CAMERAS (250) of the 720p High GOP-30 clip,
+#            BENCH_FLEET_FRAMES (60: two GOPs) each, every camera from another keyframe; stats
+#            records/s and frames covered/s per worker core, and its memory (the worker keeps a
+#            decoder per camera: ~8 MB at 360p, ~20 MB at 720p, so 1,000 720p cameras need ~20 GB)
 #   ingest   bench-ingest: BENCH_CAMERAS (100) cameras for BENCH_SECONDS (60) s through ingest
 #   latency  bench-latency: capture → stats record through ingest, Kafka and the worker
 #   detect   object detection (NanoDet-g-416, scripts/model.sh) pinned to one core, one thread,
@@ -14,6 +20,11 @@
 #            and on onnxruntime (--features onnxruntime), and Python onnxruntime from the model's
 #            venv (scripts/bench/detect_ort.py); batch 4 vs 1; preprocess 720p; decode + NMS;
 #            the 720p openh264 decode cost from `decode` (or bench-decode on the 720p clip)
+#   sink     bench-sink: framewire-sink pinned to one core reads BENCH_SINK_RECORDS (600000) stats
+#            records (framewire-loadgen --mode stats, written before the sink starts) of each of
+#            BENCH_SINK_CAMERAS ("1000 10000": every camera's windows are written at each flush, so
+#            more cameras cost more per record) into SQLite, then into PostgreSQL; stats records/s
+#            per core (best of BENCH_RUNS)
 # and at the end scripts/bench/summary.py: every ratio and target in one table.
 # Env: BENCH_CPU (1: the core single-core runs are pinned to), BENCH_RUNS (2: best of),
 #      BENCH_DETECT_RUNS (30 inferences per backend per round), BENCH_DECODE_720P_MS (detect
@@ -24,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export BENCH_CAMERAS="${BENCH_CAMERAS:-100}"
 seconds="${BENCH_SECONDS:-60}"
-only="${BENCH_ONLY:-kernels decode worker ingest latency detect}"
+only="${BENCH_ONLY:-kernels decode worker fleet ingest latency detect sink}"
 cpu="${BENCH_CPU:-1}"
 runs="${BENCH_RUNS:-2}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -32,33 +43,41 @@ bin="$target/release"
 out="$target/bench"
 mkdir -p "$out"
 # The summary is of this run only: no numbers left over from an earlier one.
-rm -f "$out"/{decode.json,decode-720p.json,worker.jsonl,machine.jsonl,latency.json,detect.jsonl}
+rm -f "$out"/{decode.json,decode-720p.json,worker.jsonl,machine.jsonl,latency.json,detect.jsonl,fleet.jsonl,sink.jsonl}
 wants() { [[ " $only " == *" $1 "* ]]; }
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
-# Only the worker, ingest and latency parts need the local stack and the service binaries.
-if wants worker || wants ingest || wants latency; then
+# The worker, fleet, ingest, latency and sink parts need the local stack and the service binaries.
+services=()
+{ wants worker || wants fleet || wants latency; } && services+=(-p framewire-worker)
+{ wants ingest || wants latency; } && services+=(-p framewire-ingest)
+{ wants fleet || wants sink; } && services+=(-p framewire-loadgen)
+wants sink && services+=(-p framewire-sink)
+if (( ${#services[@]} )); then
   scripts/stack.sh up
-  echo "==> release builds (framewire-ingest, framewire-worker)"
-  cargo build --release --locked -p framewire-ingest -p framewire-worker
+  echo "==> release builds (${services[*]//-p /})"
+  cargo build --release --locked "${services[@]}"
 fi
-if wants kernels || wants decode || wants worker || wants ingest || wants latency \
-  || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
+if wants kernels || wants decode || wants worker || wants fleet || wants ingest || wants latency \
+  || wants sink || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
   echo "==> release builds (the bench binaries)"
   # Two commands: `--bin` would otherwise restrict the first two packages to those binaries too.
   cargo build --release --locked -p framewire-e2e \
-    --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency
+    --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency --bin bench-sink
 fi
 
 # The clips: cached by make-clip.sh under .stack/bench (each ~1-2 min to encode the first time).
 clip() { CLIP_SIZE="$1" CLIP_PROFILE="$2" CLIP_GOP="$3" CLIP_BITRATE="$4" CLIP_SECONDS="$5" \
   scripts/bench/make-clip.sh --quiet | sed 's/\.mp4$/.h264/'; }
-if wants decode || wants worker || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
+if wants decode || wants worker || wants fleet || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
   echo "==> clips"
   c720main="$(clip 1280x720 main 50 2M 20)"
   c720high="$(clip 1280x720 high 30 2M 24)"
   c1080main="$(clip 1920x1080 main 50 4M 20)"
   c1080high="$(clip 1920x1080 high 30 4M 24)"
+fi
+if wants fleet; then
+  c360main="$(clip 640x360 main 30 1M 24)"
 fi
 
 if wants decode; then
@@ -102,6 +121,19 @@ if wants worker; then
       w --clip "$c720main" --cameras 4 --threads 2 --cpus 0,1 --label "scaling 2"
     done
   fi
+fi
+
+if wants fleet; then
+  fleet_frames="${BENCH_FLEET_FRAMES:-60}"
+  echo "==> fleet: one worker, one decoder thread on CPU $cpu, keyframes mode, framewire-loadgen cameras x $fleet_frames frames"
+  echo "| run | size | cameras | threads | stats records | records/s | frames covered/s | worker CPU | decoder threads busy |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for run in "$c360main ${BENCH_FLEET_CAMERAS:-1000}" "$c720high ${BENCH_FLEET_720P_CAMERAS:-250}"; do
+    read -r c n <<<"$run"
+    FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-worker" --json "$out/fleet.jsonl" --clip "$c" \
+      --cameras "$n" --loadgen "$fleet_frames" --threads 1 --cpus "$cpu" --mode keyframes \
+      --label "fleet $(basename "$c" .h264)"
+  done
 fi
 
 if wants ingest || wants latency; then
@@ -148,6 +180,21 @@ if wants detect; then
       --onnxruntime-library "$ort_lib" --runs "$detect_runs" --json "$out/detect.jsonl"
     taskset -c "$cpu" "$venv/bin/python" scripts/bench/detect_ort.py "$model_dir" --runs "$detect_runs" \
       "${batch[@]}" --json "$out/detect.jsonl"
+  done
+fi
+
+if wants sink; then
+  sink_records="${BENCH_SINK_RECORDS:-600000}" sink_cameras="${BENCH_SINK_CAMERAS:-1000 10000}"
+  echo "==> sink on CPU $cpu: $sink_records stats records (framewire-loadgen --mode stats) of $sink_cameras cameras, SQLite and PostgreSQL, $runs rounds"
+  echo "| database | cameras | records | records/s | per sink CPU-second | first to last | PostgreSQL CPU | sink RSS |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for ((round = 1; round <= runs; round++)); do
+    for n in $sink_cameras; do
+      for db in sqlite postgres; do
+        FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-sink" --db "$db" --cameras "$n" \
+          --frames "$((sink_records / n))" --cpus "$cpu" --json "$out/sink.jsonl"
+      done
+    done
   done
 fi
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The worker benchmarks of one `make bench` run side by side, as ratios, against the targets
-of issue 4, and object detection against those of issue 12. Reads what the bench binaries
-wrote into DIR ($CARGO_TARGET_DIR/bench): decode.json (bench-decode), worker.jsonl
-(bench-worker), machine.jsonl (machine_pair.py), latency.json (bench-latency), detect.jsonl
-(bench-detect and detect_ort.py) with decode-720p.json (bench-decode on one 720p clip, when
-the decode part did not run).
+of issue 4, object detection against those of issue 12, and the loadgen-driven fleet and
+sink runs against those of issue 14. Reads what the bench binaries wrote into DIR
+($CARGO_TARGET_DIR/bench): decode.json (bench-decode), worker.jsonl (bench-worker),
+machine.jsonl (machine_pair.py), latency.json (bench-latency), detect.jsonl (bench-detect
+and detect_ort.py) with decode-720p.json (bench-decode on one 720p clip, when the decode
+part did not run), fleet.jsonl (bench-worker --loadgen), sink.jsonl (bench-sink).
 
     scripts/bench/summary.py DIR
 """
@@ -128,6 +129,8 @@ def main():
         print(f"\n## Latency capture → stats record: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, max {latency['max_ms']} ms ({latency['records']} records)")
         targets.append(("end-to-end latency p99 ≤ 100 ms (720p 25 fps)", f"p99 {latency['p99_ms']} ms (p50 {latency['p50_ms']} ms)", ok))
     detection(d, decode, targets)
+    fleet(d, runs)
+    sink(d, targets)
     if targets:
         print("\n## Targets\n\n| target | measured | |\n|---|---|---|")
         for name, value, ok in targets:
@@ -191,6 +194,49 @@ def detection(d, decode, targets):
         if tract:
             r = tract["pictures_per_s_per_core"] / python["pictures_per_s_per_core"]
             targets.append(("default backend (tract) ≥ 0.5× Python onnxruntime 1 thread", f"{r:.2f}×", r >= 0.5))
+
+
+def fleet(d, single):
+    """One worker core fed by framewire-loadgen's fleet (keyframes mode), beside the same
+    clip's one-camera keyframes run of the worker part when this run has it."""
+    runs = load(os.path.join(d, "fleet.jsonl"), lines=True) or []
+    if not runs:
+        return
+    print("\n## Fleet: one worker core, keyframes mode, framewire-loadgen cameras\n")
+    print("| clip | cameras | frames records | stats records (IDR decoded) | IDR/s per worker core | frames covered/s | worker CPU s | worker RSS | RSS per camera | vs 1 camera, same clip |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in runs:
+        clip = os.path.basename(r["clip"]).removesuffix(".h264")
+        one = single.get(f"keyframes {clip}")
+        vs = f"{r['records_per_s'] / one['records_per_s']:.2f}× ({one['records_per_s']:.0f} IDR/s)" if one else "—"
+        frames = r["cameras"] * (r.get("loadgen_frames") or 0)
+        rss = r.get("worker_rss_bytes", 0) / 2**20
+        print(f"| {clip} | {r['cameras']} | {frames} | {r['records']} | {r['records_per_s']:.0f} | {r['covered_fps']:.0f} "
+              f"| {r['worker_cpu_s']:.1f} | {rss:.0f} MiB | {rss / r['cameras']:.1f} MiB | {vs} |")
+
+
+def sink(d, targets):
+    """The sink pinned to one core reading loadgen's stats records: each database's and
+    fleet size's best round against the target of issue 14."""
+    runs = load(os.path.join(d, "sink.jsonl"), lines=True) or []
+    if not runs:
+        return
+    best = {}
+    for r in runs:
+        key = (r["db"], r["cameras"])
+        if key not in best or r["records_per_s"] > best[key]["records_per_s"]:
+            best[key] = r
+    print("\n## Sink: stats records per core (framewire-loadgen --mode stats, read after it wrote them)\n")
+    print("| database | cameras | records | rounds (records/s) | best records/s | per sink CPU-second | core busy | database server CPU per 1,000 records |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    for (db, cameras), b in sorted(best.items()):
+        rounds = ", ".join(f"{r['records_per_s']:.0f}" for r in runs if (r["db"], r["cameras"]) == (db, cameras))
+        server = f"{1e6 * b['postgres_cpu_s'] / b['records']:.1f} ms" if db == "postgres" else "— (in process)"
+        print(f"| {db} | {cameras} | {b['records']} | {rounds} | {b['records_per_s']:.0f} | {b['records_per_cpu_s']:.0f} "
+              f"| {b['busy_pct']:.0f} % | {server} |")
+        name = {"sqlite": "SQLite", "postgres": "PostgreSQL"}.get(db, db)
+        targets.append((f"sink ≥ 20,000 stats records/s per core ({name}, {cameras} cameras)",
+                        f"{b['records_per_s']:.0f}/s ({b['records_per_cpu_s']:.0f} per CPU-second)", b["records_per_s"] >= 20000))
 
 
 if __name__ == "__main__":

@@ -99,6 +99,17 @@ pub fn cli_arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Appends `line` as one JSON line to `path` (created when missing): how the benchmarks
+/// hand their numbers to `scripts/bench/summary.py`.
+pub fn append_json_line(path: &Path, line: &serde_json::Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{line}")
+}
+
 /// (CPU seconds used so far, resident memory in bytes) of a process, from `/proc`.
 pub fn process_usage(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -179,6 +190,27 @@ impl Topics {
         format!("{}.leases", self.frames.trim_end_matches(".frames"))
     }
 
+    /// Deletes these topics (those that exist) from the local broker; benchmarks call it so
+    /// that their large topics do not stay behind.
+    pub async fn delete(&self) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        let admin: Result<AdminClient<DefaultClientContext>, _> =
+            ClientConfig::new().set("bootstrap.servers", KAFKA).create();
+        if let Ok(admin) = admin {
+            let leases = self.leases();
+            let names = [
+                self.frames.as_str(),
+                self.stats.as_str(),
+                self.detections.as_str(),
+                self.control.as_str(),
+                self.dlq.as_str(),
+                leases.as_str(),
+            ];
+            let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+        }
+    }
+
     /// The `[kafka]` and `[topics]` TOML sections for these topics (4 partitions).
     pub fn toml(&self) -> String {
         format!(
@@ -217,6 +249,11 @@ pub struct Service {
 impl Service {
     /// Starts `binary` with `config` (TOML) plus `[admin] listen` on a free port.
     pub fn start(binary: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(binary, config, env, None)
+    }
+
+    /// [`Service::start`] under `taskset -c cpus` when `cpus` is given (benchmarks).
+    pub fn start_on(binary: &str, config: &str, env: &[(&str, &str)], cpus: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let path = dir.path().join("config.toml");
@@ -227,7 +264,14 @@ impl Service {
         .expect("write config");
         let log = dir.path().join("service.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(bin(binary));
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(bin(binary));
+                c
+            }
+            None => Command::new(bin(binary)),
+        };
         // A sink serves its web page on sink.http_listen (default 0.0.0.0:8080): a test
         // sink that does not choose a port gets a free one, so sinks never compete for 8080.
         if binary == "framewire-sink"
@@ -412,6 +456,43 @@ pub fn loadgen(args: &[&str]) -> serde_json::Value {
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("framewire-loadgen printed no summary ({e}):\n{stdout}{stderr}"))
+}
+
+/// Fills `topic` (12 partitions when `framewire-loadgen` creates it) with `frames` records
+/// of each of `cameras` cameras named `prefix-00000`, …, as fast as Kafka takes them;
+/// `extra` picks the mode (`["--clip", FILE]`, `["--mode", "stats"]`). Loadgen's summary.
+pub async fn fill_topic(
+    topic: &str,
+    cameras: usize,
+    frames: u64,
+    prefix: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let (cameras, frames) = (cameras.to_string(), frames.to_string());
+    let args: Vec<String> = [
+        "--cameras",
+        &cameras,
+        "--frames",
+        &frames,
+        "--rate",
+        "max",
+        "--topic",
+        topic,
+        "--partitions",
+        "12",
+        "--camera-prefix",
+        prefix,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| (*a).to_owned())
+    .collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        loadgen(&refs)
+    })
+    .await
+    .expect("framewire-loadgen")
 }
 
 /// Reads every record of `topic` from the beginning until none arrives for `idle`.

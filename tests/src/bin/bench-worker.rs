@@ -9,6 +9,11 @@
 //! comes out through the worker's idle flush (`worker.idle_flush_ms` after the input stops),
 //! so the rate is taken over the records before the last one per camera.
 //!
+//! With `--loadgen FRAMES` the frames come from `framewire-loadgen` instead: FRAMES records
+//! of each of the N cameras (1,000 and more), each starting at another keyframe of the
+//! clip, on 12 partitions; in keyframes mode every picture comes out at once, so all
+//! records count.
+//!
 //! `BENCH_WORKER_LOG=FILE` keeps the worker's log, `BENCH_WORKER_FILTER` sets its filter
 //! (default `warn`; e.g. `debug` with `--option debug=fetch` for librdkafka's fetcher).
 //!
@@ -18,6 +23,7 @@
 //! ```text
 //! bench-worker --clip FILE.h264 [--cameras 1] [--threads 1] [--cpus 1] [--mode all|keyframes]
 //!              [--label TEXT] [--json FILE] [--fetch-bytes N] [--option KEY=VALUE]...
+//!              [--loadgen FRAMES]
 //! ```
 
 use std::collections::hash_map::DefaultHasher;
@@ -51,6 +57,9 @@ struct Args {
     /// librdkafka options for the worker (`[kafka.options]`), e.g.
     /// `max.partition.fetch.bytes=65536`.
     options: Vec<(String, String)>,
+    /// Frames per camera to produce with `framewire-loadgen` (its cameras start at
+    /// different keyframes, staggered, on 12 partitions) instead of the clip once per camera.
+    loadgen: Option<u64>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -63,6 +72,7 @@ fn args() -> anyhow::Result<Args> {
         label: String::new(),
         json: None,
         options: Vec::new(),
+        loadgen: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -75,6 +85,7 @@ fn args() -> anyhow::Result<Args> {
             "--mode" => a.mode = value()?,
             "--label" => a.label = value()?,
             "--json" => a.json = Some(value()?.into()),
+            "--loadgen" => a.loadgen = Some(value()?.parse().context("--loadgen")?),
             "--fetch-bytes" => a
                 .options
                 .push(("max.partition.fetch.bytes".into(), value()?)),
@@ -150,20 +161,6 @@ async fn create_topics(topics: &Topics, partitions: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn delete_topics(topics: &Topics) {
-    let admin: Result<AdminClient<DefaultClientContext>, _> =
-        ClientConfig::new().set("bootstrap.servers", KAFKA).create();
-    if let Ok(admin) = admin {
-        let names = [
-            topics.frames.as_str(),
-            topics.stats.as_str(),
-            topics.dlq.as_str(),
-            topics.control.as_str(),
-        ];
-        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
-    }
-}
-
 /// Produces every access unit once per camera (camera k on partition k mod partitions),
 /// with the headers ingest writes, and waits for the broker to acknowledge them all.
 fn produce(
@@ -227,6 +224,36 @@ fn produce(
         .flush(Duration::from_secs(60))
         .context("frames not acknowledged within 60 s")?;
     Ok(())
+}
+
+/// Fills the frames topic with `framewire-loadgen`: `frames` records of each camera, as fast
+/// as Kafka takes them. Returns the stats records the worker will write (one per keyframe in
+/// keyframes mode) and the frames per keyframe.
+async fn fleet(args: &Args, topics: &Topics, frames: u64) -> anyhow::Result<(usize, f64)> {
+    eprintln!(
+        "bench-worker: framewire-loadgen, {} cameras x {frames} frames into {}",
+        args.cameras, topics.frames
+    );
+    let clip = args.clip.display().to_string();
+    let prefix = unique("bwf");
+    let summary = framewire_e2e::fill_topic(
+        &topics.frames,
+        args.cameras,
+        frames,
+        &prefix,
+        &["--clip", &clip],
+    )
+    .await;
+    let (records, keyframes) = (summary["delivered"].as_u64(), summary["keyframes"].as_u64());
+    let (Some(records), Some(keyframes)) = (records, keyframes.filter(|&k| k > 0)) else {
+        bail!("framewire-loadgen: {summary}");
+    };
+    let expected = if args.mode == "keyframes" {
+        keyframes
+    } else {
+        records
+    };
+    Ok((expected as usize, records as f64 / keyframes as f64))
 }
 
 fn rand_u64() -> u64 {
@@ -415,31 +442,41 @@ async fn main() -> anyhow::Result<()> {
     } else {
         units.len()
     };
-    let expected = per_camera * args.cameras;
-    let partitions = args.cameras.max(1) as i32;
+    // One partition per camera, or with loadgen's fleets as many as a deployment has.
+    let partitions = match args.loadgen {
+        Some(_) => 12,
+        None => args.cameras.max(1) as i32,
+    };
     let topics = Topics::unique("bench-worker");
-    let ids = camera_ids(&unique("bw"), args.cameras, args.threads);
-
-    eprintln!(
-        "bench-worker: {} access units x {} cameras into {}",
-        units.len(),
-        args.cameras,
-        topics.frames
-    );
     create_topics(&topics, partitions).await?;
-    let produced = tokio::task::spawn_blocking({
-        let (topic, ids) = (topics.frames.clone(), ids.clone());
-        let units = units.clone();
-        move || {
-            let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
-            produce(&topic, &refs, &ids, partitions, dims)
+    let produced = match args.loadgen {
+        Some(frames) => fleet(&args, &topics, frames).await,
+        None => {
+            let ids = camera_ids(&unique("bw"), args.cameras, args.threads);
+            eprintln!(
+                "bench-worker: {} access units x {} cameras into {}",
+                units.len(),
+                args.cameras,
+                topics.frames
+            );
+            let per_keyframe = units.len() as f64 / idr as f64;
+            let (topic, units) = (topics.frames.clone(), units.clone());
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
+                produce(&topic, &refs, &ids, partitions, dims)
+            })
+            .await?
+            .map(|()| (per_camera * args.cameras, per_keyframe))
         }
-    })
-    .await?;
-    if let Err(e) = produced {
-        delete_topics(&topics).await;
-        return Err(e);
-    }
+    };
+    // Stats records to wait for, and frames per keyframe.
+    let (expected, frames_per_keyframe) = match produced {
+        Ok(v) => v,
+        Err(e) => {
+            topics.delete().await;
+            return Err(e);
+        }
+    };
 
     eprintln!(
         "bench-worker: produced; starting the worker (taskset -c {})",
@@ -454,12 +491,13 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let cpu = cpu_seconds(pid);
     let decoder_cpu = decoder_cpu_seconds(pid);
+    let rss = framewire_e2e::process_usage(pid).1;
     let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
     if let Ok(path) = std::env::var("BENCH_WORKER_LOG") {
         std::fs::write(&path, &log).with_context(|| format!("cannot write {path}"))?;
     }
     drop(worker);
-    delete_topics(&topics).await;
+    topics.delete().await;
     if decoded_ms.len() < expected || expected < args.cameras + 2 {
         bail!(
             "only {} of {expected} stats records arrived\n--- worker log ---\n{log}",
@@ -470,14 +508,20 @@ async fn main() -> anyhow::Result<()> {
     // on the worker's own clock: first to last `decoded_ms`.
     let mut decoded_ms = decoded_ms;
     decoded_ms.sort_unstable();
-    let used = decoded_ms.len() - args.cameras;
+    // In keyframes mode each picture comes out at once: with loadgen's fleets (many
+    // cameras, few records each) all of them count.
+    let held_back = match (args.loadgen, args.mode.as_str()) {
+        (Some(_), "keyframes") => 0,
+        _ => args.cameras,
+    };
+    let used = decoded_ms.len() - held_back;
     let span = ((decoded_ms[used - 1] - decoded_ms[0]) as f64 / 1000.0).max(0.001);
     let rate = (used - 1) as f64 / span;
     // How busy the decoder threads were while the records came out (all of them: ~100 %).
     let busy = 100.0 * decoder_cpu / (args.threads as f64 * span);
     // Frames covered: in keyframes mode every IDR stands for its whole GOP.
     let covered = if args.mode == "keyframes" {
-        rate * units.len() as f64 / idr as f64
+        rate * frames_per_keyframe
     } else {
         rate
     };
@@ -491,20 +535,16 @@ async fn main() -> anyhow::Result<()> {
         decoded_ms.len(),
     );
     if let Some(path) = &args.json {
-        use std::io::Write;
         let line = json!({
             "label": args.label, "clip": args.clip, "mode": args.mode,
             "width": dims.0, "height": dims.1, "gop": meta["gop"], "profile": meta["profile"],
             "cameras": args.cameras, "threads": args.threads, "cpus": args.cpus,
             "records": decoded_ms.len(), "records_per_s": rate, "covered_fps": covered,
             "worker_cpu_s": cpu, "decoder_cpu_s": decoder_cpu, "decoder_busy_pct": busy,
+            "worker_rss_bytes": rss, "loadgen_frames": args.loadgen,
         });
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("failed to open {}", path.display()))?;
-        writeln!(f, "{line}")?;
+        framewire_e2e::append_json_line(path, &line)
+            .with_context(|| format!("failed to append to {}", path.display()))?;
     }
     Ok(())
 }
