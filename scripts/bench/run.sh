@@ -10,7 +10,7 @@
 #   fleet    bench-worker --loadgen: one worker, one decoder thread on one pinned core, keyframes
 #            mode, fed by framewire-loadgen: BENCH_FLEET_CAMERAS (1000) cameras of a 360p GOP-30
 #            substream clip and BENCH_FLEET_720P_CAMERAS (250) of the 720p High GOP-30 clip,
-#            BENCH_FLEET_FRAMES (60: two GOPs) each, every camera from another keyframe; stats
+#            BENCH_FLEET_FRAMES (150: five GOPs) each, every camera from another keyframe; stats
 #            records/s and frames covered/s per worker core, and its memory (the worker keeps a
 #            decoder per camera: ~8 MB at 360p, ~20 MB at 720p, so 1,000 720p cameras need ~20 GB)
 #   ingest   bench-ingest: BENCH_CAMERAS (100) cameras for BENCH_SECONDS (60) s through ingest
@@ -124,7 +124,7 @@ if wants worker; then
 fi
 
 if wants fleet; then
-  fleet_frames="${BENCH_FLEET_FRAMES:-60}"
+  fleet_frames="${BENCH_FLEET_FRAMES:-150}"
   echo "==> fleet: one worker, one decoder thread on CPU $cpu, keyframes mode, framewire-loadgen cameras x $fleet_frames frames"
   echo "| run | size | cameras | threads | stats records | records/s | frames covered/s | worker CPU | decoder threads busy |"
   echo "|---|---|---|---|---|---|---|---|---|"
