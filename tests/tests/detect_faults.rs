@@ -46,6 +46,19 @@ async fn records<T: serde::de::DeserializeOwned + Send + 'static>(topic: &str) -
         .collect()
 }
 
+/// Pictures the worker analysed for `cameras`, from its metrics text.
+fn pictures_detected(metrics: &str, cameras: &[String]) -> f64 {
+    cameras
+        .iter()
+        .filter_map(|c| {
+            metric(
+                metrics,
+                &format!("framewire_worker_detect_pictures_total{{camera=\"{c}\"}}"),
+            )
+        })
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_detection_backlog_pauses_its_partitions_and_a_killed_worker_loses_no_picture() {
     require_stack();
@@ -122,15 +135,7 @@ async fn a_detection_backlog_pauses_its_partitions_and_a_killed_worker_loses_no_
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let (_, text) = first.get("/metrics").await;
-    let detected_by_then: f64 = cameras
-        .iter()
-        .filter_map(|c| {
-            metric(
-                &text,
-                &format!("framewire_worker_detect_pictures_total{{camera=\"{c}\"}}"),
-            )
-        })
-        .sum();
+    let detected_by_then = pictures_detected(&text, &cameras);
     assert!(
         detected_by_then < (2 * frames) as f64,
         "the camera without detection finished while the others' inference backlog was still \
@@ -155,15 +160,7 @@ async fn a_detection_backlog_pauses_its_partitions_and_a_killed_worker_loses_no_
                 let (_, text) = first.get("/metrics").await;
                 let pauses =
                     metric(&text, "framewire_worker_partition_pauses_total").unwrap_or(0.0);
-                let detected: f64 = cams
-                    .iter()
-                    .filter_map(|c| {
-                        metric(
-                            &text,
-                            &format!("framewire_worker_detect_pictures_total{{camera=\"{c}\"}}"),
-                        )
-                    })
-                    .sum();
+                let detected = pictures_detected(&text, cams);
                 if pauses > 0.0 && detected >= 30.0 {
                     Ok(())
                 } else {
