@@ -9,6 +9,16 @@ FEATURES=(--features framewire-worker/ffmpeg)
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
 
+# A full build and the stacks need room: a full disk fails much later with a cryptic linker error.
+need_gb=15
+build_dir="${CARGO_TARGET_DIR:-$PWD}"
+while [[ ! -d "$build_dir" ]]; do build_dir="$(dirname "$build_dir")"; done
+free_gb=$(( $(df -Pk "$build_dir" | awk 'NR==2 {print $4}') / 1048576 ))
+if (( free_gb < need_gb )); then
+  echo "make test: only ${free_gb} GB free where the build goes (${CARGO_TARGET_DIR:-$PWD/target}); it needs about ${need_gb} GB" >&2
+  exit 1
+fi
+
 step "prerequisites"
 scripts/install-prereqs.sh
 
