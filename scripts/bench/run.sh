@@ -11,8 +11,8 @@
 #            mode, fed by framewire-loadgen: BENCH_FLEET_CAMERAS (1000) cameras of a 360p GOP-30
 #            substream clip and BENCH_FLEET_720P_CAMERAS (250) of the 720p High GOP-30 clip,
 #            BENCH_FLEET_FRAMES (150: five GOPs) each, every camera from another keyframe; stats
-#            records/s and frames covered/s per worker core, and its memory (the worker keeps a
-#            decoder per camera: ~8 MB at 360p, ~20 MB at 720p, so 1,000 720p cameras need ~20 GB)
+#            records/s and frames covered/s per worker core, and its memory (keyframes mode
+#            shares one decoder per thread among its cameras)
 #   ingest   bench-ingest: BENCH_CAMERAS (100) cameras for BENCH_SECONDS (60) s through ingest
 #   latency  bench-latency: capture → stats record through ingest, Kafka and the worker
 #   detect   object detection (NanoDet-g-416, scripts/model.sh) pinned to one core, one thread,

@@ -321,6 +321,32 @@ struct OpenDecoder {
     decoder: Box<dyn Decoder>,
     codec: Codec,
     options: Options,
+    /// `framewire_worker_open_decoders`, one less when this is dropped.
+    open: prometheus::IntGauge,
+}
+
+impl OpenDecoder {
+    fn open(
+        backend: Backend,
+        codec: Codec,
+        options: Options,
+        open: &prometheus::IntGauge,
+    ) -> Result<Self, framewire_decode::DecodeError> {
+        let decoder = framewire_decode::open(backend, codec, &options)?;
+        open.inc();
+        Ok(OpenDecoder {
+            decoder,
+            codec,
+            options,
+            open: open.clone(),
+        })
+    }
+}
+
+impl Drop for OpenDecoder {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 /// A camera's measuring state, apart from its decoder (whose pictures borrow it).
@@ -456,6 +482,11 @@ fn measure(
 
 struct Thread {
     cameras: HashMap<String, CameraDecoder>,
+    /// `keyframes` mode: the thread's idle decoders, one per codec and options. Each
+    /// keyframe decodes and flushes on its own, so a camera borrows one for a keyframe and
+    /// gives it back: a thread holds a decoder per kind of stream, not one per camera
+    /// (8 MiB at 360p, 19 MiB at 720p with openh264).
+    spare: Vec<OpenDecoder>,
     config: PoolConfig,
     out: mpsc::Sender<Outcome>,
     metrics: Metrics,
@@ -545,6 +576,26 @@ impl Thread {
         for p in rest {
             tracing::warn!(%camera, seq = p.meta.seq, "the decoder produced no picture for an access unit");
             self.poison(p, Vec::new(), Reason::NoPicture);
+        }
+    }
+
+    /// `keyframes` mode: takes a camera's (flushed) decoder back into the thread's spares;
+    /// the camera opens or borrows one at its next keyframe. One spare per codec and options
+    /// is kept.
+    fn give_back(&mut self, camera: &str) {
+        let Some(cam) = self.cameras.get_mut(camera) else {
+            return;
+        };
+        cam.synced = false;
+        let Some(open) = cam.decoder.take() else {
+            return;
+        };
+        let kept = self
+            .spare
+            .iter()
+            .any(|d| d.codec == open.codec && d.options == open.options);
+        if !kept {
+            self.spare.push(open);
         }
     }
 
@@ -638,11 +689,13 @@ impl Thread {
             .is_some_and(|d| d.codec == codec && d.options == options);
         if !reusable {
             cam.decoder = None;
-            let decoder = framewire_decode::open(backend, codec, &options)?;
-            cam.decoder = Some(OpenDecoder {
-                decoder,
-                codec,
-                options,
+            let spare = self
+                .spare
+                .iter()
+                .position(|d| d.codec == codec && d.options == options);
+            cam.decoder = Some(match spare {
+                Some(i) => self.spare.swap_remove(i),
+                None => OpenDecoder::open(backend, codec, options, &self.metrics.open_decoders)?,
             });
         }
         cam.synced = true;
@@ -759,8 +812,10 @@ impl Thread {
         match decoded {
             Ok(()) => {
                 if self.config.mode == DecodeMode::Keyframes {
-                    // Each keyframe stands alone: get its picture out now.
+                    // Each keyframe stands alone: get its picture out now, and give the
+                    // decoder back to the thread.
                     self.flush(&camera);
+                    self.give_back(&camera);
                 }
             }
             Err(e) => {
@@ -831,6 +886,7 @@ fn decode_loop(
     let (idle_flush, evict_after) = (config.idle_flush, config.evict_after);
     let mut t = Thread {
         cameras: HashMap::new(),
+        spare: Vec::new(),
         config,
         out,
         metrics,
@@ -879,13 +935,18 @@ mod tests {
 
     /// Encodes flat pictures of the given luma values: one access unit each, IDR first.
     fn clip(lumas: &[u8]) -> Vec<Vec<u8>> {
+        clip_sized(lumas, W, H)
+    }
+
+    /// [`clip`] at `w` × `h`.
+    fn clip_sized(lumas: &[u8], w: usize, h: usize) -> Vec<Vec<u8>> {
         let mut enc = Encoder::new().unwrap();
         lumas
             .iter()
             .map(|&y| {
-                let mut yuv = vec![y; W * H];
-                yuv.extend(std::iter::repeat_n(128u8, W * H / 2));
-                enc.encode(&YUVBuffer::from_vec(yuv, W, H))
+                let mut yuv = vec![y; w * h];
+                yuv.extend(std::iter::repeat_n(128u8, w * h / 2));
+                enc.encode(&YUVBuffer::from_vec(yuv, w, h))
                     .unwrap()
                     .to_vec()
             })
@@ -977,6 +1038,71 @@ mod tests {
         }
         assert_eq!(metrics.decoded.with_label_values(&["cam"]).get(), 12);
         drop(pool);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn keyframes_mode_shares_one_decoder_among_the_cameras_of_a_thread() {
+        for backend in backends() {
+            keyframes_mode_shares_one_decoder_on(backend).await;
+        }
+    }
+
+    /// Three cameras (two picture sizes) interleaved, keyframes only: every keyframe is
+    /// measured as its own camera's picture, and the thread keeps one decoder, not three;
+    /// `all` mode keeps one per camera.
+    async fn keyframes_mode_shares_one_decoder_on(backend: Backend) {
+        let cameras = [
+            ("a", clip_sized(&[30, 30, 60, 60, 90], W, H)),
+            ("b", clip_sized(&[200, 200, 170], 96, 64)),
+            ("c", clip_sized(&[120, 100, 80, 60], W, H)),
+        ];
+        for mode in [DecodeMode::Keyframes, DecodeMode::All] {
+            let (tx, mut rx) = mpsc::channel(64);
+            let mut config = test_pool(backend);
+            config.mode = mode;
+            let metrics = Metrics::new(&prometheus::Registry::new());
+            let pool = DecodePool::start(config, tx, metrics.clone()).unwrap();
+            // Each camera sends its keyframe (the clip's first access unit) five times.
+            let mut offset = 0;
+            for round in 0..5u64 {
+                for (camera, aus) in &cameras {
+                    let mut j = job("s", round, true, aus[0].clone());
+                    j.meta.camera = (*camera).into();
+                    j.offset = offset;
+                    offset += 1;
+                    pool.submit(j).await.ok().unwrap();
+                }
+            }
+            for _ in 0..offset {
+                match next(&mut rx).await {
+                    Outcome::Stats { record, offset, .. } => {
+                        let (w, h, y) = match record.camera.as_str() {
+                            "a" => (W, H, 30.0),
+                            "b" => (96, 64, 200.0),
+                            _ => (W, H, 120.0),
+                        };
+                        assert_eq!((record.width, record.height), (w as u32, h as u32));
+                        assert!(
+                            (record.y_avg - y).abs() < 2.0,
+                            "{mode:?} {} offset {offset}: y_avg {} vs {y}",
+                            record.camera,
+                            record.y_avg
+                        );
+                    }
+                    Outcome::Done { offset, .. } | Outcome::Poison { offset, .. } => {
+                        panic!("{mode:?}: offset {offset} produced no picture")
+                    }
+                }
+            }
+            let open = metrics.open_decoders.get();
+            match mode {
+                DecodeMode::Keyframes => {
+                    assert_eq!(open, 1, "{backend:?}: one decoder for the thread")
+                }
+                DecodeMode::All => assert_eq!(open, 3, "{backend:?}: one per camera"),
+            }
+            pool.finish();
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

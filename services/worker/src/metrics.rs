@@ -47,6 +47,10 @@ pub struct Metrics {
     /// `framewire_worker_paused_partitions`: partitions paused because a decoder thread
     /// they feed has more than `queue_max_bytes` parked.
     pub paused_partitions: IntGauge,
+    /// `framewire_worker_open_decoders`: decoders open now (one per camera in `all`
+    /// mode; in `keyframes` mode one per thread and kind of stream): what most of the
+    /// worker's memory is.
+    pub open_decoders: IntGauge,
     /// `framewire_worker_partition_pauses_total`: times a partition was paused for that.
     pub partition_pauses: IntCounter,
     /// `framewire_worker_records_replayed_total`: records decoded only to rebuild decoder
@@ -218,6 +222,10 @@ impl Metrics {
             paused_partitions: b.gauge(
                 "framewire_worker_paused_partitions",
                 "Partitions paused because a decoder thread they feed has too much parked",
+            ),
+            open_decoders: b.gauge(
+                "framewire_worker_open_decoders",
+                "Decoders open now (their memory is most of the worker's)",
             ),
             partition_pauses: b.counter(
                 "framewire_worker_partition_pauses_total",
