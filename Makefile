@@ -32,7 +32,7 @@ image: ## Build the image (full multi-stage build) and its SBOM (syft), and the 
 	camera="$$(scripts/deploy/image.sh camera)" && echo "$$camera" && \
 	if [ -n "$(IMAGE)" ]; then scripts/deploy/image.sh push "$$built" "$(IMAGE)" "$$camera" "$(IMAGE_CAMERA)"; fi
 
-bench: ## Benchmarks on the local stack: kernels, decode vs ffmpeg, worker path, keyframes, scaling, loadgen fleet, ingest, latency, detection, sink (BENCH_ONLY, BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
+bench: ## Benchmarks on the local stack: kernels, decode per backend vs ffmpeg (and ffmpeg with the statistics filters), worker path per backend, keyframes, scaling, loadgen fleet, sizing validation, ingest, latency, detection, sink (BENCH_ONLY, BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
 	@scripts/bench/run.sh
 
 lint: ## cargo fmt --check and clippy with -D warnings

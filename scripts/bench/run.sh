@@ -3,16 +3,24 @@
 # docs/benchmarks.md). Parts, in this order (BENCH_ONLY="kernels decode worker fleet ingest latency
 # detect sink" picks some):
 #   kernels  criterion micro-benchmarks of libs/framestats vs memcpy (scripts/bench/kernel_table.py)
-#   decode   bench-decode pinned to one core: ffmpeg -threads 1, openh264, openh264 + statistics,
-#            keyframes only, on four clips (720p/1080p, Main/High, GOP 50/30, 2/4 Mbps)
+#   decode   bench-decode pinned to one core, per decoder backend (openh264: H.264; ffmpeg, i.e.
+#            libavcodec in process: H.264 and H.265): ffmpeg -threads 1, ffmpeg -threads 1 with the
+#            statistics filters (signalstats,blackdetect,freezedetect,scdet), bare decode, decode +
+#            statistics, keyframes only and its ceiling, on six clips (H.264 720p/1080p Main GOP 50
+#            and High GOP 30; H.265 720p/1080p Main GOP 30)
 #   worker   bench-worker: the worker's whole path (Kafka in, decode, statistics, Kafka out) on one
-#            pinned core, keyframes mode, and 4 cameras on 1 vs 2 decoder threads/cores
+#            pinned core per clip and backend, keyframes mode, and 4 cameras on 1 vs 2 decoder
+#            threads/cores
 #   fleet    bench-worker --loadgen: one worker, one decoder thread on one pinned core, keyframes
-#            mode, fed by framewire-loadgen: BENCH_FLEET_CAMERAS (1000) cameras of a 360p GOP-30
-#            substream clip and BENCH_FLEET_720P_CAMERAS (250) of the 720p High GOP-30 clip,
+#            mode, per backend, fed by framewire-loadgen: BENCH_FLEET_CAMERAS (1000) cameras of a
+#            360p GOP-30 substream clip and BENCH_FLEET_720P_CAMERAS (1000) of the 720p High GOP-30 clip,
 #            BENCH_FLEET_FRAMES (150: five GOPs) each, every camera from another keyframe; stats
 #            records/s and frames covered/s per worker core, and its memory (keyframes mode
 #            shares one decoder per thread among its cameras)
+#   sizing   bench-sizing: release workers (1, then 2; not pinned) read framewire-loadgen's real-time
+#            cameras; their CPU over a 40 s window against what docs/sizing.md predicts from this
+#            run's worker rates: one calibration point (the real-time overhead factor) and four
+#            points that differ from it in workers, cameras, backend and codec (within 15 %)
 #   ingest   bench-ingest: BENCH_CAMERAS (100) cameras for BENCH_SECONDS (60) s through ingest
 #   latency  bench-latency: capture → stats record through ingest, Kafka and the worker
 #   detect   object detection (NanoDet-g-416, scripts/model.sh) pinned to one core, one thread,
@@ -35,7 +43,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export BENCH_CAMERAS="${BENCH_CAMERAS:-100}"
 seconds="${BENCH_SECONDS:-60}"
-only="${BENCH_ONLY:-kernels decode worker fleet ingest latency detect sink}"
+only="${BENCH_ONLY:-kernels decode worker fleet sizing ingest latency detect sink}"
 cpu="${BENCH_CPU:-1}"
 runs="${BENCH_RUNS:-2}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -43,38 +51,49 @@ bin="$target/release"
 out="$target/bench"
 mkdir -p "$out"
 # The summary is of this run only: no numbers left over from an earlier one.
-rm -f "$out"/{decode.json,decode-720p.json,worker.jsonl,machine.jsonl,latency.json,detect.jsonl,fleet.jsonl,sink.jsonl}
+rm -f "$out"/{decode.json,decode-720p.json,worker.jsonl,machine.jsonl,latency.json,detect.jsonl,fleet.jsonl,sink.jsonl,sizing.jsonl}
 wants() { [[ " $only " == *" $1 "* ]]; }
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 # The worker, fleet, ingest, latency and sink parts need the local stack and the service binaries.
 services=()
-{ wants worker || wants fleet || wants latency; } && services+=(-p framewire-worker)
+# The worker with both decoder backends, as the image ships it.
+{ wants worker || wants fleet || wants sizing || wants latency; } && services+=(-p framewire-worker --features framewire-worker/ffmpeg)
 { wants ingest || wants latency; } && services+=(-p framewire-ingest)
-{ wants fleet || wants sink; } && services+=(-p framewire-loadgen)
+{ wants fleet || wants sizing || wants sink; } && services+=(-p framewire-loadgen)
 wants sink && services+=(-p framewire-sink)
 if (( ${#services[@]} )); then
   scripts/stack.sh up
-  echo "==> release builds (${services[*]//-p /})"
+  echo "==> release builds (${services[*]})"
   cargo build --release --locked "${services[@]}"
 fi
-if wants kernels || wants decode || wants worker || wants fleet || wants ingest || wants latency \
+if wants kernels || wants decode || wants worker || wants fleet || wants sizing || wants ingest || wants latency \
   || wants sink || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
   echo "==> release builds (the bench binaries)"
   # Two commands: `--bin` would otherwise restrict the first two packages to those binaries too.
   cargo build --release --locked -p framewire-e2e \
-    --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency --bin bench-sink
+    --bin bench-ingest --bin bench-decode --bin bench-worker --bin bench-latency --bin bench-sink \
+    --bin bench-sizing
 fi
 
-# The clips: cached by make-clip.sh under .stack/bench (each ~1-2 min to encode the first time).
-clip() { CLIP_SIZE="$1" CLIP_PROFILE="$2" CLIP_GOP="$3" CLIP_BITRATE="$4" CLIP_SECONDS="$5" \
-  scripts/bench/make-clip.sh --quiet | sed 's/\.mp4$/.h264/'; }
-if wants decode || wants worker || wants fleet || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
+# The clips: cached by make-clip.sh under .stack/bench (each ~1-2 min to encode the first time);
+# the Annex B file beside the MP4 (.h264, or .h265 with CLIP_CODEC=h265).
+clip() {
+  local mp4
+  mp4="$(CLIP_SIZE="$1" CLIP_PROFILE="$2" CLIP_GOP="$3" CLIP_BITRATE="$4" CLIP_SECONDS="$5" \
+    CLIP_CODEC="${6:-h264}" scripts/bench/make-clip.sh --quiet)"
+  echo "${mp4%.mp4}.${6:-h264}"
+}
+# The backends that decode a clip: openh264 decodes H.264 only.
+backends() { if [[ "$1" == *.h265 ]]; then echo ffmpeg; else echo "openh264 ffmpeg"; fi; }
+if wants decode || wants worker || wants fleet || wants sizing || { wants detect && [[ -z "${BENCH_DECODE_720P_MS:-}" ]]; }; then
   echo "==> clips"
   c720main="$(clip 1280x720 main 50 2M 20)"
   c720high="$(clip 1280x720 high 30 2M 24)"
   c1080main="$(clip 1920x1080 main 50 4M 20)"
   c1080high="$(clip 1920x1080 high 30 4M 24)"
+  c720hevc="$(clip 1280x720 main 30 2M 24 h265)"
+  c1080hevc="$(clip 1920x1080 main 30 4M 24 h265)"
 fi
 if wants fleet; then
   c360main="$(clip 640x360 main 30 1M 24)"
@@ -83,7 +102,8 @@ fi
 if wants decode; then
   echo "==> decode on CPU $cpu (best of $runs)"
   taskset -c "$cpu" "$bin/bench-decode" --runs "$runs" --json "$out/decode.json" \
-    --clip "$c720main" --clip "$c720high" --clip "$c1080main" --clip "$c1080high"
+    --clip "$c720main" --clip "$c720high" --clip "$c1080main" --clip "$c1080high" \
+    --clip "$c720hevc" --clip "$c1080hevc"
 fi
 
 if wants kernels; then
@@ -96,29 +116,34 @@ fi
 
 if wants worker; then
   w() { FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-worker" --json "$out/worker.jsonl" "$@"; }
-  echo "==> worker whole path, one decoder thread on CPU $cpu (best of $runs, as the bare decode)"
+  name() { local b; b="$(basename "$1")"; echo "${b%.*}"; }
+  echo "==> worker whole path, one decoder thread on CPU $cpu, per backend (best of $runs, as the bare decode)"
   echo "| run | size | cameras | threads | stats records | records/s | frames covered/s | worker CPU | decoder threads busy |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for ((round = 1; round <= runs; round++)); do
-    for c in "$c720main" "$c720high" "$c1080main" "$c1080high"; do
-      w --clip "$c" --threads 1 --cpus "$cpu" --label "all $(basename "$c" .h264)"
+    for c in "$c720main" "$c720high" "$c1080main" "$c1080high" "$c720hevc" "$c1080hevc"; do
+      for b in $(backends "$c"); do
+        w --clip "$c" --decoder "$b" --threads 1 --cpus "$cpu" --label "all $b $(name "$c")"
+      done
     done
   done
   echo "==> the same, one decoder thread but the process on both cores (Kafka clients and runtime off the decoder's core)"
   for c in "$c720main" "$c1080high"; do
-    w --clip "$c" --threads 1 --cpus 0,1 --label "unpinned $(basename "$c" .h264)"
+    w --clip "$c" --decoder openh264 --threads 1 --cpus 0,1 --label "unpinned $(name "$c")"
   done
-  echo "==> keyframes mode (FRAMEWIRE_WORKER__DECODE_MODE=keyframes), GOP 30"
-  for c in "$c720high" "$c1080high"; do
-    w --clip "$c" --threads 1 --cpus "$cpu" --mode keyframes --label "keyframes $(basename "$c" .h264)"
+  echo "==> keyframes mode (FRAMEWIRE_WORKER__DECODE_MODE=keyframes), GOP 30, per backend"
+  for c in "$c720high" "$c1080high" "$c720hevc" "$c1080hevc"; do
+    for b in $(backends "$c"); do
+      w --clip "$c" --decoder "$b" --threads 1 --cpus "$cpu" --mode keyframes --label "keyframes $b $(name "$c")"
+    done
   done
   if (( $(nproc) >= 2 )); then
     echo "==> scaling: 4 cameras, 1 decoder thread on CPU $cpu vs 2 threads on CPUs 0-1 (3 rounds, interleaved"
     echo "    with the machine's own ceiling: ffmpeg -threads 1 alone vs two copies, one per core)"
     for round in 1 2 3; do
       scripts/bench/machine_pair.py --clip "$c720main" --rounds 1 --alone-cpu "$cpu" --json "$out/machine.jsonl"
-      w --clip "$c720main" --cameras 4 --threads 1 --cpus "$cpu" --label "scaling 1"
-      w --clip "$c720main" --cameras 4 --threads 2 --cpus 0,1 --label "scaling 2"
+      w --clip "$c720main" --decoder openh264 --cameras 4 --threads 1 --cpus "$cpu" --label "scaling 1"
+      w --clip "$c720main" --decoder openh264 --cameras 4 --threads 2 --cpus 0,1 --label "scaling 2"
     done
   fi
 fi
@@ -128,12 +153,31 @@ if wants fleet; then
   echo "==> fleet: one worker, one decoder thread on CPU $cpu, keyframes mode, framewire-loadgen cameras x $fleet_frames frames"
   echo "| run | size | cameras | threads | stats records | records/s | frames covered/s | worker CPU | decoder threads busy |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for run in "$c360main ${BENCH_FLEET_CAMERAS:-1000}" "$c720high ${BENCH_FLEET_720P_CAMERAS:-250}"; do
+  for run in "$c360main ${BENCH_FLEET_CAMERAS:-1000}" "$c720high ${BENCH_FLEET_720P_CAMERAS:-1000}"; do
     read -r c n <<<"$run"
-    FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-worker" --json "$out/fleet.jsonl" --clip "$c" \
-      --cameras "$n" --loadgen "$fleet_frames" --threads 1 --cpus "$cpu" --mode keyframes \
-      --label "fleet $(basename "$c" .h264)"
+    for b in openh264 ffmpeg; do
+      FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-worker" --json "$out/fleet.jsonl" --clip "$c" \
+        --cameras "$n" --loadgen "$fleet_frames" --threads 1 --cpus "$cpu" --mode keyframes \
+        --decoder "$b" --label "fleet $b $(basename "$c" .h264)"
+    done
   done
+fi
+
+if wants sizing; then
+  echo "==> sizing: workers not pinned, framewire-loadgen cameras in real time, 40 s windows"
+  echo "| run | height | workers | decoder | load | stats | worker cores | worker RSS | Kafka in |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  # The calibration point, then four that differ from it.
+  while read -r label c workers decoder cameras; do
+    FRAMEWIRE_BIN_DIR="$bin" "$bin/bench-sizing" --json "$out/sizing.jsonl" --clip "${!c}" \
+      --cameras "$cameras" --workers "$workers" --decoder "$decoder" --seconds 60 --warmup 15 --label "$label"
+  done <<'EOF'
+calibration c720main 1 ffmpeg 8
+validation c720main 1 openh264 4
+validation c720main 2 ffmpeg 16
+validation c720hevc 2 ffmpeg 8
+validation c1080main 1 ffmpeg 3
+EOF
 fi
 
 if wants ingest || wants latency; then

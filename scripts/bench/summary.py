@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The worker benchmarks of one `make bench` run side by side, as ratios, against the targets
 of issue 4, object detection against those of issue 12, and the loadgen-driven fleet and
-sink runs against those of issue 14. Reads what the bench binaries wrote into DIR
+sink runs and the sizing model against those of issue 14. Reads what the bench binaries wrote into DIR
 ($CARGO_TARGET_DIR/bench): decode.json (bench-decode), worker.jsonl (bench-worker),
 machine.jsonl (machine_pair.py), latency.json (bench-latency), detect.jsonl (bench-detect
 and detect_ort.py) with decode-720p.json (bench-decode on one 720p clip, when the decode
-part did not run), fleet.jsonl (bench-worker --loadgen), sink.jsonl (bench-sink).
+part did not run), fleet.jsonl (bench-worker --loadgen), sizing.jsonl (bench-sizing), sink.jsonl (bench-sink).
 
     scripts/bench/summary.py DIR
 """
@@ -26,12 +26,74 @@ def verdict(ok):
     return "**met**" if ok else "**missed**"
 
 
+def clip_key(path):
+    """A clip's name without directory and extension (.h264 / .h265): the worker runs' labels."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def decode_tables(decode, worker_run, targets):
+    """bench-decode's clips and backends beside the worker's whole path on the same clip and
+    backend, as ratios to `ffmpeg -threads 1` (bare, and with the statistics filters), with the
+    targets of issue 14 and, for each, the ceiling the same run measured."""
+    print("\n## Decode, statistics and the worker's whole path on one core, per backend (frames/s)\n")
+    print("| clip | backend | ffmpeg -threads 1 | ffmpeg -threads 1 + filters | bare decode | decode + statistics, in process | "
+          "worker whole path | worker ÷ ffmpeg | worker ÷ ffmpeg + filters | worker ÷ bare decode |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in decode:
+        ff, fl = c["ffmpeg_fps"], c["ffmpeg_filters_fps"]
+        for b in c["backends"]:
+            name = b["backend"]
+            w = worker_run(f"all {name}", c["clip"])
+            wr = w["records_per_s"] if w else None
+            cells = (f"{wr:.0f} | {wr / ff:.2f}× | {wr / fl:.2f}× | {wr / b['bare_fps']:.2f}×" if w else "— | — | — | —")
+            print(f"| {c['label']} | {name} | {ff:.0f} | {fl:.0f} | {b['bare_fps']:.0f} ({b['bare_fps'] / ff:.2f}×) "
+                  f"| {b['stats_fps']:.0f} ({b['stats_fps'] / ff:.2f}×) | {cells} |")
+            if not w:
+                continue
+            # The ceiling of the whole path: decoding and measuring in one loop, no Kafka.
+            ceil_ff, ceil_fl = b["stats_fps"] / ff, b["stats_fps"] / fl
+            if name == "ffmpeg":
+                targets.append((f"worker, ffmpeg backend ≥ 0.75× ffmpeg -threads 1 ({c['label']})",
+                                f"{wr / ff:.2f}× (decode + statistics without Kafka: {ceil_ff:.2f}×)", wr / ff >= 0.75))
+                targets.append((f"worker, ffmpeg backend ≥ 2.5× ffmpeg + filters ({c['label']})",
+                                f"{wr / fl:.2f}× (without Kafka: {ceil_fl:.2f}×)", wr / fl >= 2.5))
+            else:
+                targets.append((f"worker, openh264 backend ≥ 1.5× ffmpeg + filters ({c['label']})",
+                                f"{wr / fl:.2f}× (without Kafka: {ceil_fl:.2f}×)", wr / fl >= 1.5))
+    print(f"\nffmpeg + filters = `ffmpeg -threads 1 -i CLIP -vf {decode[0].get('ffmpeg_filters', 'signalstats,blackdetect,freezedetect,scdet')} -f null -`, "
+          "which computes the statistics the worker computes. Decode rates are frames per CPU-second (best of the runs); "
+          "the worker's are records per second of its own clock, everything on one pinned core (best of the rounds).")
+
+    print("\n## Statistics cost per picture (medians, measured in place on the decoded pictures)\n")
+    print("| clip | backend | decode ms/frame | statistics ms | % of decode | ÷ memcpy of the picture | added to the pass, % of decode |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for c in decode:
+        for b in c["backends"]:
+            dm = b["decode_ms"]
+            print(f"| {c['label']} | {b['backend']} | {dm:.2f} | {b['stats_ms']:.3f} | {100 * b['stats_ms'] / dm:.1f} % "
+                  f"| {b['stats_ms'] / b['memcpy_ms']:.1f}× | {100 * b['added_ms'] / dm:.1f} % |")
+
+    print("\n## Keyframes only (each keyframe decoded and flushed on its own), frames covered per second per core\n")
+    print("| clip | backend | keyframe ms (I) | other frames ms (P) | ceiling ((g − 1)·P + I) ÷ I | keyframes only: covered/s | × full decode | share of the ceiling | + statistics: covered/s | worker keyframes mode: covered/s | × worker full |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in decode:
+        for b in c["backends"]:
+            ratio = b["keyframes_covered_fps"] / b["bare_fps"]
+            share = ratio / b["keyframes_ceiling"]
+            k, a = worker_run(f"keyframes {b['backend']}", c["clip"]), worker_run(f"all {b['backend']}", c["clip"])
+            wk = f"{k['covered_fps']:.0f}" if k else "—"
+            wr = f"{k['covered_fps'] / a['records_per_s']:.1f}×" if k and a else "—"
+            print(f"| {c['label']} | {b['backend']} | {b['keyframe_decode_ms']:.2f} | {b['other_decode_ms']:.2f} | {b['keyframes_ceiling']:.1f}× "
+                  f"| {b['keyframes_covered_fps']:.0f} | {ratio:.1f}× | {share:.2f} | {b['keyframes_stats_covered_fps']:.0f} | {wk} | {wr} |")
+            targets.append((f"keyframes only ≥ 0.9× the ceiling ({c['label']}, {b['backend']})",
+                            f"{ratio:.1f}× of {b['keyframes_ceiling']:.1f}× = {share:.2f}", share >= 0.9))
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "bench")
     decode = load(os.path.join(d, "decode.json")) or []
     worker = load(os.path.join(d, "worker.jsonl"), lines=True) or []
     latency = load(os.path.join(d, "latency.json"))
-    by_clip = {os.path.basename(c["clip"]): c for c in decode}
     # Runs repeated under one label (best of N, as bench-decode does): the fastest.
     runs = {}
     for w in worker:
@@ -40,60 +102,11 @@ def main():
             runs[w["label"]] = w
 
     def worker_run(prefix, clip):
-        return runs.get(f"{prefix} {os.path.basename(clip).removesuffix('.h264')}")
+        return runs.get(f"{prefix} {clip_key(clip)}")
 
     targets = []
     if decode:
-        print("\n## Decode and statistics on one core, side by side (frames/s; ratios in brackets)\n")
-        print("| clip | ffmpeg -threads 1 | openh264 | + statistics as the worker calls them | + statistics via Analyzer | worker whole path, everything on one core | worker, 1 decoder thread, both cores |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for c in decode:
-            ff, bare = c["ffmpeg_fps"], c["openh264_fps"]
-            w = worker_run("all", c["clip"])
-            wp = (f"{w['records_per_s']:.0f} ({w['records_per_s'] / bare:.2f}× openh264, {w['records_per_s'] / ff:.2f}× ffmpeg); "
-                  f"per worker CPU-second {w['records'] / w['worker_cpu_s']:.0f} ({w['records'] / w['worker_cpu_s'] / bare:.2f}×)"
-                  if w else "—")
-            u = worker_run("unpinned", c["clip"])
-            up = f"{u['records_per_s']:.0f} ({u['records_per_s'] / bare:.2f}×)" if u else "—"
-            print(f"| {c['label']} | {ff:.0f} | {bare:.0f} ({bare / ff:.2f}×) | {c['stats_fps']:.0f} ({c['stats_fps'] / bare:.2f}×) "
-                  f"| {c['analyzer_fps']:.0f} ({c['analyzer_fps'] / bare:.2f}×) | {wp} | {up} |")
-            if c["height"] >= 1080 and w:
-                r = w["records_per_s"] / bare
-                targets.append((f"worker whole path ≥ 0.9× bare openh264 ({c['label']})", f"{r:.2f}× ({w['records_per_s'] / ff:.2f}× ffmpeg)", r >= 0.9))
-
-        print("\n## Statistics cost per picture (medians, measured in place on the decoded pictures)\n")
-        print("| clip | decode ms | worker's calls ms | % of decode | Analyzer ms | % of decode | Analyzer / memcpy of the picture | added to the pass, worker's calls | added, Analyzer |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for c in decode:
-            dm = c["decode_ms"]
-            print(f"| {c['label']} | {dm:.2f} | {c['stats_ms']:.3f} | {100 * c['stats_ms'] / dm:.1f} % "
-                  f"| {c['analyzer_ms']:.3f} | {100 * c['analyzer_ms'] / dm:.1f} % | {c['analyzer_ms'] / c['memcpy_ms']:.1f}× "
-                  f"| {100 * c['added_ms'] / dm:.1f} % | {100 * c['analyzer_added_ms'] / dm:.1f} % |")
-            if c["height"] >= 1080:
-                best = min(c["stats_ms"], c["analyzer_ms"])
-                pct = 100 * best / c["decode_ms"]
-                targets.append((f"all statistics ≤ 10 % of decode ({c['label']})", f"{pct:.1f} % (worker's calls {100 * c['stats_ms'] / c['decode_ms']:.1f} %)", pct <= 10))
-
-        print("\n## Keyframes only (each IDR decoded and flushed on its own), frames covered per second per core\n")
-        print("| clip | full decode fps | IDR/s | frames covered/s | × full | worker keyframes mode: covered/s | × worker full | ceiling: IDR ms ÷ other ms → most possible |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|")
-        for c in decode:
-            if c["gop"] != 30:
-                continue
-            ratio = c["keyframes_covered_fps"] / c["openh264_fps"]
-            k, a = worker_run("keyframes", c["clip"]), worker_run("all", c["clip"])
-            wk = f"{k['covered_fps']:.0f}" if k else "—"
-            wr = f"{k['covered_fps'] / a['records_per_s']:.1f}×" if k and a else "—"
-            # What an IDR costs against the other frames bounds the gain (bench-decode's third table).
-            ceiling = "—"
-            if "idr_decode_ms" in c:
-                ceiling = f"{c['idr_decode_ms']:.1f} ÷ {c['other_decode_ms']:.1f} → {c['keyframes_ceiling_gop30']:.1f}×"
-            print(f"| {c['label']} | {c['openh264_fps']:.0f} | {c['keyframes_idr_per_s']:.1f} | {c['keyframes_covered_fps']:.0f} | {ratio:.1f}× | {wk} | {wr} | {ceiling} |")
-            limit = f", ceiling {c['keyframes_ceiling_gop30']:.1f}×" if "keyframes_ceiling_gop30" in c else ""
-            targets.append((f"keyframes-only ≥ 15× full decode at GOP 30, openh264 ({c['label']})", f"{ratio:.1f}×{limit}", ratio >= 15))
-            if k and a:
-                r = k["covered_fps"] / a["records_per_s"]
-                targets.append((f"keyframes-only ≥ 15× through the worker ({c['label']})", f"{r:.1f}×", r >= 15))
+        decode_tables(decode, worker_run, targets)
 
     # Rounds of (1 thread, 2 threads), interleaved: the ratio of the medians.
     s1 = [w for w in worker if w["label"] == "scaling 1"]
@@ -130,6 +143,7 @@ def main():
         targets.append(("end-to-end latency p99 ≤ 100 ms (720p 25 fps)", f"p99 {latency['p99_ms']} ms (p50 {latency['p50_ms']} ms)", ok))
     detection(d, decode, targets)
     fleet(d, runs)
+    sizing(d, runs, targets)
     sink(d, targets)
     if targets:
         print("\n## Targets\n\n| target | measured | |\n|---|---|---|")
@@ -151,7 +165,8 @@ def detection(d, decode, targets):
     rust = [r for r in best.values() if r["backend"] != "python-onnxruntime"]
     # The 720p decode cost: this run's decode part, else bench-decode on the 720p Main clip.
     clips = decode or load(os.path.join(d, "decode-720p.json")) or []
-    c720 = sorted((c for c in clips if c["height"] == 720), key=lambda c: c.get("profile") != "main")
+    c720 = sorted((c for c in clips if c["height"] == 720 and c.get("codec", "h264") == "h264"),
+                  key=lambda c: c.get("profile", "").lower() != "main")
     decode_ms = c720[0]["decode_ms"] if c720 else None
     pre = min((r["preprocess_720p_ms"] for r in rust), default=None)
     # In the same thread right after tract's kernels the same preprocessing runs slower.
@@ -203,16 +218,54 @@ def fleet(d, single):
     if not runs:
         return
     print("\n## Fleet: one worker core, keyframes mode, framewire-loadgen cameras\n")
-    print("| clip | cameras | frames records | stats records (IDR decoded) | IDR/s per worker core | frames covered/s | worker CPU s | worker RSS | RSS per camera | vs 1 camera, same clip |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| clip | decoder | cameras | frames records | stats records (IDR decoded) | IDR/s per worker core | frames covered/s | worker CPU s | worker RSS | RSS per camera | vs 1 camera, same clip |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in runs:
-        clip = os.path.basename(r["clip"]).removesuffix(".h264")
-        one = single.get(f"keyframes {clip}")
+        clip = clip_key(r["clip"])
+        one = single.get(f"keyframes {r.get('decoder', 'auto')} {clip}")
         vs = f"{r['records_per_s'] / one['records_per_s']:.2f}× ({one['records_per_s']:.0f} IDR/s)" if one else "—"
         frames = r["cameras"] * (r.get("loadgen_frames") or 0)
         rss = r.get("worker_rss_bytes", 0) / 2**20
-        print(f"| {clip} | {r['cameras']} | {frames} | {r['records']} | {r['records_per_s']:.0f} | {r['covered_fps']:.0f} "
+        print(f"| {clip} | {r.get('decoder', 'auto')} | {r['cameras']} | {frames} | {r['records']} | {r['records_per_s']:.0f} | {r['covered_fps']:.0f} "
               f"| {r['worker_cpu_s']:.1f} | {rss:.0f} MiB | {rss / r['cameras']:.1f} MiB | {vs} |")
+
+
+def sizing(d, runs, targets):
+    """bench-sizing's real-time loads against docs/sizing.md's model: worker cores = frames/s ×
+    the CPU per frame of the same clip and backend at full speed on one pinned core (the worker
+    part of this run) × k, the real-time overhead, taken from the calibration point."""
+    rows = load(os.path.join(d, "sizing.jsonl"), lines=True) or []
+    if not rows:
+        return
+
+    def cost(r):
+        w = runs.get(f"all {r['decoder']} {clip_key(r['clip'])}")
+        return 1 / w["records_per_s"] if w else None
+
+    cal = next((r for r in rows if r["label"] == "calibration" and cost(r)), None)
+    if cal is None:
+        print("\n## Sizing: no calibration point with a worker run of its clip and backend in this run")
+        return
+    k = cal["worker_cores"] / (cal["offered_fps"] * cost(cal))
+    print("\n## Sizing: predicted vs measured, workers reading real-time loadgen cameras\n")
+    print(f"Real-time overhead k = {k:.2f} (calibration point: measured cores ÷ (frames/s × full-speed CPU per frame)).\n")
+    print("| point | clip | workers | decoder | cameras × fps | full-speed ms/frame, 1 pinned core | predicted worker cores | measured | error | Kafka in, predicted / measured MB/s | worker RSS |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        c = cost(r)
+        if c is None:
+            continue
+        predicted = r["offered_fps"] * c * k
+        err = r["worker_cores"] / predicted - 1
+        mbps = r["cameras"] * r["bitrate_kbps"] / 8000
+        lg = r.get("loadgen", {}).get("mb_per_s", 0)
+        label = "calibration" if r is cal else r["label"]
+        print(f"| {label} | {r['height']}p {r['codec']} | {r['workers']} | {r['decoder']} | {r['cameras']} × {r['fps']:.0f} "
+              f"| {1000 * c:.2f} | {predicted:.2f} | {r['worker_cores']:.2f} | {100 * err:+.0f} % | {mbps:.1f} / {lg:.1f} "
+              f"| {r['worker_rss_bytes'] / 2**20:.0f} MiB |")
+        if r is not cal:
+            targets.append((f"sizing: predicted worker cores within 15 % ({r['workers']} workers, {r['cameras']} × {r['height']}p {r['codec']}, {r['decoder']})",
+                            f"{predicted:.2f} predicted, {r['worker_cores']:.2f} measured ({100 * err:+.0f} %)", abs(err) <= 0.15))
 
 
 def sink(d, targets):

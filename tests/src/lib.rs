@@ -157,6 +157,48 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Creates the frames and stats topics of `topics` with `partitions` partitions and records
+/// of up to 8 MiB (benchmarks fill them before a service starts).
+pub async fn create_big_topics(topics: &Topics, partitions: i32) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()?;
+    let new: Vec<NewTopic<'_>> = [&topics.frames, &topics.stats]
+        .iter()
+        .map(|name| {
+            NewTopic::new(name, partitions, TopicReplication::Fixed(1))
+                .set("max.message.bytes", "8388608")
+        })
+        .collect();
+    for r in admin.create_topics(&new, &AdminOptions::new()).await? {
+        if let Err((name, e)) = r
+            && e != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            anyhow::bail!("cannot create topic {name}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The sum of `topic`'s high watermarks (records written so far, on a fresh topic).
+pub fn high_watermarks(topic: &str) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut sum = 0;
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            sum += high;
+        }
+    }
+    Ok(sum)
+}
+
 /// Topic names unique to one test.
 #[derive(Debug, Clone)]
 pub struct Topics {

@@ -1,35 +1,44 @@
-//! Decode benchmark on one core: for each clip (Annex B `.h264` from
-//! `scripts/bench/make-clip.sh`, with its `.json` facts beside it), side by side in one run:
-//! `ffmpeg -threads 1` decoding the same file, bare openh264 decode, openh264 decode plus
-//! every statistic the worker computes (framestats + detectors + the previous-luma copy),
-//! and keyframes-only decoding (only IDR access units, each flushed at once, as the worker's
-//! `keyframes` mode does). Also the statistics' own cost per picture, measured in place on
-//! the decoded pictures, as a share of the decode time and against a memcpy of the same
-//! planes, both as the worker computes them today (frame_stats, Detectors::update, a copy
-//! of the luma) and with `framestats::Analyzer` (the same results in one pass). And each
-//! `decode` call of the bare pass, IDR access units apart from the others: an IDR's cost
-//! against the average frame's bounds what keyframes-only decoding can gain. Run it under `taskset -c N` (`scripts/bench/run.sh` does): ffmpeg inherits the pin.
+//! Decode benchmark on one core, per decoder backend and codec. For each clip (Annex B
+//! `.h264` / `.h265` from `scripts/bench/make-clip.sh`, with its `.json` facts beside it),
+//! side by side in one run:
 //!
-//! Prints a Markdown table and writes the numbers as JSON (`--json FILE`) for
-//! `scripts/bench/summary.py`.
+//! - `ffmpeg -threads 1` decoding the same file (what a user compares a decoder with), and
+//!   `ffmpeg -threads 1 … -vf signalstats,blackdetect,freezedetect,scdet` (the tool a user
+//!   would otherwise script to get the same statistics);
+//! - for each backend built in that decodes the clip's codec (openh264: H.264; ffmpeg, i.e.
+//!   libavcodec in process: H.264 and H.265), on the worker's decoder (`framewire-decode`,
+//!   one frame thread): bare decode; decode plus every statistic the worker computes
+//!   ([`Analyzer`], one pass per picture); keyframes only (each keyframe decoded and flushed
+//!   on its own, as the worker's `keyframes` mode does), bare and with the statistics;
+//! - each `decode` call of the bare pass timed, keyframes apart from the other frames: a
+//!   keyframe's cost I against the other frames' P bounds what keyframes-only decoding can
+//!   gain, ((g − 1)·P + I) / I at a GOP of g frames (the *ceiling*).
+//!
+//! Passes are timed in CPU time. Run it under `taskset -c N` (`scripts/bench/run.sh` does):
+//! ffmpeg inherits the pin. Prints Markdown tables and writes the numbers as JSON
+//! (`--json FILE`) for `scripts/bench/summary.py`.
+//!
+//! ```text
+//! bench-decode --clip FILE.h264|FILE.h265... [--backend openh264|ffmpeg]... [--runs N] [--json OUT]
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use framewire_framestats::{
-    Analyzer, DetectorConfig, Detectors, Picture, Plane, active_isa, frame_stats,
-};
+use framewire_decode::{Backend, Codec as DecodeCodec, Options, Picture as Decoded};
+use framewire_framestats::{Analyzer, DetectorConfig, Picture, Plane, active_isa};
 use framewire_wire::Codec;
 use framewire_wire::stream::publishable_access_units;
-use openh264::OpenH264API;
-use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
-use openh264::formats::YUVSource;
 use serde_json::{Value, json};
+
+/// The statistics filters that compute what the worker computes, as ffmpeg spells them.
+const FFMPEG_FILTERS: &str = "signalstats,blackdetect,freezedetect,scdet";
 
 struct Args {
     clips: Vec<PathBuf>,
+    backends: Vec<Backend>,
     runs: usize,
     json: Option<PathBuf>,
 }
@@ -37,6 +46,7 @@ struct Args {
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         clips: Vec::new(),
+        backends: Vec::new(),
         runs: 3,
         json: None,
     };
@@ -45,39 +55,38 @@ fn args() -> anyhow::Result<Args> {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--clip" => a.clips.push(value()?.into()),
+            "--backend" => {
+                let v = value()?;
+                let backend = Backend::ALL
+                    .into_iter()
+                    .find(|b| b.as_str() == v)
+                    .with_context(|| format!("--backend {v}: not openh264 or ffmpeg"))?;
+                a.backends.push(backend);
+            }
             "--runs" => a.runs = value()?.parse().context("--runs")?,
             "--json" => a.json = Some(value()?.into()),
             other => bail!(
-                "unknown argument {other}; usage: bench-decode --clip FILE.h264... [--runs N] [--json OUT]"
+                "unknown argument {other}; usage: bench-decode --clip FILE... [--backend NAME]... [--runs N] [--json OUT]"
             ),
         }
     }
     if a.clips.is_empty() {
-        bail!("give at least one --clip FILE.h264");
+        bail!("give at least one --clip FILE.h264 or FILE.h265");
+    }
+    if a.backends.is_empty() {
+        a.backends = Backend::ALL.into_iter().filter(|b| b.is_built()).collect();
+    }
+    if let Some(b) = a.backends.iter().find(|b| !b.is_built()) {
+        bail!("--backend {b}: not built into this binary");
     }
     Ok(a)
 }
 
-fn is_idr(au: &[u8]) -> bool {
-    framewire_wire::annexb::is_idr(au)
-}
-
-fn decoder() -> anyhow::Result<Decoder> {
-    Ok(Decoder::with_api_config(
-        OpenH264API::from_source(),
-        DecoderConfig::new().flush_after_decode(Flush::NoFlush),
-    )?)
-}
-
-/// Per-picture samples of one kind of work.
+/// Per-call samples of one kind of work.
 #[derive(Default)]
 struct Samples(Vec<Duration>);
 
 impl Samples {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d);
-    }
-
     /// Median in ms: robust to the odd preemption by other processes on a shared machine.
     fn median_ms(&self) -> f64 {
         let mut v = self.0.clone();
@@ -90,96 +99,64 @@ impl Samples {
     }
 }
 
-/// What the worker keeps per camera and computes per picture.
+/// What the worker keeps per camera and computes per picture, and the timings of a pass.
 struct Measurer {
-    /// `Some`: measure with [`Analyzer`] (one pass) instead of the worker's three calls.
+    /// `None`: decode only.
     analyzer: Option<Analyzer>,
-    detectors: Detectors,
-    prev: Vec<u8>,
-    prev_dims: (usize, usize),
     copy: Vec<u8>,
-    /// Each `decode` call and the bytes decoded, IDR access units apart from the others.
-    decode_idr: Samples,
+    checksum: f64,
+    pictures: u64,
+    /// Each `decode` call, keyframes apart from the others.
+    decode_key: Samples,
     decode_other: Samples,
-    idr_bytes: u64,
-    other_bytes: u64,
-    /// All statistics of a picture; its parts (frame_stats, detectors, the previous-luma
-    /// copy); a memcpy of the same planes.
+    /// The statistics of each picture, and a memcpy of the same planes (timed apart, not
+    /// counted in the pass).
     stats: Samples,
-    parts: [Samples; 3],
     memcpy: Samples,
 }
 
 impl Measurer {
-    fn new(one_pass: bool) -> Self {
+    fn new(stats: bool) -> Self {
         Measurer {
-            analyzer: one_pass.then(|| Analyzer::new(DetectorConfig::default())),
-            detectors: Detectors::new(DetectorConfig::default()),
-            prev: Vec::new(),
-            prev_dims: (0, 0),
+            analyzer: stats.then(|| Analyzer::new(DetectorConfig::default())),
             copy: Vec::new(),
-            decode_idr: Samples::default(),
+            checksum: 0.0,
+            pictures: 0,
+            decode_key: Samples::default(),
             decode_other: Samples::default(),
-            idr_bytes: 0,
-            other_bytes: 0,
             stats: Samples::default(),
-            parts: Default::default(),
             memcpy: Samples::default(),
         }
     }
 
-    /// Records one `decode` call of `len` bytes.
-    fn decoded(&mut self, idr: bool, len: usize, took: Duration) {
-        if idr {
-            self.decode_idr.push(took);
-            self.idr_bytes += len as u64;
-        } else {
-            self.decode_other.push(took);
-            self.other_bytes += len as u64;
-        }
-    }
-
-    /// The worker's `measure`: statistics, detectors, then the luma kept for `y_dif`
-    /// (or all of it through [`Analyzer`]); then, timed apart, a memcpy of the picture.
-    fn measure(&mut self, yuv: &DecodedYUV<'_>) -> anyhow::Result<f64> {
-        let (w, h) = yuv.dimensions();
-        let (ys, us, vs) = yuv.strides();
-        let (cw, ch) = yuv.dimensions_uv();
-        let pic = Picture {
-            y: Plane::new(yuv.y(), w, h, ys)?,
-            u: Plane::new(yuv.u(), cw, ch, us)?,
-            v: Plane::new(yuv.v(), cw, ch, vs)?,
+    /// The worker's measuring of a picture; then, timed apart, a memcpy of it.
+    fn picture(&mut self, d: &Decoded<'_>) {
+        self.pictures += 1;
+        let Some(analyzer) = self.analyzer.as_mut() else {
+            return;
         };
+        let (cw, ch) = d.chroma_dimensions();
+        let planes = (
+            Plane::new(d.y, d.width, d.height, d.y_stride),
+            Plane::new(d.u, cw, ch, d.u_stride),
+            Plane::new(d.v, cw, ch, d.v_stride),
+        );
+        let (Ok(y), Ok(u), Ok(v)) = planes else {
+            return;
+        };
+        let pic = Picture { y, u, v };
         let started = Instant::now();
-        let checksum = if let Some(a) = self.analyzer.as_mut() {
-            let (s, flags) = a.measure(&pic);
-            s.y_avg + flags.scene_score
-        } else {
-            let prev = (self.prev_dims == (w, h))
-                .then(|| Plane::new(&self.prev, w, h, w).ok())
-                .flatten();
-            let s = frame_stats(&pic, prev.as_ref());
-            let t1 = Instant::now();
-            let flags = self.detectors.update(&pic, &s, prev.is_some());
-            let t2 = Instant::now();
-            self.prev.clear();
-            pic.y.rows().for_each(|r| self.prev.extend_from_slice(r));
-            self.prev_dims = (w, h);
-            self.parts[0].push(t1 - started);
-            self.parts[1].push(t2 - t1);
-            self.parts[2].push(t2.elapsed());
-            s.y_avg + flags.scene_score
-        };
+        let (s, flags) = analyzer.measure(&pic);
+        self.checksum += s.y_avg + flags.scene_score;
         let after_stats = Instant::now();
-        self.stats.push(after_stats - started);
+        self.stats.0.push(after_stats - started);
         // The unit of comparison: copying the picture's visible samples once.
         self.copy.clear();
         for p in [&pic.y, &pic.u, &pic.v] {
             p.rows().for_each(|r| self.copy.extend_from_slice(r));
         }
         std::hint::black_box(&self.copy);
-        self.memcpy.push(after_stats.elapsed());
-        Ok(checksum)
+        self.memcpy.0.push(after_stats.elapsed());
     }
 }
 
@@ -187,12 +164,22 @@ impl Measurer {
 enum Mode {
     /// Decode only.
     Bare,
-    /// Decode and measure every picture as the worker does today.
+    /// Decode and measure every picture as the worker does.
     Stats,
-    /// Decode and measure every picture with [`Analyzer`].
-    OnePass,
-    /// Only IDR access units, each flushed at once, measured.
+    /// Only keyframes, each flushed at once, not measured.
+    KeyframesBare,
+    /// Only keyframes, each flushed at once, measured (the worker's `keyframes` mode).
     Keyframes,
+}
+
+impl Mode {
+    fn keyframes_only(self) -> bool {
+        matches!(self, Mode::KeyframesBare | Mode::Keyframes)
+    }
+
+    fn measures(self) -> bool {
+        matches!(self, Mode::Stats | Mode::Keyframes)
+    }
 }
 
 /// CPU time (user + system) this process has used, from `/proc/self/stat` (10 ms ticks).
@@ -209,50 +196,62 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// One pass over the clip: (CPU time excluding the memcpy probe, pictures, measurer).
-fn pass(units: &[&[u8]], mode: Mode) -> anyhow::Result<(Duration, u64, Measurer)> {
-    let mut dec = decoder()?;
-    let mut m = Measurer::new(mode == Mode::OnePass);
-    let mut pictures = 0u64;
-    let mut checksum = 0.0;
+/// A clip's access units as ingest publishes them (parameter sets first on keyframes).
+struct Clip {
+    codec: DecodeCodec,
+    units: Vec<(Vec<u8>, bool)>,
+    /// The options the worker opens its decoder with for this stream.
+    options: Options,
+}
+
+impl Clip {
+    fn keyframes(&self) -> u64 {
+        self.units.iter().filter(|(_, key)| *key).count() as u64
+    }
+}
+
+/// One pass over the clip: (CPU time excluding the memcpy probe, measurer).
+fn pass(clip: &Clip, backend: Backend, mode: Mode) -> anyhow::Result<(Duration, Measurer)> {
+    let mut dec = framewire_decode::open(backend, clip.codec, &clip.options)?;
+    let mut m = Measurer::new(mode.measures());
     let started = cpu_time();
-    for au in units {
-        let idr = is_idr(au);
-        if mode == Mode::Keyframes && !idr {
+    for (au, key) in &clip.units {
+        if mode.keyframes_only() && !key {
             continue;
         }
-        let started = Instant::now();
-        let decoded = dec.decode(au)?;
-        m.decoded(idr, au.len(), started.elapsed());
-        if let Some(yuv) = decoded {
-            pictures += 1;
-            if mode != Mode::Bare {
-                checksum += m.measure(&yuv)?;
-            }
+        let t = Instant::now();
+        let mut stats = Duration::ZERO;
+        dec.decode(au, &mut |p| {
+            let s = Instant::now();
+            m.picture(p);
+            stats += s.elapsed();
+        })?;
+        let took = t.elapsed().saturating_sub(stats);
+        if *key {
+            m.decode_key.0.push(took);
+        } else {
+            m.decode_other.0.push(took);
         }
-        if mode == Mode::Keyframes {
-            for yuv in dec.flush_remaining()? {
-                pictures += 1;
-                checksum += m.measure(&yuv)?;
-            }
-        }
-    }
-    for yuv in dec.flush_remaining()? {
-        pictures += 1;
-        if mode != Mode::Bare {
-            checksum += m.measure(&yuv)?;
+        if mode.keyframes_only() {
+            dec.flush(&mut |p| m.picture(p))?;
         }
     }
-    std::hint::black_box(checksum);
+    dec.flush(&mut |p| m.picture(p))?;
+    std::hint::black_box(m.checksum);
     let used = cpu_time().saturating_sub(started);
-    Ok((used.saturating_sub(m.memcpy.total()), pictures, m))
+    Ok((used.saturating_sub(m.memcpy.total()), m))
 }
 
 /// Best (shortest) of `runs` passes.
-fn best(units: &[&[u8]], mode: Mode, runs: usize) -> anyhow::Result<(Duration, u64, Measurer)> {
-    let mut best: Option<(Duration, u64, Measurer)> = None;
+fn best(
+    clip: &Clip,
+    backend: Backend,
+    mode: Mode,
+    runs: usize,
+) -> anyhow::Result<(Duration, Measurer)> {
+    let mut best: Option<(Duration, Measurer)> = None;
     for _ in 0..runs {
-        let r = pass(units, mode)?;
+        let r = pass(clip, backend, mode)?;
         if best.as_ref().is_none_or(|b| r.0 < b.0) {
             best = Some(r);
         }
@@ -260,15 +259,28 @@ fn best(units: &[&[u8]], mode: Mode, runs: usize) -> anyhow::Result<(Duration, u
     best.context("no run")
 }
 
-/// `ffmpeg -threads 1` decoding the file to nowhere: the best CPU time (`-benchmark`'s
-/// utime + stime) of `runs`.
-fn ffmpeg(clip: &Path, runs: usize) -> anyhow::Result<Duration> {
+/// `ffmpeg -threads 1` on the file to nowhere, with `filters` (if any): the best CPU time
+/// (`-benchmark`'s utime + stime) of `runs`.
+fn ffmpeg(
+    clip: &Path,
+    codec: Codec,
+    filters: Option<&str>,
+    runs: usize,
+) -> anyhow::Result<Duration> {
+    let format = match codec {
+        Codec::H264 => "h264",
+        Codec::H265 => "hevc",
+    };
     let mut best = Duration::MAX;
     for _ in 0..runs {
-        let out = Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-benchmark", "-threads", "1"])
-            .args(["-f", "h264", "-i"])
-            .arg(clip)
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-nostdin", "-benchmark", "-threads", "1"])
+            .args(["-f", format, "-i"])
+            .arg(clip);
+        if let Some(f) = filters {
+            cmd.args(["-vf", f]);
+        }
+        let out = cmd
             .args(["-an", "-f", "null", "-"])
             .output()
             .context("failed to run ffmpeg")?;
@@ -291,151 +303,174 @@ fn ffmpeg(clip: &Path, runs: usize) -> anyhow::Result<Duration> {
 }
 
 fn fps(frames: u64, d: Duration) -> f64 {
-    frames as f64 / d.as_secs_f64()
+    frames as f64 / d.as_secs_f64().max(1e-9)
 }
 
-fn clip_label(meta: &Value) -> String {
+fn clip_label(meta: &Value, codec: Codec) -> String {
     format!(
-        "{}x{} {} GOP {} {:.1} Mbps",
+        "{}x{} {} {} GOP {} {:.1} Mbps",
         meta["width"],
         meta["height"],
+        match codec {
+            Codec::H264 => "H.264",
+            Codec::H265 => "H.265",
+        },
         meta["profile"].as_str().unwrap_or("?"),
         meta["gop"],
         meta["bitrate_kbps"].as_f64().unwrap_or(0.0) / 1000.0
     )
 }
 
+fn load(path: &Path) -> anyhow::Result<(Value, Codec, Clip)> {
+    let meta_path = path.with_extension("json");
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(&meta_path)
+            .with_context(|| format!("failed to read {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", meta_path.display()))?;
+    let stream =
+        std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let codec = Codec::sniff(&stream)
+        .with_context(|| format!("{}: neither H.264 nor H.265", path.display()))?;
+    let units: Vec<(Vec<u8>, bool)> = publishable_access_units(&stream, codec)
+        .with_context(|| format!("{}", path.display()))?
+        .into_iter()
+        .map(|au| (au.data, au.keyframe))
+        .collect();
+    let first = units.first().map(|(au, _)| au.as_slice()).unwrap_or(&[]);
+    // As the worker opens it: one frame thread; pictures handed out at once when the
+    // stream's SPS says it cannot reorder (H.264).
+    let options = Options {
+        low_delay: codec == Codec::H264
+            && framewire_wire::annexb::may_reorder(first) == Some(false),
+        ..Options::default()
+    };
+    let decode_codec = DecodeCodec::from_header(codec.name()).context("codec")?;
+    Ok((
+        meta,
+        codec,
+        Clip {
+            codec: decode_codec,
+            units,
+            options,
+        },
+    ))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     let mut results = Vec::new();
-    let mut parts = Vec::new();
-    let mut idr_rows = Vec::new();
-    println!(
-        "\n## Decode on one core (CPU time, best of {} runs; statistics kernels: {:?})\n",
-        args.runs,
-        active_isa()
-    );
-    println!(
-        "| clip | ffmpeg -threads 1 fps | openh264 fps | × ffmpeg | openh264 + stats fps | × bare | stats ms/frame | stats % of decode | stats / memcpy | keyframes-only: IDR/s | frames covered/s | × full decode |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for clip in &args.clips {
-        let meta_path = clip.with_extension("json");
-        let meta: Value = serde_json::from_slice(
-            &std::fs::read(&meta_path)
-                .with_context(|| format!("failed to read {}", meta_path.display()))?,
-        )
-        .with_context(|| format!("{} is not JSON", meta_path.display()))?;
-        let stream =
-            std::fs::read(clip).with_context(|| format!("failed to read {}", clip.display()))?;
-        // The access units as ingest publishes them (SPS/PPS first on keyframes), which is
-        // also what bench-worker produces.
-        let owned: Vec<Vec<u8>> = publishable_access_units(&stream, Codec::H264)
-            .with_context(|| format!("{}", clip.display()))?
-            .into_iter()
-            .map(|au| au.data)
-            .collect();
-        let units: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-        let frames = units.len() as u64;
-        let idr = units.iter().filter(|u| is_idr(u)).count() as u64;
-
-        let ff = ffmpeg(clip, args.runs)?;
-        let (bare, bare_pics, b) = best(&units, Mode::Bare, args.runs)?;
-        let (with_stats, stats_pics, m) = best(&units, Mode::Stats, args.runs)?;
-        let (with_one_pass, _, one) = best(&units, Mode::OnePass, args.runs)?;
-        let (key, key_pics, _) = best(&units, Mode::Keyframes, args.runs)?;
-        if bare_pics != frames || stats_pics != frames || key_pics != idr {
-            bail!(
-                "{}: {frames} access units ({idr} IDR) but {bare_pics} / {stats_pics} / {key_pics} pictures",
-                clip.display()
-            );
+    let (mut speed, mut cost, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    for path in &args.clips {
+        let (meta, codec, clip) = load(path)?;
+        let label = clip_label(&meta, codec);
+        let frames = clip.units.len() as u64;
+        let keyframes = clip.keyframes();
+        let gop = meta["gop"].as_f64().unwrap_or(30.0);
+        let ff = fps(frames, ffmpeg(path, codec, None, args.runs)?);
+        let ff_filters = fps(
+            frames,
+            ffmpeg(path, codec, Some(FFMPEG_FILTERS), args.runs)?,
+        );
+        let mut per_backend = Vec::new();
+        for &backend in &args.backends {
+            if !backend.decodes(clip.codec) {
+                continue;
+            }
+            let (bare, b) = best(&clip, backend, Mode::Bare, args.runs)?;
+            let (stats, s) = best(&clip, backend, Mode::Stats, args.runs)?;
+            let (key_bare, kb) = best(&clip, backend, Mode::KeyframesBare, args.runs)?;
+            let (key, k) = best(&clip, backend, Mode::Keyframes, args.runs)?;
+            if b.pictures != frames
+                || s.pictures != frames
+                || kb.pictures != keyframes
+                || k.pictures != keyframes
+            {
+                bail!(
+                    "{} on {backend}: {frames} access units ({keyframes} keyframes) but {} / {} / {} / {} pictures",
+                    path.display(),
+                    b.pictures,
+                    s.pictures,
+                    kb.pictures,
+                    k.pictures
+                );
+            }
+            let (bare_fps, stats_fps) = (fps(frames, bare), fps(frames, stats));
+            // Keyframes only: every keyframe stands for its GOP.
+            let (covered_bare, covered) = (fps(frames, key_bare), fps(frames, key));
+            let decode_ms = bare.as_secs_f64() * 1e3 / frames as f64;
+            let (stats_ms, memcpy_ms) = (s.stats.median_ms(), s.memcpy.median_ms());
+            let added_ms = (stats.as_secs_f64() - bare.as_secs_f64()) * 1e3 / frames as f64;
+            let (key_ms, other_ms) = (b.decode_key.median_ms(), b.decode_other.median_ms());
+            let ceiling = ((gop - 1.0) * other_ms + key_ms) / key_ms.max(1e-9);
+            let key_ratio = covered_bare / bare_fps;
+            speed.push(format!(
+                "| {label} | {backend} | {ff:.0} | {ff_filters:.0} | {bare_fps:.0} ({:.2}×) | {stats_fps:.0} ({:.2}× ffmpeg, {:.2}× ffmpeg + filters) |",
+                bare_fps / ff,
+                stats_fps / ff,
+                stats_fps / ff_filters,
+            ));
+            cost.push(format!(
+                "| {label} | {backend} | {decode_ms:.3} | {stats_ms:.3} ({:.1} %) | {:.1}× | {added_ms:.3} ({:.1} %) | {memcpy_ms:.3} |",
+                100.0 * stats_ms / decode_ms,
+                stats_ms / memcpy_ms.max(1e-9),
+                100.0 * added_ms / decode_ms,
+            ));
+            keys.push(format!(
+                "| {label} | {backend} | {key_ms:.2} | {other_ms:.2} | {ceiling:.1}× | {covered_bare:.0} ({key_ratio:.1}×, {:.2} of the ceiling) | {covered:.0} ({:.1}× decode + statistics) |",
+                key_ratio / ceiling,
+                covered / stats_fps,
+            ));
+            per_backend.push(json!({
+                "backend": backend.as_str(),
+                "bare_fps": bare_fps, "stats_fps": stats_fps, "decode_ms": decode_ms,
+                "stats_ms": stats_ms, "memcpy_ms": memcpy_ms, "added_ms": added_ms,
+                "keyframe_decode_ms": key_ms, "other_decode_ms": other_ms,
+                "keyframes_ceiling": ceiling,
+                "keyframes_covered_fps": covered_bare, "keyframes_stats_covered_fps": covered,
+                "keyframes_per_s": fps(keyframes, key),
+            }));
         }
-        let (ff_fps, bare_fps, stats_fps) =
-            (fps(frames, ff), fps(frames, bare), fps(frames, with_stats));
-        let decode_ms = bare.as_secs_f64() * 1e3 / frames as f64;
-        let stats_ms = m.stats.median_ms();
-        let memcpy_ms = m.memcpy.median_ms();
-        let [fs_ms, det_ms, copy_ms] =
-            [&m.parts[0], &m.parts[1], &m.parts[2]].map(Samples::median_ms);
-        let one_ms = one.stats.median_ms();
-        let one_fps = fps(frames, with_one_pass);
-        // What statistics really add per picture: the pass with them minus the pass without
-        // (this also counts the decoder's data they push out of the caches).
-        let added_ms = (with_stats.as_secs_f64() - bare.as_secs_f64()) * 1e3 / frames as f64;
-        let added_one_ms = (with_one_pass.as_secs_f64() - bare.as_secs_f64()) * 1e3 / frames as f64;
-        parts.push(format!(
-            "| {} | {decode_ms:.3} | {fs_ms:.3} | {det_ms:.3} | {copy_ms:.3} | {stats_ms:.3} ({:.1} %) | {one_ms:.3} ({:.1} %, {:.1}× memcpy) | {one_fps:.0} ({:.2}× bare) | {added_ms:.3} ({:.1} %) | {added_one_ms:.3} ({:.1} %) | {memcpy_ms:.3} |",
-            clip_label(&meta),
-            100.0 * stats_ms / decode_ms,
-            100.0 * one_ms / decode_ms,
-            one_ms / memcpy_ms,
-            one_fps / bare_fps,
-            100.0 * added_ms / decode_ms,
-            100.0 * added_one_ms / decode_ms,
-        ));
-        // What bounds keyframes-only decoding: an IDR's decode against the other frames'.
-        // A GOP of g frames costs one IDR and g - 1 others; keyframes-only decodes the IDR.
-        let (idr_ms, other_ms) = (b.decode_idr.median_ms(), b.decode_other.median_ms());
-        let ceiling = |gop: f64| ((gop - 1.0) * other_ms + idr_ms) / idr_ms;
-        let kb = |bytes: u64, n: usize| bytes as f64 / 1000.0 / n.max(1) as f64;
-        let (idr_kb, other_kb) = (
-            kb(b.idr_bytes, b.decode_idr.0.len()),
-            kb(b.other_bytes, b.decode_other.0.len()),
-        );
-        let ceiling_gop30 = ceiling(30.0);
-        idr_rows.push(format!(
-            "| {} | {idr_ms:.2} | {idr_kb:.0} | {other_ms:.2} | {other_kb:.1} | {:.1} | {:.1}× | {ceiling_gop30:.1}× |",
-            clip_label(&meta),
-            idr_ms / other_ms,
-            ceiling(meta["gop"].as_f64().unwrap_or(30.0)),
-        ));
-        let idr_per_s = fps(idr, key);
-        let covered = fps(frames, key);
-        println!(
-            "| {} | {ff_fps:.0} | {bare_fps:.0} | {:.2} | {stats_fps:.0} | {:.2} | {stats_ms:.3} | {:.1} % | {:.1} | {idr_per_s:.0} | {covered:.0} | {:.1} |",
-            clip_label(&meta),
-            bare_fps / ff_fps,
-            stats_fps / bare_fps,
-            100.0 * stats_ms / decode_ms,
-            stats_ms / memcpy_ms,
-            covered / bare_fps,
-        );
+        // The decode cost per picture other reports use (kernels, detection): openh264's
+        // for H.264 (the default build), else the first backend's.
+        let reference = per_backend
+            .iter()
+            .find(|b| b["backend"] == "openh264")
+            .or(per_backend.first())
+            .map_or(Value::Null, |b| b["decode_ms"].clone());
         results.push(json!({
-            "clip": clip,
-            "label": clip_label(&meta),
+            "clip": path, "label": label, "codec": codec.name(),
             "width": meta["width"], "height": meta["height"], "profile": meta["profile"],
             "gop": meta["gop"], "bitrate_kbps": meta["bitrate_kbps"],
-            "frames": frames, "idr": idr,
-            "ffmpeg_fps": ff_fps, "openh264_fps": bare_fps, "stats_fps": stats_fps,
-            "decode_ms": decode_ms, "stats_ms": stats_ms, "memcpy_ms": memcpy_ms,
-            "frame_stats_ms": fs_ms, "detectors_ms": det_ms, "prev_copy_ms": copy_ms,
-            "analyzer_ms": one_ms, "analyzer_fps": one_fps,
-            "added_ms": added_ms, "analyzer_added_ms": added_one_ms,
-            "keyframes_idr_per_s": idr_per_s, "keyframes_covered_fps": covered,
-            "idr_decode_ms": idr_ms, "other_decode_ms": other_ms, "idr_kb": idr_kb,
-            "other_kb": other_kb, "keyframes_ceiling_gop30": ceiling_gop30,
+            "frames": frames, "keyframes": keyframes,
+            "ffmpeg_fps": ff, "ffmpeg_filters_fps": ff_filters, "ffmpeg_filters": FFMPEG_FILTERS,
+            "decode_ms": reference,
+            "backends": per_backend,
             "isa": format!("{:?}", active_isa()),
         }));
     }
     println!(
-        "\n| clip | decode ms/frame | frame_stats ms | detectors ms | previous-luma copy ms | worker's three calls ms | Analyzer (one pass) ms | decode + Analyzer fps | added per picture, worker's calls | added, Analyzer | memcpy of the picture ms |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in parts {
-        println!("{row}");
-    }
-    println!(
-        "\nfps = frames / CPU seconds of the pass (best of the runs); per-picture times are medians; \"added\" = CPU per picture of the pass with statistics minus the pass without (includes the decoder data they evict from the caches). stats = frame_stats + detectors + the previous-luma copy per picture, timed in place; memcpy = one copy of the same picture's Y, U and V samples."
+        "\n## Decode on one core, per backend (frames per CPU-second, best of {} runs; statistics kernels: {:?})\n",
+        args.runs,
+        active_isa()
     );
     println!(
-        "\n| clip | IDR decode ms | IDR KB | other frames ms | other KB | IDR ÷ other | keyframes-only ceiling at the clip's GOP | at GOP 30 |"
+        "| clip | backend | ffmpeg -threads 1 | ffmpeg -threads 1 -vf {FFMPEG_FILTERS} | bare decode (× ffmpeg) | decode + statistics (the worker's Analyzer) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for row in idr_rows {
-        println!("{row}");
-    }
+    println!("|---|---|---:|---:|---:|---:|");
+    speed.iter().for_each(|r| println!("{r}"));
     println!(
-        "\nEach `decode` call of the bare pass timed (medians). Keyframes-only decoding covers a GOP of g frames per IDR decoded, so it can reach at most ((g - 1) × other + IDR) ÷ IDR times the frames per second of full decoding: 15× at GOP 30 needs an IDR no dearer than ~2.1 other frames."
+        "\n| clip | backend | decode ms/frame | statistics ms/frame (% of decode) | statistics ÷ memcpy of the picture | added to the pass (% of decode) | memcpy ms |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    cost.iter().for_each(|r| println!("{r}"));
+    println!(
+        "\n| clip | backend | keyframe decode ms (I) | other frames ms (P) | ceiling ((g − 1)·P + I) ÷ I | keyframes only, bare: frames covered/s (× full decode, share of the ceiling) | keyframes only + statistics: covered/s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    keys.iter().for_each(|r| println!("{r}"));
+    println!(
+        "\nfps = frames / CPU seconds of the pass; per-call times are medians of each `decode` call of the bare pass; \"added\" = CPU per picture of the pass with statistics minus the pass without (includes the decoder data they evict from the caches)."
     );
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_vec_pretty(&results)?)

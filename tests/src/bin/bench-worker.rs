@@ -1,7 +1,9 @@
 //! The worker's whole path on pinned cores: a clip's access units are produced (before the
 //! worker starts) into a fresh frames topic with the `fw-*` headers ingest writes, for N
 //! cameras; then a release `framewire-worker` starts under `taskset -c CPUS` with
-//! `FRAMEWIRE_WORKER__DECODE_THREADS` and `FRAMEWIRE_WORKER__DECODE_MODE` set. Once every
+//! `FRAMEWIRE_WORKER__DECODE_THREADS`, `FRAMEWIRE_WORKER__DECODE_MODE` and
+//! `FRAMEWIRE_WORKER__DECODER` (`--decoder`) set. The clip is H.264 or H.265 (`fw-codec`
+//! follows it). Once every
 //! stats record is in the stats topic (Kafka in, decode, every statistic, JSON, Kafka out),
 //! they are read and the rate is taken on the worker's own clock, from the first to the last
 //! record's `decoded_ms`; the benchmark does not read while the worker runs, so that the
@@ -21,9 +23,9 @@
 //! for `scripts/bench/summary.py`. Topics are deleted afterwards.
 //!
 //! ```text
-//! bench-worker --clip FILE.h264 [--cameras 1] [--threads 1] [--cpus 1] [--mode all|keyframes]
-//!              [--label TEXT] [--json FILE] [--fetch-bytes N] [--option KEY=VALUE]...
-//!              [--loadgen FRAMES]
+//! bench-worker --clip FILE.h264|FILE.h265 [--cameras 1] [--threads 1] [--cpus 1]
+//!              [--mode all|keyframes] [--decoder auto|openh264|ffmpeg] [--label TEXT]
+//!              [--json FILE] [--fetch-bytes N] [--option KEY=VALUE]... [--loadgen FRAMES]
 //! ```
 
 use std::collections::hash_map::DefaultHasher;
@@ -37,8 +39,6 @@ use framewire_e2e::{KAFKA, Topics, bin, free_port, unique};
 use framewire_wire::stream::publishable_access_units;
 use framewire_wire::{Codec, FrameMeta};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -52,6 +52,8 @@ struct Args {
     threads: usize,
     cpus: String,
     mode: String,
+    /// The worker's `decoder` setting.
+    decoder: String,
     label: String,
     json: Option<PathBuf>,
     /// librdkafka options for the worker (`[kafka.options]`), e.g.
@@ -69,6 +71,7 @@ fn args() -> anyhow::Result<Args> {
         threads: 1,
         cpus: "1".into(),
         mode: "all".into(),
+        decoder: "auto".into(),
         label: String::new(),
         json: None,
         options: Vec::new(),
@@ -83,6 +86,7 @@ fn args() -> anyhow::Result<Args> {
             "--threads" => a.threads = value()?.parse().context("--threads")?,
             "--cpus" => a.cpus = value()?,
             "--mode" => a.mode = value()?,
+            "--decoder" => a.decoder = value()?,
             "--label" => a.label = value()?,
             "--json" => a.json = Some(value()?.into()),
             "--loadgen" => a.loadgen = Some(value()?.parse().context("--loadgen")?),
@@ -102,6 +106,9 @@ fn args() -> anyhow::Result<Args> {
     }
     if !matches!(a.mode.as_str(), "all" | "keyframes") {
         bail!("--mode must be all or keyframes");
+    }
+    if !matches!(a.decoder.as_str(), "auto" | "openh264" | "ffmpeg") {
+        bail!("--decoder must be auto, openh264 or ffmpeg");
     }
     Ok(a)
 }
@@ -136,36 +143,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-async fn create_topics(topics: &Topics, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", KAFKA)
-        .create()
-        .context("failed to create the admin client")?;
-    let big = [("max.message.bytes", "8388608")];
-    let new: Vec<NewTopic<'_>> = [&topics.frames, &topics.stats]
-        .iter()
-        .map(|name| {
-            big.iter().fold(
-                NewTopic::new(name, partitions, TopicReplication::Fixed(1)),
-                |t, (k, v)| t.set(k, v),
-            )
-        })
-        .collect();
-    for r in admin.create_topics(&new, &AdminOptions::new()).await? {
-        if let Err((name, e)) = r
-            && e != RDKafkaErrorCode::TopicAlreadyExists
-        {
-            bail!("cannot create topic {name}: {e}");
-        }
-    }
-    Ok(())
-}
-
 /// Produces every access unit once per camera (camera k on partition k mod partitions),
 /// with the headers ingest writes, and waits for the broker to acknowledge them all.
 fn produce(
     topic: &str,
-    units: &[&[u8]],
+    units: &[(Vec<u8>, bool)],
+    codec: Codec,
     cameras: &[String],
     partitions: i32,
     dims: (u32, u32),
@@ -181,8 +164,8 @@ fn produce(
     let start_ms = now_ms();
     for (k, camera) in cameras.iter().enumerate() {
         let session = format!("{:016x}", rand_u64());
-        for (seq, au) in units.iter().enumerate() {
-            let keyframe = framewire_wire::annexb::is_idr(au);
+        for (seq, (au, keyframe)) in units.iter().enumerate() {
+            let keyframe = *keyframe;
             let meta = FrameMeta {
                 camera: camera.clone(),
                 session: session.clone(),
@@ -190,7 +173,7 @@ fn produce(
                 pts_90k: seq as i64 * 3600,
                 capture_ms: start_ms + seq as i64 * 40,
                 keyframe,
-                codec: framewire_wire::CODEC_H264.to_owned(),
+                codec: codec.name().to_owned(),
                 dimensions: keyframe.then_some(dims),
             };
             let headers =
@@ -204,7 +187,7 @@ fn produce(
                     });
             let mut record = BaseRecord::to(topic)
                 .key(camera.as_str())
-                .payload(*au)
+                .payload(au.as_slice())
                 .partition(k as i32 % partitions)
                 .timestamp(meta.capture_ms)
                 .headers(headers);
@@ -340,6 +323,7 @@ fn start_worker(topics: &Topics, args: &Args, partitions: i32) -> anyhow::Result
         .arg(&config)
         .env("FRAMEWIRE_WORKER__DECODE_THREADS", args.threads.to_string())
         .env("FRAMEWIRE_WORKER__DECODE_MODE", &args.mode)
+        .env("FRAMEWIRE_WORKER__DECODER", &args.decoder)
         .env(
             "FRAMEWIRE_LOG",
             std::env::var("BENCH_WORKER_FILTER").unwrap_or_else(|_| "warn".into()),
@@ -427,16 +411,15 @@ async fn main() -> anyhow::Result<()> {
     );
     let stream = std::fs::read(&args.clip)
         .with_context(|| format!("failed to read {}", args.clip.display()))?;
-    // The access units as ingest publishes them (SPS/PPS first on keyframes).
-    let units: Vec<Vec<u8>> = publishable_access_units(&stream, Codec::H264)
+    let codec = Codec::sniff(&stream)
+        .with_context(|| format!("{}: neither H.264 nor H.265", args.clip.display()))?;
+    // The access units as ingest publishes them (parameter sets first on keyframes).
+    let units: Vec<(Vec<u8>, bool)> = publishable_access_units(&stream, codec)
         .with_context(|| format!("{}", args.clip.display()))?
         .into_iter()
-        .map(|au| au.data)
+        .map(|au| (au.data, au.keyframe))
         .collect();
-    let idr = units
-        .iter()
-        .filter(|u| framewire_wire::annexb::is_idr(u))
-        .count();
+    let idr = units.iter().filter(|(_, key)| *key).count();
     let per_camera = if args.mode == "keyframes" {
         idr
     } else {
@@ -448,7 +431,7 @@ async fn main() -> anyhow::Result<()> {
         None => args.cameras.max(1) as i32,
     };
     let topics = Topics::unique("bench-worker");
-    create_topics(&topics, partitions).await?;
+    framewire_e2e::create_big_topics(&topics, partitions).await?;
     let produced = match args.loadgen {
         Some(frames) => fleet(&args, &topics, frames).await,
         None => {
@@ -462,8 +445,7 @@ async fn main() -> anyhow::Result<()> {
             let per_keyframe = units.len() as f64 / idr as f64;
             let (topic, units) = (topics.frames.clone(), units.clone());
             tokio::task::spawn_blocking(move || {
-                let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
-                produce(&topic, &refs, &ids, partitions, dims)
+                produce(&topic, &units, codec, &ids, partitions, dims)
             })
             .await?
             .map(|()| (per_camera * args.cameras, per_keyframe))
@@ -537,6 +519,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let line = json!({
             "label": args.label, "clip": args.clip, "mode": args.mode,
+            "decoder": args.decoder, "codec": codec.name(),
             "width": dims.0, "height": dims.1, "gop": meta["gop"], "profile": meta["profile"],
             "cameras": args.cameras, "threads": args.threads, "cpus": args.cpus,
             "records": decoded_ms.len(), "records_per_s": rate, "covered_fps": covered,
