@@ -134,7 +134,9 @@ if wants worker; then
   echo "==> keyframes mode (FRAMEWIRE_WORKER__DECODE_MODE=keyframes), GOP 30, per backend"
   for c in "$c720high" "$c1080high" "$c720hevc" "$c1080hevc"; do
     for b in $(backends "$c"); do
-      w --clip "$c" --decoder "$b" --threads 1 --cpus "$cpu" --mode keyframes --label "keyframes $b $(name "$c")"
+      # 30 cameras: a clip has only 20 keyframes.
+      w --clip "$c" --decoder "$b" --cameras 30 --threads 1 --cpus "$cpu" --mode keyframes \
+        --label "keyframes $b $(name "$c")"
     done
   done
   if (( $(nproc) >= 2 )); then
