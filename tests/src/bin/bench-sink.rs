@@ -206,10 +206,19 @@ async fn main() -> anyhow::Result<()> {
     let cameras: Vec<String> = (0..args.cameras)
         .map(|i| format!("{prefix}-{i:05}"))
         .collect();
-    let totals = sink_totals(&db, &cameras)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let stored: i64 = totals.values().map(|t| t.0).sum();
+    // A flush of many cameras is several transactions (each one a `write_seconds` sample):
+    // the last may still be on its way. Wait up to 30 s for every frame to be stored.
+    let stored_by = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let totals = sink_totals(&db, &cameras)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let stored: i64 = totals.values().map(|t| t.0).sum();
+        if stored == expected as i64 || Instant::now() >= stored_by {
+            break stored;
+        }
+        tokio::time::sleep(POLL).await;
+    };
     let status = sink.terminate(Duration::from_secs(60));
     topics.delete().await;
     if let SinkDb::Postgres(dsn) = &db {
