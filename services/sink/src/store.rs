@@ -332,7 +332,7 @@ impl Store {
     pub async fn connect_postgres(dsn: &str) -> Result<Self, StoreError> {
         let connect_err = |source| StoreError::Connect {
             backend: Backend::Postgres,
-            target: framewire_kit::redact::redact_url(dsn),
+            target: framewire_kit::redact::redact_text(dsn),
             source,
         };
         let options = PgConnectOptions::from_str(dsn).map_err(connect_err)?;
