@@ -6,7 +6,7 @@ SHELL := /usr/bin/env bash
 # installs); a plain `cargo build` makes an openh264-only worker that needs no system libraries.
 FEATURES := --features framewire-worker/ffmpeg
 
-.PHONY: help demo test chaos soak bench lint fmt build stack-up stack-down stack-status prereqs clean deploy-check image
+.PHONY: help demo test chaos soak bench lint deny fmt build stack-up stack-down stack-status prereqs clean deploy-check image
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ image: ## Build the image (full multi-stage build) and its SBOM (syft), and the 
 
 bench: ## Benchmarks on the local stack: kernels, decode per backend vs ffmpeg (and ffmpeg with the statistics filters), worker path per backend, keyframes, scaling, loadgen fleet, sizing validation, ingest, latency, detection, sink (BENCH_ONLY, BENCH_CAMERAS, BENCH_SECONDS); tables for docs/benchmarks.md
 	@scripts/bench/run.sh
+
+deny: ## cargo deny (offline): licences, bans and sources of every crate (deny.toml)
+	@scripts/deny.sh
 
 lint: ## cargo fmt --check and clippy with -D warnings
 	cargo fmt --all -- --check

@@ -30,6 +30,9 @@ cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
 # ... and the default build (openh264 only, no system libraries) of the crates the feature changes.
 cargo clippy -p framewire-decode -p framewire-worker --all-targets --locked -- -D warnings
 
+step "cargo deny: licences, bans, sources (offline; scripts/deny.sh)"
+scripts/deny.sh
+
 step "local stack (Kafka, PostgreSQL, RTSP server)"
 scripts/stack.sh up
 
