@@ -20,6 +20,9 @@ if [[ ! -x "$deny" ]]; then
   cargo install --locked --quiet --version "$CARGO_DENY_VERSION" --root "$root" cargo-deny
 fi
 cd "$FW_REPO_ROOT"
+# Every crate of Cargo.lock on disk (the checks read their manifests offline), including those
+# of features no build in make test uses.
+cargo fetch --locked --quiet
 "$deny" --offline check licenses bans sources
 
 canary="$(mktemp -d)"
