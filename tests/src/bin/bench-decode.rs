@@ -208,9 +208,7 @@ impl Clip {
     fn keyframes(&self) -> u64 {
         self.units.iter().filter(|(_, key)| *key).count() as u64
     }
-}
 
-impl Clip {
     /// Times a keyframes-only pass goes over the clip's keyframes: as many as frames per
     /// keyframe, so that it decodes about as long as a full pass (a few keyframes alone
     /// would take a few CPU-clock ticks of 10 ms).
