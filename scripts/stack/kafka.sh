@@ -21,6 +21,13 @@
 #   scripts/stack/kafka.sh groups G    kafka-consumer-groups --describe --group G
 #   scripts/stack/kafka.sh lag G       the group's total committed lag (sum of the LAG column, `-`
 #                                      counts 0): one integer
+#   scripts/stack/kafka.sh user NAME PASSWORD
+#                                      create (or change) SCRAM-SHA-512 credentials of user NAME, for
+#                                      the SASL_PLAINTEXT and SASL_SSL listeners (single node)
+#   scripts/stack/kafka.sh deluser NAME   delete user NAME's SCRAM-SHA-512 credentials
+#   scripts/stack/kafka.sh acl ARGS... kafka-acls (AclCommand) as the super user, e.g.
+#                                      acl --add --allow-principal User:NAME --topic T --operation Read
+#                                      (--list, --remove --force, ...; bootstrap and timeouts given)
 # Exit codes: 0 ok (kill/stop: the node is not running afterwards, also if it was not running),
 # 1 failure (a timeout, a tool error, an unknown group), 2 usage (unknown command, bad node number).
 #
@@ -39,6 +46,14 @@
 #      KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (19093): the first node's ports.
 #      KAFKA_SASL_PORT (KAFKA_PORT + 2): a single node's SASL_PLAINTEXT (SCRAM-SHA-512) listener,
 #        where the StandardAuthorizer holds users to their ACLs (see `listeners` below).
+#      KAFKA_SASL_SSL_PORT (KAFKA_PORT + 4): a single node's SASL_SSL (SCRAM-SHA-512) listener, and
+#      KAFKA_MTLS_PORT (KAFKA_PORT + 6): its SSL listener with ssl.client.auth=required (mutual
+#        TLS; a client certificate CN=X is the principal User:X). Certificates by
+#        scripts/stack/certs.sh (`up` makes or renews them): clients trust
+#        $FW_STACK_DIR/certs/ca.crt; the mTLS client uses certs/client.crt and client.key
+#        (User:framewire-mtls). The SASL users are made with `kafka.sh user`, ACLs with `kafka.sh acl`.
+#      `up` on a running single node whose configuration changed (new listeners, renewed
+#        certificates) restarts it (data kept); a running multi-node cluster is only warned about.
 #      `up` remembers KAFKA_NODES and the ports in $FW_STACK_DIR/<name>/cluster.env; every command
 #        (`up` too) uses those when they are not given, so after `KAFKA_NODES=3 make stack-up`,
 #        `make stack-down` stops the 3 nodes and `KAFKA_CLUSTER=x kafka.sh kill 2` needs no other
@@ -78,6 +93,7 @@ TOOLS_DIR="$KDIR/tools"
 TOOLS_LOG4J="$TOOLS_DIR/log4j2.xml"
 TOOLS_CLIENT="$TOOLS_DIR/client.properties"
 CDIR="$FW_STACK_DIR/$CLUSTER"         # this cluster: cluster.id, cluster.env, node data
+CERTS="$FW_STACK_DIR/certs"           # scripts/stack/certs.sh's files (the single node's TLS)
 STATE="$CDIR/cluster.env"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-20}"
@@ -119,6 +135,11 @@ set_layout() {
     voters+=("$i@127.0.0.1:${NCPORT[i]}")
   done
   SASL_PORT="${KAFKA_SASL_PORT:-$(( PORT0 + 2 ))}"
+  SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-$(( PORT0 + 4 ))}"
+  MTLS_PORT="${KAFKA_MTLS_PORT:-$(( PORT0 + 6 ))}"
+  # The ports a node listens on besides its client port (the single node's secure listeners).
+  EXTRA_PORTS=()
+  (( N > 1 )) || EXTRA_PORTS=("$SASL_PORT" "$SASL_SSL_PORT" "$MTLS_PORT")
   BOOTSTRAP="$(IFS=,; echo "${boot[*]}")"
   VOTERS="$(IFS=,; echo "${voters[*]}")"
   # Cluster-level output (storage tool, topic creation, probes): the node log with one node.
@@ -240,20 +261,36 @@ ensure_libs() {
   fw_log "jars ready: $(find "$LIBS" -name '*.jar' | wc -l) files in $(fw_since "$t0") s"
 }
 
-# listeners I: node I's listeners. A single node also has a SASL_PLAINTEXT listener with
-# SCRAM-SHA-512 on SASL_PORT (KAFKA_SASL_PORT, default its client port + 2: 9094) and Kafka's
-# StandardAuthorizer, so a client can be held to its ACLs (the deploy check runs the chart's
-# fleet as a KafkaUser with only the ACLs the chart renders). Everyone on the PLAINTEXT and
-# CONTROLLER listeners is User:ANONYMOUS, a super user: nothing changes for them.
+# listeners I: node I's listeners. A single node also has, each with Kafka's StandardAuthorizer
+# holding users to their ACLs:
+# - SASL_PLAINTEXT with SCRAM-SHA-512 on SASL_PORT (KAFKA_SASL_PORT, default its client port + 2:
+#   9094; the deploy check runs the chart's fleet there as a KafkaUser with only the ACLs the
+#   chart renders);
+# - SASL_SSL with SCRAM-SHA-512 on SASL_SSL_PORT (client port + 4: 9096), the same users over TLS;
+# - SSL with ssl.client.auth=required (mutual TLS, listener name MTLS) on MTLS_PORT (client port +
+#   6: 9098): a client certificate's CN is the principal (CN=framewire-mtls → User:framewire-mtls).
+# The TLS listeners use scripts/stack/certs.sh's files as PEM key and trust stores; the config
+# names their fingerprints, so renewed certificates change it (and `up` restarts the node).
+# Everyone on the PLAINTEXT and CONTROLLER listeners is User:ANONYMOUS, a super user: nothing
+# changes for them.
 listeners() {
   local i="$1"
   if (( N == 1 )); then
     cat <<EOF
-listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},CONTROLLER://127.0.0.1:${NCPORT[i]},SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},CONTROLLER://127.0.0.1:${NCPORT[i]},SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,MTLS://127.0.0.1:$MTLS_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:${NPORT[i]},SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,MTLS://127.0.0.1:$MTLS_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# TLS (SASL_SSL, MTLS): $(cert_fingerprints)
+ssl.keystore.type=PEM
+ssl.keystore.location=$CERTS/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$CERTS/ca.crt
+ssl.enabled.protocols=TLSv1.3,TLSv1.2
+listener.name.mtls.ssl.client.auth=required
+ssl.principal.mapping.rules=RULE:^CN=([^,]+)(,.*)?\$/\$1/,DEFAULT
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:ANONYMOUS
 EOF
@@ -266,11 +303,26 @@ EOF
   fi
 }
 
-# write_config I: node I's server.properties and log4j2.xml.
-write_config() {
-  local i="$1" conf="${NDIR[$1]}/config" data="${NDIR[$1]}/data"
-  mkdir -p "$conf" "$data"
-  cat >"$conf/server.properties.new" <<EOF
+# The SHA-256 fingerprints (shortened) of the broker and CA certificates, for the config.
+cert_fingerprints() {
+  local f
+  for f in broker.crt ca.crt; do
+    printf '%s %s ' "$f" "$(openssl x509 -in "$CERTS/$f" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | cut -c1-16)"
+  done
+}
+
+# ensure_certs: the single node's TLS files (scripts/stack/certs.sh up: made or renewed).
+ensure_certs() {
+  (( N == 1 )) || return 0
+  "$FW_SCRIPTS_DIR/stack/certs.sh" up >>"$LOG" 2>&1 \
+    || { fw_tail_log "$LOG"; fw_die "scripts/stack/certs.sh up failed; see $LOG"; }
+  [[ -s "$CERTS/broker.pem" && -s "$CERTS/ca.crt" ]] || fw_die "no broker.pem / ca.crt in $CERTS after certs.sh up"
+}
+
+# render_config I: node I's server.properties, on stdout.
+render_config() {
+  local i="$1" data="${NDIR[$1]}/data"
+  cat <<EOF
 # Generated by scripts/stack/kafka.sh -- edits are overwritten on every 'up'.
 # Cluster $CLUSTER: node $i of $N.
 process.roles=broker,controller
@@ -308,6 +360,18 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 EOF
+}
+
+# config_changed I: node I's server.properties differs from what render_config makes now.
+config_changed() {
+  ! cmp -s <(render_config "$1") "${NDIR[$1]}/config/server.properties"
+}
+
+# write_config I: node I's server.properties and log4j2.xml.
+write_config() {
+  local i="$1" conf="${NDIR[$1]}/config"
+  mkdir -p "$conf" "${NDIR[$1]}/data"
+  render_config "$i" >"$conf/server.properties.new"
   mv "$conf/server.properties.new" "$conf/server.properties"
 
   # Broker log: one file, INFO for kafka, quiet for the chatty loggers.
@@ -542,8 +606,20 @@ cmd_up() {
   if (( ${#stray[@]} )); then
     fw_die "cluster $CLUSTER has other nodes running: ${stray[*]}; run '$0 down' first"
   fi
+  ensure_certs
   for (( i = 1; i <= N; i++ )); do
     if ! node_alive "$i"; then start+=("$i")
+    elif config_changed "$i"; then
+      # Started with another configuration (an older kafka.sh without some listener, renewed
+      # certificates): a single node restarts, keeping its data; a cluster is left alone.
+      if (( N == 1 )); then
+        fw_log "the running node's configuration changed (${NDIR[i]}/config/server.properties): restarting it"
+        fw_stop_pid "${NPID[i]}" "${NLABEL[i]}" "$STOP_TIMEOUT" "${NMATCH[i]}"
+        deadline=$(( SECONDS + START_TIMEOUT ))
+        start+=("$i")
+      else
+        fw_warn "${NLABEL[i],} runs with an older configuration than '$0 up' would write: run '$0 down' then '$0 up' to switch"
+      fi
     elif (( N == 1 )); then fw_log "already running (pid $(fw_pid_of "${NPID[i]}")) on $BOOTSTRAP"; fi
   done
   if (( ${#start[@]} < N )); then
@@ -563,9 +639,9 @@ cmd_up() {
     [[ -n "${FW_JAVA:-}" ]] || fw_ensure_java
     local port
     for i in "${start[@]}"; do
-      for port in "${NPORT[i]}" "${NCPORT[i]}"; do
+      for port in "${NPORT[i]}" "${NCPORT[i]}" "${EXTRA_PORTS[@]}"; do
         if fw_port_open 127.0.0.1 "$port"; then
-          fw_die "port 127.0.0.1:$port is already in use by another process (not ${NLABEL[i],} of cluster $CLUSTER); stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
+          fw_die "port 127.0.0.1:$port is already in use by another process (not ${NLABEL[i],} of cluster $CLUSTER); stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT (KAFKA_SASL_PORT, KAFKA_SASL_SSL_PORT, KAFKA_MTLS_PORT)"
         fi
       done
     done
@@ -581,7 +657,9 @@ cmd_up() {
     for i in "${start[@]}"; do launch_node "$i"; done
     WATCH=("${start[@]}")
     for i in "${start[@]}"; do
-      cl_wait "$deadline" "${NLABEL[i]} (port ${NPORT[i]})" fw_port_open 127.0.0.1 "${NPORT[i]}"
+      for port in "${NPORT[i]}" "${EXTRA_PORTS[@]}"; do
+        cl_wait "$deadline" "${NLABEL[i]} (port $port)" fw_port_open 127.0.0.1 "$port"
+      done
     done
     fw_log "port$( (( ${#start[@]} == 1 )) || echo s) open after $(fw_since "$t0") s, waiting for metadata ..."
     for i in "${start[@]}"; do check_archive "$i"; done
@@ -708,12 +786,13 @@ cmd_start() {
   [[ -f "$CDIR/cluster.id" ]] || fw_die "cluster $CLUSTER was never started: run '$0 up' first"
   ensure_libs
   [[ -n "${FW_JAVA:-}" ]] || fw_ensure_java
-  for port in "${NPORT[i]}" "${NCPORT[i]}"; do
+  for port in "${NPORT[i]}" "${NCPORT[i]}" "${EXTRA_PORTS[@]}"; do
     if fw_port_open 127.0.0.1 "$port"; then
       fw_die "port 127.0.0.1:$port is already in use by another process; cannot start ${NLABEL[i],}"
     fi
   done
   ensure_cluster_id
+  ensure_certs
   write_config "$i"
   format_storage "$i"   # only if its data was deleted (a lost disk)
   launch_node "$i"
@@ -763,8 +842,38 @@ cmd_bootstrap() {
   echo "$BOOTSTRAP"
 }
 
+# user NAME PASSWORD: SCRAM-SHA-512 credentials (created, or the password changed), as the super
+# user on the PLAINTEXT listener. ConfigCommand reads PASSWORD inside [...,password=...]: no
+# ',', '[', ']' or whitespace in it.
+cmd_user() {
+  if [[ $# -ne 2 || ! "$1" =~ ^[A-Za-z0-9._-]+$ || ! "$2" =~ ^[^][,[:space:]]+$ ]]; then
+    echo "usage: $0 user NAME PASSWORD    (NAME: [A-Za-z0-9._-]+; PASSWORD without , [ ] or spaces)" >&2
+    exit 2
+  fi
+  resolve_layout
+  need_tools
+  tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --command-config "$TOOLS_CLIENT" \
+    --alter --entity-type users --entity-name "$1" --add-config "SCRAM-SHA-512=[iterations=4096,password=$2]"
+}
+
+cmd_deluser() {
+  [[ $# -eq 1 && -n "$1" ]] || { echo "usage: $0 deluser NAME" >&2; exit 2; }
+  resolve_layout
+  need_tools
+  tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --command-config "$TOOLS_CLIENT" \
+    --alter --entity-type users --entity-name "$1" --delete-config SCRAM-SHA-512
+}
+
+# acl ARGS...: kafka-acls as the super user (ANONYMOUS on the PLAINTEXT listener).
+cmd_acl() {
+  (( $# )) || { echo "usage: $0 acl {--add|--remove --force|--list} [AclCommand options]" >&2; exit 2; }
+  resolve_layout
+  need_tools
+  tool org.apache.kafka.tools.AclCommand --bootstrap-server "$BOOTSTRAP" --command-config "$TOOLS_CLIENT" "$@"
+}
+
 usage() {
-  echo "usage: $0 {up|down|status|reset|topics|bootstrap|kill I|stop I|start I|groups GROUP|lag GROUP}" >&2
+  echo "usage: $0 {up|down|status|reset|topics|bootstrap|kill I|stop I|start I|groups GROUP|lag GROUP|user NAME PASSWORD|deluser NAME|acl ARGS...}" >&2
   exit 2
 }
 
@@ -780,5 +889,8 @@ case "${1:-}" in
   start) cmd_start "${2:-}" ;;
   groups) cmd_groups "${2:-}" ;;
   lag) cmd_lag "${2:-}" ;;
+  user) shift; cmd_user "$@" ;;
+  deluser) shift; cmd_deluser "$@" ;;
+  acl) shift; cmd_acl "$@" ;;
   *) usage ;;
 esac
