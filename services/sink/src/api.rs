@@ -10,15 +10,21 @@
 //! | `GET /api/cameras/{id}/thumbnail.jpg` | the latest keyframe as a JPEG |
 //! | `GET /api/openapi.json` | OpenAPI 3.1 description of the above |
 //!
-//! Errors are JSON `{"error": "…"}`: 400 for a bad parameter (the message names it), 404
-//! for an unknown camera or path, 503 while the database does not answer. Everything is
-//! read from the database (what the pipeline has written, at most one flush old) and the
-//! preview's thumbnails; the API never waits for the pipeline.
+//! Errors are JSON `{"error": "…"}`: 400 for a bad parameter (the message names it, and
+//! the limit when a time range or `limit` is beyond `[sink.api]`'s), 404 for an unknown
+//! camera or path, 429 (with `Retry-After`) when the client's rate limit is used up, 503
+//! while the database does not answer or (with `Retry-After`) every read connection stays
+//! busy; each counted by reason
+//! (`framewire_sink_api_rejected_total`). Everything is read from the database through
+//! the API's own read pool (what the pipeline has written, at most one flush old) and the
+//! preview's thumbnails; the API never waits for the pipeline, nor the pipeline for it.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,27 +35,100 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cameras::LatestPicture;
+use crate::config::ApiConfig;
 use crate::consume::now_ms;
 use crate::incidents::{Incident, Kind};
 use crate::metrics::Metrics;
 use crate::preview::Thumbnails;
+use crate::ratelimit::RateLimiter;
 use crate::state::Summary;
 use crate::store::{Store, StoreError};
 
-/// The OpenAPI description, embedded.
+/// The OpenAPI description, embedded; [`openapi_document`] fills in the configured limits.
 pub const OPENAPI: &str = include_str!("web/openapi.json");
 
-/// Most windows one summaries request returns.
-pub const MAX_LIMIT: i64 = 10_000;
-/// Windows a summaries request returns when `limit` is not given.
+/// Rows a request returns when `limit` is not given (or `sink.api.max_limit` if lower).
 pub const DEFAULT_LIMIT: i64 = 1_000;
+/// The latest time the API takes: 9999-12-31T23:59:59.999Z, in ms since the epoch.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// What one request may ask for (`[sink.api]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest `[from, to)` of a summaries or events request.
+    pub max_range_ms: i64,
+    /// Most rows per request.
+    pub max_limit: i64,
+}
+
+impl Limits {
+    /// The limits of `[sink.api]`.
+    pub fn of(api: &ApiConfig) -> Self {
+        Limits {
+            max_range_ms: api.max_range_ms,
+            max_limit: api.max_limit,
+        }
+    }
+
+    fn default_limit(self) -> i64 {
+        DEFAULT_LIMIT.min(self.max_limit)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::of(&ApiConfig::default())
+    }
+}
+
+/// Why the API turned a request down: the `reason` of `framewire_sink_api_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// 400: a parameter that is malformed, unknown, repeated or out of its range.
+    BadParameter,
+    /// 400: `[from, to)` longer than `sink.api.max_range_ms`.
+    RangeTooLong,
+    /// 400: `limit` above `sink.api.max_limit`.
+    LimitTooLarge,
+    /// 429: the client's rate limit is used up.
+    RateLimited,
+    /// 503: every connection of the API's read pool stayed in use while the request
+    /// waited for one (more requests than `sink.api.read_connections` keep up with).
+    Busy,
+    /// 503: the database did not answer (in time).
+    Unavailable,
+}
+
+impl Rejection {
+    /// Every reason, for exporting each from 0.
+    pub const ALL: [Rejection; 6] = [
+        Rejection::BadParameter,
+        Rejection::RangeTooLong,
+        Rejection::LimitTooLarge,
+        Rejection::RateLimited,
+        Rejection::Busy,
+        Rejection::Unavailable,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::BadParameter => "bad_parameter",
+            Rejection::RangeTooLong => "range_too_long",
+            Rejection::LimitTooLarge => "limit_too_large",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::Busy => "busy",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+}
 
 /// What the API reads and how it judges a camera.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The database.
+    /// The database: the API's own read pool ([`Store::connect_reader`]).
     pub store: Store,
     /// The preview's thumbnails.
     pub thumbnails: Thumbnails,
@@ -61,11 +140,54 @@ pub struct ApiState {
     pub window_ms: i64,
     /// `sink.detections.min_score`, said beside the objects served.
     pub min_score: f32,
+    /// What one request may ask for.
+    pub limits: Limits,
+    /// The per-client rate limit, when on.
+    pub rate_limit: Option<Arc<RateLimiter>>,
+    /// The OpenAPI document served ([`openapi_document`] of the limits).
+    pub openapi: Arc<str>,
 }
 
-/// The `/api` routes.
+/// The OpenAPI document with the configured limits filled in: `limit`'s maximum and
+/// default, and the longest time range, in the parameters' descriptions and as
+/// `x-framewire-max-range-ms` on the operations that take one.
+pub fn openapi_document(limits: Limits) -> String {
+    let Ok(mut doc) = serde_json::from_str::<Value>(OPENAPI) else {
+        return OPENAPI.to_owned();
+    };
+    let limit = &mut doc["components"]["parameters"]["Limit"];
+    limit["schema"]["maximum"] = json!(limits.max_limit);
+    limit["schema"]["default"] = json!(limits.default_limit());
+    limit["description"] = json!(format!(
+        "At most this many rows (default {}; more than {} is a 400: `sink.api.max_limit`)",
+        limits.default_limit(),
+        limits.max_limit
+    ));
+    let range = format!(
+        "; `to - from` may be at most {} ms (`sink.api.max_range_ms`): a longer range is a 400",
+        limits.max_range_ms
+    );
+    for path in ["/api/cameras/{id}/summaries", "/api/cameras/{id}/events"] {
+        let op = &mut doc["paths"][path]["get"];
+        op["x-framewire-max-range-ms"] = json!(limits.max_range_ms);
+        if let Some(params) = op["parameters"].as_array_mut() {
+            for p in params {
+                if matches!(p["name"].as_str(), Some("from" | "to"))
+                    && let Some(d) = p["description"].as_str()
+                {
+                    p["description"] = json!(format!("{d}{range}"));
+                }
+            }
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| OPENAPI.to_owned())
+}
+
+/// The `/api` routes. The client's address (for the rate limit) comes from
+/// `ConnectInfo<SocketAddr>`: serve with `into_make_service_with_connect_info`.
 pub fn router(state: ApiState) -> Router {
     let metrics = state.metrics.clone();
+    let limiter = state.rate_limit.clone();
     Router::new()
         .route("/api/cameras", get(cameras))
         .route("/api/cameras/{id}/summaries", get(summaries))
@@ -78,36 +200,114 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
+        .route_layer(middleware::from_fn_with_state(limiter, rate_limit))
         .route_layer(middleware::from_fn_with_state(metrics, count))
 }
 
-/// An API error: status and message.
+/// An API error: status, message and, for the metric, why.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    reason: Option<Rejection>,
+}
 
 impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, message.into())
+        Self::rejected(Rejection::BadParameter, message)
+    }
+
+    fn rejected(reason: Rejection, message: impl Into<String>) -> Self {
+        let status = match reason {
+            Rejection::BadParameter | Rejection::RangeTooLong | Rejection::LimitTooLarge => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Busy | Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError {
+            status,
+            message: message.into(),
+            reason: Some(reason),
+        }
     }
 
     fn not_found(message: impl Into<String>) -> Self {
-        ApiError(StatusCode::NOT_FOUND, message.into())
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            reason: None,
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Query {
+            source: sqlx::Error::PoolTimedOut,
+            ..
+        } = &e
+        {
+            tracing::debug!(error = %e, "API read found no free read connection");
+            return Self::rejected(
+                Rejection::Busy,
+                "busy: the API's database connections (sink.api.read_connections) all stayed in use while this request waited; retry later",
+            );
+        }
         tracing::warn!(error = %e, "API read failed");
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unavailable: {e}"),
-        )
+        Self::rejected(Rejection::Unavailable, format!("database unavailable: {e}"))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.reason == Some(Rejection::Busy) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(reason) = self.reason {
+            response.extensions_mut().insert(reason);
+        }
+        response
+    }
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1) once the client's bucket is empty.
+async fn rate_limit(
+    State(limiter): State<Option<Arc<RateLimiter>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(limiter) = limiter else {
+        return next.run(req).await;
+    };
+    let Some(peer) = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+    else {
+        return next.run(req).await;
+    };
+    match limiter.check(peer, std::time::Instant::now()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = ApiError::rejected(
+                Rejection::RateLimited,
+                format!(
+                    "rate limit: {peer} made more than {} requests per second (burst {}; sink.api.rate_limit_per_second); retry after {seconds} s",
+                    limiter.per_second(),
+                    limiter.burst()
+                ),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
     }
 }
 
@@ -122,6 +322,12 @@ async fn count(State(metrics): State<Metrics>, req: Request, next: Next) -> Resp
         .http_requests
         .with_label_values(&[route.as_str(), response.status().as_str()])
         .inc();
+    if let Some(reason) = response.extensions().get::<Rejection>() {
+        metrics
+            .api_rejected
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
     tracing::debug!(%route, status = %response.status(), ms = started.elapsed().as_millis() as u64, "request");
     response
 }
@@ -293,44 +499,81 @@ impl Params {
         Ok(first)
     }
 
-    /// A time in ms since the epoch.
+    /// A time in ms since the epoch, from 0 to [`MAX_TIME_MS`].
     fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.get(name)?
             .map(|v| {
-                v.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name}: {v:?} is not a time in ms since the Unix epoch"
-                    ))
-                })
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|t| (0..=MAX_TIME_MS).contains(t))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "{name}: {v:?} is not a time in ms since the Unix epoch (0 to {MAX_TIME_MS})"
+                        ))
+                    })
             })
             .transpose()
     }
 
-    fn limit(&self) -> Result<i64, ApiError> {
-        match self.get("limit")? {
-            None => Ok(DEFAULT_LIMIT),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "limit: {v:?} is not a number from 1 to {MAX_LIMIT}"
-                    ))
-                }),
+    fn limit(&self, limits: Limits) -> Result<i64, ApiError> {
+        let Some(v) = self.get("limit")? else {
+            return Ok(limits.default_limit());
+        };
+        let max = limits.max_limit;
+        match v.parse::<i64>() {
+            Ok(n) if n > max => Err(ApiError::rejected(
+                Rejection::LimitTooLarge,
+                format!(
+                    "limit: {n} is more than {max}, the most rows one request returns (sink.api.max_limit); ask for fewer and page with from"
+                ),
+            )),
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "limit: {v:?} is not a number from 1 to {max}"
+            ))),
         }
     }
 
-    /// `[from, to)`, defaulting to the `default_span_ms` before now.
-    fn range(&self, default_span_ms: i64) -> Result<(i64, i64), ApiError> {
-        let to = self.time("to")?.unwrap_or_else(|| now_ms() + 1);
-        let from = self.time("from")?.unwrap_or(to - default_span_ms).max(0);
-        if from >= to {
+    /// `[from, to)`. Without `to`: now, or `from` plus the longest range when that is
+    /// earlier (but not before `from`); without `from`: `to` minus `default_span_ms` (or
+    /// the longest range when shorter), not before 0. `from == to` is an empty range
+    /// (nothing is read); `from` after `to` or a range longer than `max_range_ms` is a 400.
+    fn range(&self, default_span_ms: i64, limits: Limits) -> Result<(i64, i64), ApiError> {
+        let max = limits.max_range_ms;
+        let from = self.time("from")?;
+        let to = match (self.time("to")?, from) {
+            (Some(to), _) => to,
+            (None, Some(from)) => (now_ms() + 1).min(from.saturating_add(max)).max(from),
+            (None, None) => now_ms() + 1,
+        };
+        let from = from.unwrap_or_else(|| (to - default_span_ms.min(max)).max(0));
+        if from > to {
             return Err(ApiError::bad_request(format!(
-                "from ({from}) must be before to ({to})"
+                "from ({from}) must not be after to ({to})"
             )));
         }
+        if to - from > max {
+            return Err(ApiError::rejected(
+                Rejection::RangeTooLong,
+                format!(
+                    "from, to: the range {from}..{to} spans {} ms, more than {max} ms ({}), the longest one request may ask for (sink.api.max_range_ms); ask for a shorter range",
+                    to - from,
+                    human_ms(max)
+                ),
+            ));
+        }
         Ok((from, to))
+    }
+}
+
+/// `604800000` as `7 d`, `5400000` as `90 min`, else `N ms`.
+fn human_ms(ms: i64) -> String {
+    if ms % DAY_MS == 0 {
+        format!("{} d", ms / DAY_MS)
+    } else if ms % 60_000 == 0 {
+        format!("{} min", ms / 60_000)
+    } else {
+        format!("{ms} ms")
     }
 }
 
@@ -349,10 +592,14 @@ async fn summaries(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(query, &["from", "to", "limit"])?;
-    let (from, to) = p.range(HOUR_MS)?;
-    let limit = p.limit()?;
+    let (from, to) = p.range(HOUR_MS, s.limits)?;
+    let limit = p.limit(s.limits)?;
     known_camera(&s, &id).await?;
-    let mut windows = s.store.windows(&id, from, to, limit).await?;
+    let mut windows = if from == to {
+        Vec::new()
+    } else {
+        s.store.windows(&id, from, to, limit).await?
+    };
     s.store.attach_classes(&mut windows).await?;
     Ok(Json(json!({
         "camera": id,
@@ -369,8 +616,8 @@ async fn events(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(query, &["from", "to", "kind", "label", "limit"])?;
-    let (from, to) = p.range(DAY_MS)?;
-    let limit = p.limit()?;
+    let (from, to) = p.range(DAY_MS, s.limits)?;
+    let limit = p.limit(s.limits)?;
     let kind = p
         .get("kind")?
         .map(|k| {
@@ -382,10 +629,12 @@ async fn events(
         .transpose()?;
     let label = p.get("label")?;
     known_camera(&s, &id).await?;
-    let events: Vec<Value> = s
-        .store
-        .events(&id, from, to, limit)
-        .await?
+    let stored = if from == to {
+        Vec::new()
+    } else {
+        s.store.events(&id, from, to, limit).await?
+    };
+    let events: Vec<Value> = stored
         .iter()
         .filter(|i| kind.is_none_or(|k| i.kind == k))
         .filter(|i| label.is_none_or(|l| i.kind.is_object() && i.label == l))
@@ -447,8 +696,12 @@ struct LatestView<'a> {
     min_score: f32,
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+async fn openapi(State(s): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        s.openapi.to_string(),
+    )
+        .into_response()
 }
 
 async fn not_found(Path(rest): Path<String>) -> ApiError {
@@ -576,13 +829,28 @@ mod tests {
                 height: 360,
             },
         );
+        // The API reads through read-only connections of its own, as in the sink.
+        let metrics = Metrics::new(&framewire_kit::metrics::registry());
+        let path = dir.path().join("api.sqlite");
+        let reader = Store::connect_reader(
+            None,
+            path.to_str().unwrap(),
+            2,
+            metrics.api_read_wait.clone(),
+        )
+        .await
+        .unwrap();
+        store.close().await;
         let state = ApiState {
-            store,
+            store: reader,
             thumbnails,
-            metrics: Metrics::new(&framewire_kit::metrics::registry()),
+            metrics,
             offline_after_ms: 60_000,
             window_ms: 10_000,
             min_score: 0.5,
+            limits: Limits::default(),
+            rate_limit: None,
+            openapi: openapi_document(Limits::default()).into(),
         };
         (state, dir, t0)
     }
@@ -857,15 +1125,19 @@ mod tests {
         for (uri, message) in [
             (
                 "/api/cameras/cam/summaries?from=abc",
-                "from: \"abc\" is not a time in ms since the Unix epoch",
+                "from: \"abc\" is not a time in ms since the Unix epoch (0 to 253402300799999)",
             ),
             (
                 "/api/cameras/cam/summaries?from=10&to=5",
-                "from (10) must be before to (5)",
+                "from (10) must not be after to (5)",
             ),
             (
                 "/api/cameras/cam/summaries?to=-1",
-                "to: \"-1\" is not a time in ms since the Unix epoch",
+                "to: \"-1\" is not a time in ms since the Unix epoch (0 to 253402300799999)",
+            ),
+            (
+                "/api/cameras/cam/events?to=253402300800000",
+                "to: \"253402300800000\" is not a time in ms since the Unix epoch (0 to 253402300799999)",
             ),
             (
                 "/api/cameras/cam/summaries?limit=0",
@@ -909,5 +1181,221 @@ mod tests {
             assert_eq!(code, StatusCode::NOT_FOUND, "{uri}: {body}");
             assert_eq!(error_of(&body), message, "{uri}");
         }
+    }
+
+    /// API requests turned down for `reason` so far.
+    fn rejected(state: &ApiState, reason: Rejection) -> u64 {
+        state
+            .metrics
+            .api_rejected
+            .with_label_values(&[reason.as_str()])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn ranges_and_limits_beyond_the_settings_are_400s_naming_them() {
+        let (mut state, _dir, t0) = state().await;
+        state.limits = Limits {
+            max_range_ms: 2 * HOUR_MS,
+            max_limit: 50,
+        };
+        let app = router(state.clone());
+        let too_long = format!(
+            "from, to: the range {t0}..{} spans 7200001 ms, more than 7200000 ms (120 min), the longest one request may ask for (sink.api.max_range_ms); ask for a shorter range",
+            t0 + 2 * HOUR_MS + 1
+        );
+        for (uri, message) in [
+            (
+                format!("/api/cameras/cam/summaries?from={t0}&to={}", t0 + 2 * HOUR_MS + 1),
+                too_long.clone(),
+            ),
+            (
+                format!("/api/cameras/cam/events?from={t0}&to={}", t0 + 2 * HOUR_MS + 1),
+                too_long,
+            ),
+            (
+                "/api/cameras/cam/summaries?limit=51".to_owned(),
+                "limit: 51 is more than 50, the most rows one request returns (sink.api.max_limit); ask for fewer and page with from".to_owned(),
+            ),
+            (
+                "/api/cameras/cam/events?limit=10001".to_owned(),
+                "limit: 10001 is more than 50, the most rows one request returns (sink.api.max_limit); ask for fewer and page with from".to_owned(),
+            ),
+        ] {
+            let (code, body, _) = get(&app, &uri).await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert_eq!(error_of(&body), message, "{uri}");
+        }
+        assert_eq!(rejected(&state, Rejection::RangeTooLong), 2);
+        assert_eq!(rejected(&state, Rejection::LimitTooLarge), 2);
+        let (_, body, _) = get(&app, "/api/cameras/cam/summaries?from=x").await;
+        assert!(body.contains("not a time"), "{body}");
+        assert_eq!(rejected(&state, Rejection::BadParameter), 1);
+
+        // Exactly the longest range, and the limit, are fine; so are ranges the defaults
+        // make: events default to 24 h, cut to the longest range.
+        for uri in [
+            format!(
+                "/api/cameras/cam/summaries?from={t0}&to={}&limit=50",
+                t0 + 2 * HOUR_MS
+            ),
+            "/api/cameras/cam/events".to_owned(),
+            "/api/cameras/cam/summaries".to_owned(),
+        ] {
+            let (code, body, _) = get(&app, &uri).await;
+            assert_eq!(code, StatusCode::OK, "{uri}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let span = v["to_ms"].as_i64().unwrap() - v["from_ms"].as_i64().unwrap();
+            assert!(span <= 2 * HOUR_MS, "{uri}: {span}");
+        }
+        // `from` alone: `to` is the end of the longest range after it, or now.
+        let (code, body, _) = get(&app, "/api/cameras/cam/summaries?from=0").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (v["from_ms"].as_i64(), v["to_ms"].as_i64()),
+            (Some(0), Some(2 * HOUR_MS))
+        );
+        let (_, body, _) = get(&app, &format!("/api/cameras/cam/summaries?from={t0}")).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["windows"].as_array().unwrap().len(), 2, "to is now: {v}");
+        assert!(
+            state.metrics.api_read_wait.get_sample_count() > 0,
+            "reads waited (briefly) for the read pool"
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_ranges_answer_nothing_and_the_future_is_empty() {
+        let (state, _dir, t0) = state().await;
+        let app = router(state);
+        for uri in [
+            "/api/cameras/cam/summaries?to=0".to_owned(),
+            "/api/cameras/cam/events?to=0".to_owned(),
+            format!("/api/cameras/cam/events?from={t0}&to={t0}"),
+            format!("/api/cameras/cam/summaries?from={MAX_TIME_MS}"),
+            format!("/api/cameras/cam/events?from={MAX_TIME_MS}&to={MAX_TIME_MS}"),
+        ] {
+            let (code, body, _) = get(&app, &uri).await;
+            assert_eq!(code, StatusCode::OK, "{uri}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let rows = v.get("windows").or(v.get("events")).unwrap();
+            assert_eq!(rows.as_array().map(Vec::len), Some(0), "{uri}: {v}");
+        }
+        let (code, _, _) = get(&app, "/api/cameras/nope/summaries?to=0").await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "the camera is still checked");
+    }
+
+    #[tokio::test]
+    async fn a_client_beyond_its_rate_gets_429_with_retry_after() {
+        let (mut state, _dir, _) = state().await;
+        state.rate_limit = Some(Arc::new(RateLimiter::new(1, 3)));
+        let app = router(state.clone());
+        let from = |ip: [u8; 4]| {
+            let mut req = HttpRequest::get("/api/cameras")
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
+            req
+        };
+        let mut codes = Vec::new();
+        for _ in 0..5 {
+            let res = app.clone().oneshot(from([10, 0, 0, 1])).await.unwrap();
+            codes.push(res.status().as_u16());
+            if res.status() == StatusCode::TOO_MANY_REQUESTS {
+                assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                let message = error_of(&String::from_utf8_lossy(&body));
+                assert_eq!(
+                    message,
+                    "rate limit: 10.0.0.1 made more than 1 requests per second (burst 3; sink.api.rate_limit_per_second); retry after 1 s"
+                );
+            }
+        }
+        assert_eq!(codes, [200, 200, 200, 429, 429]);
+        let other = app.clone().oneshot(from([10, 0, 0, 2])).await.unwrap();
+        assert_eq!(
+            other.status(),
+            StatusCode::OK,
+            "another client is not limited"
+        );
+        assert_eq!(rejected(&state, Rejection::RateLimited), 2);
+        // The 429 is in the OpenAPI document, with its header.
+        let spec: Value = serde_json::from_str(&state.openapi).unwrap();
+        for path in ["/api/cameras", "/api/cameras/{id}/summaries"] {
+            assert_eq!(
+                spec["paths"][path]["get"]["responses"]["429"]["$ref"],
+                "#/components/responses/TooManyRequests"
+            );
+        }
+        assert!(
+            spec["components"]["responses"]["TooManyRequests"]["headers"]["Retry-After"]
+                .is_object()
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_that_find_every_read_connection_busy_are_503_with_retry_after() {
+        let (state, _dir, _) = state().await;
+        let crate::store::Pool::Sqlite(pool) = state.store.pool() else {
+            unreachable!("the fixture is SQLite")
+        };
+        // Hold both read connections: the request waits 3 s for one, then gives up.
+        let held = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        let res = router(state.clone())
+            .oneshot(
+                HttpRequest::get("/api/cameras")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            error_of(&String::from_utf8_lossy(&body)).starts_with("busy: "),
+            "{body:?}"
+        );
+        assert_eq!(rejected(&state, Rejection::Busy), 1);
+        drop(held);
+        let (code, _, _) = get(&router(state), "/api/cameras").await;
+        assert_eq!(code, StatusCode::OK);
+    }
+
+    #[test]
+    fn the_served_document_carries_the_configured_limits() {
+        let doc = openapi_document(Limits {
+            max_range_ms: 3 * DAY_MS,
+            max_limit: 500,
+        });
+        let spec: Value = serde_json::from_str(&doc).unwrap();
+        let limit = &spec["components"]["parameters"]["Limit"];
+        assert_eq!(limit["schema"]["maximum"], 500);
+        assert_eq!(limit["schema"]["default"], 500);
+        let summaries = &spec["paths"]["/api/cameras/{id}/summaries"]["get"];
+        assert_eq!(summaries["x-framewire-max-range-ms"], 3 * DAY_MS);
+        let to = summaries["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "to")
+            .unwrap();
+        assert!(
+            to["description"]
+                .as_str()
+                .unwrap()
+                .contains("at most 259200000 ms"),
+            "{to}"
+        );
+        assert_eq!(to["schema"]["maximum"], MAX_TIME_MS);
+        // The template itself is the default document, less the filled-in parts.
+        let default: Value = serde_json::from_str(&openapi_document(Limits::default())).unwrap();
+        let template: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(
+            default["components"]["schemas"],
+            template["components"]["schemas"]
+        );
     }
 }

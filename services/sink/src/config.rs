@@ -3,7 +3,8 @@
 //! The sink has one section of its own, `[sink]`: where summaries are stored and for how
 //! long, how wide a window is and how late a frame may be, how often windows are written,
 //! its consumer groups, incident rules, the keyframe preview and its HTTP port (API and
-//! web page). `[sink.detections]` says how object detections are counted. The shared `[admin]`, `[kafka]` and `[topics]` sections come from the kit.
+//! web page). `[sink.detections]` says how object detections are counted; `[sink.api]`
+//! what the JSON API may take from the database and from one client. The shared `[admin]`, `[kafka]` and `[topics]` sections come from the kit.
 
 use std::net::SocketAddr;
 
@@ -108,6 +109,59 @@ pub struct SinkConfig {
     /// How object detections (the detections topic) are counted.
     #[serde(default)]
     pub detections: DetectionsConfig,
+    /// The JSON API's database connections and limits.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[sink.api]`: what the JSON API may take from the database, and from one client.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Database connections of the API's own read pool (SQLite: read-only connections
+    /// on the file; PostgreSQL: a pool beside the writer's 4 connections). Requests
+    /// beyond these wait for one; flushes never do.
+    #[serde(default = "default_read_connections")]
+    pub read_connections: u32,
+    /// Longest time range `[from, to)` one summaries or events request may ask for;
+    /// longer is a 400 naming this limit.
+    #[serde(default = "default_max_range_ms")]
+    pub max_range_ms: i64,
+    /// Most rows one request returns: a `limit` above it is a 400.
+    #[serde(default = "default_max_limit")]
+    pub max_limit: i64,
+    /// Requests per second one client (peer IP address) may make to `/api/…`, on
+    /// average; beyond, 429 with `Retry-After`. 0 turns the limit off.
+    #[serde(default)]
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make at once above the average rate (the bucket's size).
+    #[serde(default = "default_rate_limit_burst")]
+    pub rate_limit_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            read_connections: default_read_connections(),
+            max_range_ms: default_max_range_ms(),
+            max_limit: default_max_limit(),
+            rate_limit_per_second: 0,
+            rate_limit_burst: default_rate_limit_burst(),
+        }
+    }
+}
+
+fn default_read_connections() -> u32 {
+    2
+}
+fn default_max_range_ms() -> i64 {
+    7 * 86_400_000
+}
+fn default_max_limit() -> i64 {
+    10_000
+}
+fn default_rate_limit_burst() -> u32 {
+    50
 }
 
 /// `[sink.detections]`: counting objects per class and window, appeared/left incidents.
@@ -222,6 +276,7 @@ impl Default for SinkConfig {
             preview_interval_ms: default_preview_interval_ms(),
             thumbnail_width: default_thumbnail_width(),
             detections: DetectionsConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -272,6 +327,7 @@ impl KafkaNeeds for Config {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.kafka.validate()?;
         self.topics.validate()?;
         let s = &self.sink;
@@ -296,6 +352,19 @@ impl Validate for Config {
             return Err(ConfigError::invalid(
                 "sink.sqlite_path",
                 "must name a file when sink.database_url is unset",
+            ));
+        }
+        if s.database_url.is_none()
+            && (s.sqlite_path.trim() == ":memory:" || s.sqlite_path.starts_with("file:"))
+        {
+            // SQLite opens ":memory:" as a private database per connection: the writer's
+            // and the API's connections would each see another, empty one.
+            return Err(ConfigError::invalid(
+                "sink.sqlite_path",
+                format!(
+                    "{:?} is not a file path: an in-memory database is not supported (each connection would get its own); name a file, e.g. under /tmp for throwaway data",
+                    s.sqlite_path
+                ),
             ));
         }
         check_range("sink.window_ms", s.window_ms, 1_000, 3_600_000)?;
@@ -367,6 +436,27 @@ impl Validate for Config {
             3_600_000,
         )?;
         check_range("sink.thumbnail_width", s.thumbnail_width, 16, 3_840)?;
+        let a = &s.api;
+        check_range("sink.api.read_connections", a.read_connections, 1, 64)?;
+        check_range(
+            "sink.api.max_range_ms",
+            a.max_range_ms,
+            60_000,
+            crate::api::MAX_TIME_MS,
+        )?;
+        check_range("sink.api.max_limit", a.max_limit, 1, 1_000_000)?;
+        check_range(
+            "sink.api.rate_limit_per_second",
+            a.rate_limit_per_second,
+            0,
+            1_000_000,
+        )?;
+        check_range(
+            "sink.api.rate_limit_burst",
+            a.rate_limit_burst,
+            1,
+            1_000_000,
+        )?;
         let d = &s.detections;
         if !(0.0..=1.0).contains(&d.min_score) {
             return Err(ConfigError::invalid(
@@ -478,6 +568,62 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.sink.http_addr().to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn api_settings_are_checked_and_in_memory_sqlite_is_refused() {
+        let c = Config::default();
+        assert_eq!(c.sink.api.read_connections, 2);
+        assert_eq!(c.sink.api.max_range_ms, 604_800_000);
+        assert_eq!(c.sink.api.max_limit, 10_000);
+        assert_eq!(c.sink.api.rate_limit_per_second, 0, "off by default");
+        let mut c = Config::default();
+        c.sink.api.read_connections = 0;
+        assert_eq!(
+            err(&c),
+            "invalid setting `sink.api.read_connections`: 0 is out of range; expected 1 to 64"
+        );
+        let mut c = Config::default();
+        c.sink.api.max_range_ms = 1_000;
+        assert!(err(&c).contains("sink.api.max_range_ms"));
+        let mut c = Config::default();
+        c.sink.api.max_limit = 0;
+        assert!(err(&c).contains("sink.api.max_limit"));
+        let mut c = Config::default();
+        c.sink.api.rate_limit_burst = 0;
+        assert!(err(&c).contains("sink.api.rate_limit_burst"));
+        for path in [":memory:", "file::memory:?cache=shared"] {
+            let mut c = Config::default();
+            c.sink.sqlite_path = path.into();
+            let e = err(&c);
+            assert!(
+                e.starts_with("invalid setting `sink.sqlite_path`") && e.contains("in-memory"),
+                "{e}"
+            );
+            c.sink.database_url = Some("postgres://db/x".into());
+            assert!(c.validate().is_ok(), "unused with a DSN");
+        }
+        let c: Config = framewire_kit::config::load_from(
+            None,
+            vec![
+                (
+                    "FRAMEWIRE_SINK__API__RATE_LIMIT_PER_SECOND".to_owned(),
+                    "20".to_owned(),
+                ),
+                (
+                    "FRAMEWIRE_SINK__API__READ_CONNECTIONS".to_owned(),
+                    "3".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.sink.api.rate_limit_per_second,
+                c.sink.api.read_connections
+            ),
+            (20, 3)
+        );
     }
 
     #[test]

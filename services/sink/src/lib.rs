@@ -6,7 +6,8 @@
 //! merged, at the next flush, into the window's durable state ([`state`]) in the database
 //! ([`store`]); Kafka offsets are stored only after that ([`consume`]). A second consumer
 //! keeps a thumbnail of every camera's latest keyframe ([`preview`]). The JSON API
-//! ([`api`]) and the web page ([`web`]) serve it all on the HTTP port. Configuration is
+//! ([`api`], through a read pool of its own and an optional per-client [`ratelimit`])
+//! and the web page ([`web`]) serve it all on the HTTP port. Configuration is
 //! [`config`], metrics are [`metrics`], old rows go by [`retention`].
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod incidents;
 pub mod metrics;
 pub mod preview;
+pub mod ratelimit;
 pub mod retention;
 pub mod state;
 pub mod store;

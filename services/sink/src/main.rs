@@ -16,12 +16,13 @@ use anyhow::Context;
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::{kafka, runtime};
-use framewire_sink::api::{self, ApiState};
+use framewire_sink::api::{self, ApiState, Limits};
 use framewire_sink::cameras::{CameraRow, Cameras};
 use framewire_sink::config::{ADMIN_PORT, Config, SinkConfig};
 use framewire_sink::consume::{self, Pipeline, Settings, WriteHealth};
 use framewire_sink::metrics::Metrics;
 use framewire_sink::preview::{self, PreviewSettings, Thumbnails};
+use framewire_sink::ratelimit::RateLimiter;
 use framewire_sink::store::{Store, StoreError};
 use framewire_sink::window::Windows;
 use framewire_sink::{retention, web};
@@ -132,25 +133,53 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let http_listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot listen on sink.http_listen {http_addr}"))?;
+    // The API reads through a pool of its own: however hard it is polled, it never
+    // holds a connection a flush needs.
+    let reader = Store::connect_reader(
+        sink.database_url.as_deref(),
+        &sink.sqlite_path,
+        sink.api.read_connections,
+        metrics.api_read_wait.clone(),
+    )
+    .await
+    .context("cannot open the API's read connections (sink.api.read_connections)")?;
+    let limits = Limits::of(&sink.api);
     let api_state = ApiState {
-        store: store.clone(),
+        store: reader.clone(),
         thumbnails,
         metrics: metrics.clone(),
         offline_after_ms: sink.offline_after_ms,
         window_ms: sink.window_ms,
         min_score: sink.detections.min_score,
+        limits,
+        rate_limit: (sink.api.rate_limit_per_second > 0).then(|| {
+            Arc::new(RateLimiter::new(
+                sink.api.rate_limit_per_second,
+                sink.api.rate_limit_burst,
+            ))
+        }),
+        openapi: api::openapi_document(limits).into(),
     };
     let http_stop = Shutdown::new();
     let http = {
         let stop = http_stop.clone();
         let router = api::router(api_state).merge(web::router());
-        tokio::spawn(framewire_kit::admin::serve(
-            http_listener,
-            router,
-            async move { stop.cancelled().await },
-        ))
+        // The peer's address reaches the handlers (the per-client rate limit).
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move {
+            axum::serve(http_listener, service)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
     };
-    tracing::info!(listen = %http_addr, "web page and API listening");
+    tracing::info!(
+        listen = %http_addr,
+        read_connections = sink.api.read_connections,
+        max_range_ms = limits.max_range_ms,
+        max_limit = limits.max_limit,
+        rate_limit_per_second = sink.api.rate_limit_per_second,
+        "web page and API listening"
+    );
 
     let retention_task = tokio::spawn(retention::run(
         store.clone(),
@@ -213,6 +242,7 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     .await;
     http_stop.trigger();
     let _ = http.await;
+    reader.close().await;
     admin.stop().await;
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use framewire_kit::metrics::Builder;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
+use crate::api::Rejection;
 use crate::frame::BadDetections;
 
 /// Distinct object classes with series of their own; more are counted as `other`.
@@ -69,6 +70,13 @@ pub struct Metrics {
     pub preview_errors: IntCounterVec,
     /// `framewire_sink_http_requests_total`: API and web requests by route and status.
     pub http_requests: IntCounterVec,
+    /// `framewire_sink_api_rejected_total`: API requests turned down, by `reason`
+    /// ([`Rejection`]: `bad_parameter`, `range_too_long`, `limit_too_large`,
+    /// `rate_limited`, `unavailable`).
+    pub api_rejected: IntCounterVec,
+    /// `framewire_sink_api_read_wait_seconds`: how long API reads waited for a connection
+    /// of the API's read pool (`sink.api.read_connections`).
+    pub api_read_wait: Histogram,
     /// `framewire_sink_detections_total`: valid detections records consumed (one per
     /// analysed picture, re-deliveries included).
     pub detections: IntCounterVec,
@@ -184,7 +192,8 @@ impl Metrics {
                 "framewire_sink_write_seconds",
                 "Duration of one flush transaction",
                 &[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+                    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ],
             ),
             db_errors: b.counter_vec(
@@ -235,22 +244,35 @@ impl Metrics {
                 "API and web page requests",
                 &["route", "status"],
             ),
+            api_rejected: by_reason(
+                b.counter_vec(
+                    "framewire_sink_api_rejected_total",
+                    "API requests turned down, by reason",
+                    &["reason"],
+                ),
+                Rejection::ALL.map(Rejection::as_str),
+            ),
+            api_read_wait: b.histogram(
+                "framewire_sink_api_read_wait_seconds",
+                "Time API reads waited for a connection of the API's read pool",
+                &[
+                    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    3.0,
+                ],
+            ),
             detections: b.counter_vec(
                 "framewire_sink_detections_total",
                 "Valid detections records consumed (one per analysed picture, re-deliveries included)",
                 camera,
             ),
-            bad_detections: {
-                let v = b.counter_vec(
+            bad_detections: by_reason(
+                b.counter_vec(
                     "framewire_sink_bad_detections_total",
                     "Detections records refused by the schema check; skipped",
                     &["reason"],
-                );
-                for r in BadDetections::ALL {
-                    v.with_label_values(&[r.as_str()]);
-                }
-                v
-            },
+                ),
+                BadDetections::ALL.map(BadDetections::as_str),
+            ),
             pictures: b.counter_vec(
                 "framewire_sink_pictures_analysed_total",
                 "Distinct analysed pictures counted into windows",
@@ -269,6 +291,15 @@ impl Metrics {
             object_labels: Arc::default(),
         }
     }
+}
+
+/// `counter` with a series for each of `reasons` from 0, so that a reason never seen yet
+/// still shows (and alerts on its rate work from the start).
+fn by_reason<const N: usize>(counter: IntCounterVec, reasons: [&str; N]) -> IntCounterVec {
+    for r in reasons {
+        counter.with_label_values(&[r]);
+    }
+    counter
 }
 
 #[cfg(test)]
@@ -330,6 +361,9 @@ mod tests {
             "framewire_sink_preview_skipped_total{reason=\"busy\"} 1",
             "framewire_sink_preview_errors_total{camera=\"cam\"} 1",
             "framewire_sink_http_requests_total{route=\"/api/cameras\",status=\"200\"} 1",
+            "framewire_sink_api_rejected_total{reason=\"rate_limited\"} 0",
+            "framewire_sink_api_rejected_total{reason=\"range_too_long\"} 0",
+            "framewire_sink_api_read_wait_seconds_count 0",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

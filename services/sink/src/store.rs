@@ -33,6 +33,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, QueryBuilder, Sqli
 use thiserror::Error;
 
 use framewire_wire::DetectedObject;
+use prometheus::Histogram;
 
 use crate::cameras::{CameraRow, LatestPicture};
 use crate::frame::FrameKind;
@@ -54,6 +55,10 @@ pub const CHUNK_ROWS: usize = 500;
 
 /// How long an operation waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connections of the writer's pool (flushes, retention, the readiness ping, start-up
+/// reads). The API reads through a pool of its own ([`Store::connect_reader`]).
+pub const WRITER_CONNECTIONS: u32 = 4;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,9 +178,20 @@ pub struct Merged {
     pub state_reset: bool,
 }
 
-/// The summaries database: a connection pool on one of the two backends.
+/// The summaries database: a connection pool on one of the two backends. The sink has
+/// two: the writer's ([`Store::connect`]: flushes, retention, the readiness ping) and the
+/// API's ([`Store::connect_reader`]: read-only connections of their own), so that API
+/// reads, however many, never take a connection a flush needs.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    pool: Pool,
+    /// Where the time reads wait for a pooled connection goes (the API's pool), if measured.
+    read_wait: Option<Histogram>,
+}
+
+/// A connection pool on one of the two backends.
+#[derive(Debug, Clone)]
+pub enum Pool {
     /// Embedded SQLite file (WAL mode).
     Sqlite(SqlitePool),
     /// PostgreSQL server.
@@ -260,9 +276,9 @@ type EventTuple = (String, String, i64, Option<i64>, i64, i64, String, String);
 /// Runs the same code on either pool: `$pool` is bound to the backend's pool.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => $body,
-            Store::Postgres($pool) => $body,
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -307,62 +323,86 @@ impl Store {
         }
     }
 
+    /// A pool of `connections` read-only connections to the same database as
+    /// [`Store::connect`], for the API: its reads wait for these and never for the
+    /// writer's. SQLite: connections opened read-only on the file, which WAL lets read
+    /// while the writer writes (the writer's store must be open and migrated first);
+    /// PostgreSQL: a pool of its own whose sessions are read-only, cancel any statement
+    /// after [`READ_TIMEOUT`] on the server and show as `framewire-sink-api` in
+    /// `pg_stat_activity`. The time each read waits for a connection goes to `wait`.
+    pub async fn connect_reader(
+        database_url: Option<&str>,
+        sqlite_path: &str,
+        connections: u32,
+        wait: Histogram,
+    ) -> Result<Self, StoreError> {
+        let store = match database_url {
+            Some(dsn) => {
+                let options = pg_options(dsn)?
+                    .application_name("framewire-sink-api")
+                    .options([
+                        ("default_transaction_read_only", "on".to_owned()),
+                        ("statement_timeout", format!("{}", READ_TIMEOUT.as_millis())),
+                    ]);
+                Pool::Postgres(pg_pool(options, connections))
+            }
+            None => {
+                let path = Path::new(sqlite_path);
+                let options = SqliteConnectOptions::new().filename(path).read_only(true);
+                Pool::Sqlite(sqlite_pool(path, options, connections).await?)
+            }
+        };
+        Ok(Store {
+            pool: store,
+            read_wait: Some(wait),
+        })
+    }
+
     /// Opens (creating it when missing) a SQLite database file in WAL mode.
     pub async fn connect_sqlite(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                backend: Backend::Sqlite,
-                target: path.display().to_string(),
-                source,
-            })?;
-        Ok(Store::Sqlite(pool))
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = sqlite_pool(path, options, WRITER_CONNECTIONS).await?;
+        Ok(Store::from(Pool::Sqlite(pool)))
     }
 
     /// Connects to PostgreSQL (one connection is opened now, to fail early and clearly).
     pub async fn connect_postgres(dsn: &str) -> Result<Self, StoreError> {
-        let connect_err = |source| StoreError::Connect {
-            backend: Backend::Postgres,
-            target: framewire_kit::redact::redact_text(dsn),
-            source,
-        };
-        let options = PgConnectOptions::from_str(dsn).map_err(connect_err)?;
+        let options = pg_options(dsn)?;
         // One direct connection first: a pool only reports "timed out", this says why
         // (refused, authentication failed, unknown database, …).
         let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect())
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
-            .map_err(connect_err)?;
+            .map_err(|source| pg_connect_error(dsn, source))?;
         let _ = probe.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(Store::Postgres(pool))
+        Ok(Store::from(Pool::Postgres(pg_pool(
+            options,
+            WRITER_CONNECTIONS,
+        ))))
+    }
+
+    /// The connection pool (for tests and tools that look at the database directly).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
-        match self {
-            Store::Sqlite(_) => Backend::Sqlite,
-            Store::Postgres(_) => Backend::Postgres,
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
         }
     }
 
     /// Applies the embedded migrations that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let result = match self {
-            Store::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
-            Store::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        let result = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         };
         result.map_err(|source| StoreError::Migrate {
             backend: self.backend(),
@@ -596,7 +636,10 @@ impl Store {
                         b.push_bind(camera.clone()).push_bind(*start);
                     });
                     q.push(")");
-                    q.build_query_as().fetch_all(pool).await
+                    match self.acquire_read(pool.acquire()).await {
+                        Ok(mut conn) => q.build_query_as().fetch_all(&mut *conn).await,
+                        Err(e) => Err(e),
+                    }
                 });
                 rows.map_err(|e| self.query_error("read window objects", String::new(), e))
             };
@@ -795,11 +838,27 @@ impl Store {
                         Param::Int(i) => q.bind(i),
                     };
                 }
-                q.fetch_all(pool).await
+                match self.acquire_read(pool.acquire()).await {
+                    Ok(mut conn) => q.fetch_all(&mut *conn).await,
+                    Err(e) => Err(e),
+                }
             });
             rows.map_err(|e| self.query_error(op, context, e))
         };
         self.within(READ_TIMEOUT, op, run).await
+    }
+
+    /// Waits for a pooled connection for a read, measuring the wait when asked to.
+    async fn acquire_read<C>(
+        &self,
+        acquire: impl Future<Output = Result<C, sqlx::Error>>,
+    ) -> Result<C, sqlx::Error> {
+        let started = std::time::Instant::now();
+        let conn = acquire.await;
+        if let Some(wait) = &self.read_wait {
+            wait.observe(started.elapsed().as_secs_f64());
+        }
+        conn
     }
 
     async fn within<T>(
@@ -858,6 +917,54 @@ impl Deleted {
     /// Rows deleted in all.
     pub fn total(&self) -> u64 {
         self.tables().iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl From<Pool> for Store {
+    fn from(pool: Pool) -> Self {
+        Store {
+            pool,
+            read_wait: None,
+        }
+    }
+}
+
+/// A pool of `connections` to the SQLite file at `path` (one opened now).
+async fn sqlite_pool(
+    path: &Path,
+    options: SqliteConnectOptions,
+    connections: u32,
+) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.busy_timeout(Duration::from_secs(5)))
+        .await
+        .map_err(|source| StoreError::Connect {
+            backend: Backend::Sqlite,
+            target: path.display().to_string(),
+            source,
+        })
+}
+
+/// A pool of `connections` to PostgreSQL, opened as they are needed.
+fn pg_pool(options: PgConnectOptions, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options)
+}
+
+/// The connect options of `dsn`, or the error naming it with its password redacted.
+fn pg_options(dsn: &str) -> Result<PgConnectOptions, StoreError> {
+    PgConnectOptions::from_str(dsn).map_err(|source| pg_connect_error(dsn, source))
+}
+
+fn pg_connect_error(dsn: &str, source: sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        backend: Backend::Postgres,
+        target: framewire_kit::redact::redact_text(dsn),
+        source,
     }
 }
 

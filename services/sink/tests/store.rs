@@ -13,7 +13,7 @@ use framewire_sink::frame::{Detections, Frame, FrameKind, FrameStats};
 use framewire_sink::incidents::{Incident, Kind, Tracker};
 use framewire_sink::state::ClassCounts;
 use framewire_sink::state::Summary;
-use framewire_sink::store::{Backend, FlushInput, Merged, Store};
+use framewire_sink::store::{Backend, FlushInput, Merged, Pool, Store};
 use framewire_sink::window::Batch;
 use framewire_wire::{BoundingBox, DetectedObject};
 
@@ -412,6 +412,43 @@ async fn exercise(store: &Store, prefix: &str) {
     );
 }
 
+/// The API's read pool sees what `writer` wrote, measures its waits, and refuses writes.
+async fn reader_reads_and_cannot_write(
+    writer: &Store,
+    dsn: Option<&str>,
+    sqlite_path: &str,
+    camera: &str,
+) {
+    let wait = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("w", "w")).unwrap();
+    let reader = Store::connect_reader(dsn, sqlite_path, 2, wait.clone())
+        .await
+        .unwrap();
+    assert_eq!(reader.backend(), writer.backend());
+    let written = writer.windows(camera, 0, i64::MAX, 100).await.unwrap();
+    assert!(!written.is_empty(), "{camera} has windows");
+    assert_eq!(
+        reader.windows(camera, 0, i64::MAX, 100).await.unwrap(),
+        written
+    );
+    assert!(
+        wait.get_sample_count() >= 1,
+        "the wait for a connection is measured"
+    );
+    let refused = match reader.pool() {
+        Pool::Sqlite(pool) => sqlx::query("DELETE FROM cameras")
+            .execute(pool)
+            .await
+            .map(drop),
+        Pool::Postgres(pool) => sqlx::query("DELETE FROM cameras")
+            .execute(pool)
+            .await
+            .map(drop),
+    };
+    let e = refused.expect_err("the read pool is read-only").to_string();
+    assert!(e.contains("read-only") || e.contains("readonly"), "{e}");
+    reader.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,7 +458,7 @@ async fn sqlite_store() {
     let store = Store::connect(None, path_str).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     assert!(path.exists(), "the file is created when missing");
-    if let Store::Sqlite(pool) = &store {
+    if let Pool::Sqlite(pool) = store.pool() {
         let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
             .fetch_one(pool)
             .await
@@ -432,6 +469,7 @@ async fn sqlite_store() {
     exercise(&store, &prefix).await;
     let cam = format!("{prefix}-c");
     flush(&store, &[batch(&cam, T0, 0..5)], &[], &[]).await;
+    reader_reads_and_cannot_write(&store, None, path_str, &cam).await;
     store.close().await;
 
     // Reopening: the state continues exactly where it was.
@@ -495,6 +533,7 @@ async fn postgres_store() {
     assert_eq!(store.backend(), Backend::Postgres);
     let prefix = run_prefix("pg");
     exercise(&store, &prefix).await;
+    reader_reads_and_cannot_write(&store, Some(&dsn), "unused", &format!("{prefix}-a")).await;
 
     // Two replicas merging overlapping frames into the same new window at the same time:
     // the row lock makes them take turns, and the union is counted exactly once.
@@ -538,7 +577,7 @@ async fn postgres_store() {
     assert!(all(&store, &good.camera).await.is_empty(), "rolled back");
 
     // Clean up this run's rows (the database is shared with the local stack).
-    if let Store::Postgres(pool) = &store {
+    if let Pool::Postgres(pool) = store.pool() {
         for table in [
             "window_summaries",
             "window_objects",
