@@ -100,7 +100,7 @@ async fn bad_cameras_get_their_own_error_state() {
         camera_toml(
             &ids["secure"],
             &format!("{RTSP}/secure"),
-            "credentials = { username = \"framewire\", password_env = \"SECURE_CAM_PW\" }"
+            "credentials = { username = \"framewire\", password_env = \"FRAMEWIRE_CAMERA_SECURE_PW\" }"
         ),
         camera_toml(
             &ids["wrongpw"],
@@ -112,7 +112,7 @@ async fn bad_cameras_get_their_own_error_state() {
         camera_toml(&ids["audio"], &format!("{RTSP}/audio"), ""),
         camera_toml(&ids["refused"], "rtsp://127.0.0.1:1/nothing-listens", ""),
     );
-    let mut ingest = start_ingest(&config, &[("SECURE_CAM_PW", "s3cret-cam")]);
+    let mut ingest = start_ingest(&config, &[("FRAMEWIRE_CAMERA_SECURE_PW", "s3cret-cam")]);
     ingest.wait_ready(Duration::from_secs(60)).await;
 
     wait_state(&ingest, &ids["good"], "streaming", None).await;
@@ -190,8 +190,7 @@ async fn bad_cameras_get_their_own_error_state() {
 async fn the_registry_changes_at_run_time() {
     require_stack();
     let topics = Topics::unique("ingest-registry");
-    let config = format!("{}\n[ingest]\nadmin_token = \"{TOKEN}\"\n", topics.toml());
-    let ingest = start_ingest(&config, &[]);
+    let ingest = start_ingest(&topics.toml(), &[("FRAMEWIRE_ADMIN__TOKEN", TOKEN)]);
     ingest.wait_ready(Duration::from_secs(60)).await;
     let client = reqwest::Client::new();
     let url = |id: &str| format!("{}/cameras/{id}", ingest.admin);
@@ -201,6 +200,13 @@ async fn the_registry_changes_at_run_time() {
     let spec = serde_json::json!({"url": format!("{RTSP}/moving")});
     let r = client.put(url(&a)).json(&spec).send().await.expect("put");
     assert_eq!(r.status(), 401);
+    let r = client
+        .delete(url(&a))
+        .bearer_auth("wrong-token-0123456789")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 403);
     let auth = format!("Bearer {TOKEN}");
     for (bad, why) in [
         (serde_json::json!({"url": "http://127.0.0.1/x"}), "rtsp://"),
@@ -211,6 +217,17 @@ async fn the_registry_changes_at_run_time() {
         (
             serde_json::json!({"url": format!("{RTSP}/moving"), "trasnport": "udp"}),
             "trasnport",
+        ),
+        // Another setting's secret, by variable or by file: outside the allowlist.
+        (
+            serde_json::json!({"url": format!("{RTSP}/secure"), "credentials":
+                {"username": "framewire", "password_env": "FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD"}}),
+            "ingest.credentials_env_prefix",
+        ),
+        (
+            serde_json::json!({"url": format!("{RTSP}/secure"), "credentials":
+                {"username": "framewire", "password_file": "/etc/framewire/camera-credentials/../secrets/db"}}),
+            "ingest.credentials_dir",
         ),
     ] {
         let r = client
@@ -301,6 +318,21 @@ async fn the_registry_changes_at_run_time() {
             .contains("rtsp://"),
         "{invalid}"
     );
+    // A control record naming another setting's secret never runs: the camera is invalid,
+    // with the rule in its spec error, and the password variable is never read.
+    let thief = unique("thief-cam");
+    let stolen = serde_json::json!({"id": thief, "url": format!("{RTSP}/secure"),
+        "credentials": {"username": "framewire", "password_env": "FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD"}});
+    produce(&topics.control, &thief, Some(stolen.to_string().as_bytes())).await;
+    let refused = wait_state(&ingest, &thief, "invalid", None).await;
+    let why = refused["spec_error"]["message"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with(&format!("camera {thief}: credentials.password_env"))
+            && why.contains("ingest.credentials_env_prefix")
+            && !why.contains('\n'),
+        "{refused}"
+    );
+    produce(&topics.control, &thief, None).await;
     let (_, m) = ingest.get("/metrics").await;
     eventually("invalid counted", Duration::from_secs(10), || async {
         let (_, m) = ingest.get("/metrics").await;

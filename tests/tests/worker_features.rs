@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use framewire_e2e::frames::{Clip, FrameProducer, camera_on_partition, encode_clip, meta};
 use framewire_e2e::{
-    Service, Topics, eventually, headers_of, http_get, metric, read_topic, require_stack, unique,
+    Service, Topics, eventually, headers_of, metric, read_topic, require_stack, unique,
     validated_stats,
 };
 use framewire_wire::{StatsRecord, annexb};
@@ -26,6 +26,9 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// The worker's admin token in the live-view test.
+const LIVE_TOKEN: &str = "live-view-token-0123456789";
 
 fn worker_config(topics: &Topics, extra: &str) -> String {
     format!(
@@ -233,7 +236,12 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
     require_stack();
     let topics = Topics::unique("debug");
     let camera = unique("watched");
-    let mut worker = Service::start("framewire-worker", &worker_config(&topics, ""), &[]);
+    let config = worker_config(&topics, "live_view_max_viewers = 1");
+    let mut worker = Service::start(
+        "framewire-worker",
+        &config,
+        &[("FRAMEWIRE_ADMIN__TOKEN", LIVE_TOKEN)],
+    );
     worker.wait_ready(Duration::from_secs(60)).await;
     // A live camera: the clip in a loop at 25 fps until the test ends.
     let live = {
@@ -287,12 +295,32 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
         "live camera lag {cam}"
     );
 
+    // Live pictures need the admin token: 401 without (with a challenge a browser answers
+    // with its login prompt), 403 with a wrong one; Bearer or Basic with it as password.
     let client = reqwest::Client::new();
+    let snapshot_url = format!("{}/debug/cameras/{camera}/snapshot.jpg", worker.admin);
+    let mjpeg_url = format!("{}/debug/cameras/{camera}/mjpeg", worker.admin);
+    for url in [&snapshot_url, &mjpeg_url] {
+        let r = client.get(url).send().await.expect("request");
+        assert_eq!(r.status(), 401, "{url} without a token");
+        let challenges: Vec<_> = r.headers().get_all("www-authenticate").iter().collect();
+        assert!(
+            challenges
+                .iter()
+                .any(|c| c.to_str().unwrap_or("").starts_with("Basic")),
+            "{challenges:?}"
+        );
+        let r = client
+            .get(url)
+            .bearer_auth("not-the-token-0123456789")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 403, "{url} with a wrong token");
+    }
     let snap = client
-        .get(format!(
-            "{}/debug/cameras/{camera}/snapshot.jpg",
-            worker.admin
-        ))
+        .get(&snapshot_url)
+        .basic_auth("me", Some(LIVE_TOKEN))
         .send()
         .await
         .expect("snapshot");
@@ -302,21 +330,22 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
     assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
     assert_eq!(jpeg_size(&jpeg), Some((320, 240)), "full-size picture");
 
-    let (code, body) = http_get(&format!(
+    let authed = |url: String| client.get(url).bearer_auth(LIVE_TOKEN).send();
+    let r = authed(format!(
         "{}/debug/cameras/nobody-here/snapshot.jpg",
         worker.admin
     ))
-    .await;
-    assert_eq!(code, 404, "{body}");
-    assert!(body.contains("nobody-here"));
-    let (code, _) = http_get(&format!("{}/debug/cameras/bad%20id/mjpeg", worker.admin)).await;
-    assert_eq!(code, 400);
-
-    let mut live_view = client
-        .get(format!("{}/debug/cameras/{camera}/mjpeg", worker.admin))
-        .send()
+    .await
+    .expect("request");
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap_or_default().contains("nobody-here"));
+    let r = authed(format!("{}/debug/cameras/bad%20id/mjpeg", worker.admin))
         .await
-        .expect("mjpeg");
+        .expect("request");
+    assert_eq!(r.status(), 400);
+
+    let mut live_view = authed(mjpeg_url.clone()).await.expect("mjpeg");
+    assert_eq!(live_view.status(), 200);
     assert!(
         live_view.headers()["content-type"]
             .to_str()
@@ -338,7 +367,23 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
     let rate = 3.0 / started.elapsed().as_secs_f64();
     println!("mjpeg: 3 parts at {rate:.1} fps ({} bytes)", received.len());
     assert!(rate < 4.0, "at most mjpeg_max_fps (2) plus slack: {rate}");
+    // One viewer at a time (live_view_max_viewers = 1): a second view waits its turn.
+    let second = authed(mjpeg_url.clone()).await.expect("second view");
+    assert_eq!(second.status(), 429, "a second viewer beyond the cap");
+    assert!(second.headers().contains_key("retry-after"));
     drop(live_view);
+    // The first viewer left: its slot is free again.
+    eventually("the viewer slot freed", Duration::from_secs(10), || async {
+        let r = authed(snapshot_url.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() == 200 {
+            Ok(())
+        } else {
+            Err(format!("snapshot {}", r.status()))
+        }
+    })
+    .await;
 
     let (_, metrics) = eventually("the lag gauge", Duration::from_secs(20), || async {
         let (code, m) = worker.get("/metrics").await;
@@ -355,6 +400,13 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
             "framewire_worker_rebalances_total{kind=\"assign\"}"
         ) >= Some(1.0)
     );
+    for (series, n) in [
+        ("framewire_admin_refused_total{reason=\"missing\"}", 2.0),
+        ("framewire_admin_refused_total{reason=\"wrong\"}", 2.0),
+        ("framewire_worker_live_views_refused_total", 1.0),
+    ] {
+        assert_eq!(metric(&metrics, series), Some(n), "{series}");
+    }
     assert_eq!(
         metric(&metrics, "framewire_worker_assigned_partitions"),
         Some(4.0)

@@ -142,9 +142,38 @@ pub struct AdminConfig {
     /// Listen address, e.g. `0.0.0.0:9091`; each service has its own default port.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// Token that mutations and live views on this port require (`Authorization: Bearer`);
+    /// unset = those endpoints answer 403. At least 16 characters; redacted in `/config`.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl AdminConfig {
+    /// Checks `admin.token`'s length.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|t| t.chars().count() < crate::auth::MIN_TOKEN_LEN)
+        {
+            return Err(ConfigError::invalid(
+                "admin.token",
+                format!("must be at least {} characters", crate::auth::MIN_TOKEN_LEN),
+            ));
+        }
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim() != t || t.contains(char::is_control))
+        {
+            return Err(ConfigError::invalid(
+                "admin.token",
+                "must not contain spaces at its ends or control characters",
+            ));
+        }
+        Ok(())
+    }
+
     /// The listen address, or all interfaces on the service's default port.
     pub fn listen_or(&self, default_port: u16) -> SocketAddr {
         self.listen

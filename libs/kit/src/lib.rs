@@ -5,9 +5,11 @@
 //! pipeline on a Tokio runtime with an [`admin`] server beside it until
 //! [`shutdown`]. The [`kafka`] module builds clients from the shared `[kafka]` section,
 //! creates missing topics and carries trace context in record headers; [`kafka_access`]
-//! says which ACLs a configuration needs.
+//! says which ACLs a configuration needs; [`auth`] guards mutations and live views with
+//! the admin token.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;

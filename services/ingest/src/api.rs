@@ -8,16 +8,18 @@
 //! | `PUT /cameras/{id}` | writes the JSON spec in the body to the control topic (202); every replica applies it, the owner runs it |
 //! | `DELETE /cameras/{id}` | writes a tombstone to the control topic (202) |
 //!
-//! Writes need `Authorization: Bearer <ingest.admin_token>` (401 without, 403 when no
-//! token is configured) and are refused (400) for a spec that does not validate or that
-//! has a password in its URL: the control topic must never hold a password.
+//! Writes need the admin token (`Authorization: Bearer <admin.token>`; 401 without, 403
+//! with a wrong one or when no token is configured, see [`framewire_kit::auth`]) and are
+//! refused (400) for a spec that does not validate, that has a password in its URL (the
+//! control topic must never hold a password) or whose credentials reference lies outside
+//! `ingest.credentials_env_prefix` / `ingest.credentials_dir`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -25,6 +27,9 @@ use framewire_wire::{CameraSpec, validate_camera_id};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
+use framewire_kit::auth::AdminToken;
+
+use crate::credentials::CredentialPolicy;
 use crate::leases::SharedMembership;
 use crate::registry::Registry;
 
@@ -39,8 +44,12 @@ pub struct ApiState {
     pub producer: FutureProducer,
     /// Control topic name.
     pub control_topic: String,
-    /// `ingest.admin_token`, when writes are allowed.
-    pub token: Option<Arc<str>>,
+    /// `admin.token`.
+    pub token: AdminToken,
+    /// Whether writes go anywhere (`ingest.control_topic`).
+    pub writable: bool,
+    /// Where camera passwords may come from.
+    pub policy: CredentialPolicy,
 }
 
 /// The camera routes.
@@ -100,35 +109,17 @@ async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     }
 }
 
-/// Checks the bearer token in constant time; the refusal to send, if any.
+/// The admin token check, then whether writes are on; the refusal to send, if any.
 fn refuse_unauthorized(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = s.token.as_deref() else {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "camera writes are disabled: set ingest.admin_token",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        None
-    } else {
-        let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        Some(resp)
+    if let Some(refusal) = s.token.refusal(headers, "camera writes") {
+        return Some(refusal);
     }
+    (!s.writable).then(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            "camera writes are disabled: ingest.control_topic is false",
+        )
+    })
 }
 
 async fn write(s: &ApiState, id: &str, payload: Option<&[u8]>) -> Response {
@@ -195,6 +186,9 @@ async fn put(
                 "camera {id}: no passwords in the URL; use credentials.password_env or password_file"
             ),
         );
+    }
+    if let Err(m) = s.policy.check(&spec) {
+        return error(StatusCode::BAD_REQUEST, m);
     }
     match serde_json::to_vec(&spec) {
         Ok(json) => write(&s, &id, Some(&json)).await,

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::config::IngestConfig;
+use crate::credentials::CredentialPolicy;
 use crate::metrics::CameraMetrics;
 use crate::publish::{Mode, Publisher, Sender};
 use crate::queue::{DropReason, Outbox, QueuedFrame};
@@ -402,7 +403,10 @@ where
 
 /// Splits credentials off the URL (retina takes them separately) and resolves a
 /// credentials reference.
-fn url_and_credentials(spec: &CameraSpec) -> Result<(Url, Option<Credentials>), SessionError> {
+fn url_and_credentials(
+    spec: &CameraSpec,
+    policy: &CredentialPolicy,
+) -> Result<(Url, Option<Credentials>), SessionError> {
     let mut url = Url::parse(&spec.url)
         .map_err(|e| SessionError::Spec(format!("url does not parse: {e}")))?;
     let mut creds = None;
@@ -421,19 +425,9 @@ fn url_and_credentials(spec: &CameraSpec) -> Result<(Url, Option<Credentials>), 
         let _ = url.set_password(None);
     }
     if let Some(r) = &spec.credentials {
-        let password = match (&r.password_env, &r.password_file) {
-            (Some(var), _) => std::env::var(var)
-                .map_err(|_| SessionError::Spec(format!("password variable {var} is not set")))?,
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| {
-                    SessionError::Spec(format!("cannot read password file {path}: {e}"))
-                })?,
-            (None, None) => String::new(),
-        };
         creds = Some(Credentials {
             username: r.username.clone(),
-            password,
+            password: policy.resolve(r).map_err(SessionError::Spec)?,
         });
     }
     Ok((url, creds))
@@ -527,7 +521,7 @@ async fn connect(
     spec: &CameraSpec,
     shared: &Shared,
 ) -> Result<(retina::client::Demuxed, usize, VideoCodec), SessionError> {
-    let (url, creds) = url_and_credentials(spec)?;
+    let (url, creds) = url_and_credentials(spec, &shared.config.credential_policy())?;
     let transport = match spec.transport {
         framewire_wire::Transport::Tcp => Transport::default(),
         framewire_wire::Transport::Udp => Transport::Udp(Default::default()),
@@ -760,14 +754,15 @@ mod tests {
 
     #[test]
     fn credentials_move_out_of_the_url() {
-        let (url, creds) = url_and_credentials(&spec("rtsp://admin:p%40ss@cam:554/s1")).unwrap();
+        let (url, creds) =
+            url_and_credentials(&spec("rtsp://admin:p%40ss@cam:554/s1"), &policy()).unwrap();
         assert_eq!(url.as_str(), "rtsp://cam:554/s1");
         let c = creds.unwrap();
         assert_eq!(
             (c.username.as_str(), c.password.as_str()),
             ("admin", "p@ss")
         );
-        let (url, creds) = url_and_credentials(&spec("rtsp://cam/s1")).unwrap();
+        let (url, creds) = url_and_credentials(&spec("rtsp://cam/s1"), &policy()).unwrap();
         assert_eq!(url.as_str(), "rtsp://cam/s1");
         assert!(creds.is_none());
     }
@@ -777,12 +772,30 @@ mod tests {
         let mut s = spec("rtsp://cam/s1");
         s.credentials = Some(framewire_wire::CredentialsRef {
             username: "u".into(),
-            password_env: Some("FRAMEWIRE_TEST_SURELY_UNSET_VAR".into()),
+            password_env: Some("FRAMEWIRE_CAMERA_SURELY_UNSET_VAR".into()),
             password_file: None,
         });
-        let err = url_and_credentials(&s).unwrap_err();
+        let err = url_and_credentials(&s, &policy()).unwrap_err();
         assert_eq!(err.kind(), "spec");
-        assert!(err.to_string().contains("FRAMEWIRE_TEST_SURELY_UNSET_VAR"));
+        assert!(
+            err.to_string()
+                .contains("FRAMEWIRE_CAMERA_SURELY_UNSET_VAR")
+        );
+        s.credentials = Some(framewire_wire::CredentialsRef {
+            username: "u".into(),
+            password_env: Some("PATH".into()),
+            password_file: None,
+        });
+        let err = url_and_credentials(&s, &policy()).unwrap_err();
+        assert!(
+            err.to_string().contains("ingest.credentials_env_prefix"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("/usr"), "{err}");
+    }
+
+    fn policy() -> CredentialPolicy {
+        crate::config::IngestConfig::default().credential_policy()
     }
 
     #[test]

@@ -6,6 +6,8 @@ use framewire_kit::config::{AdminConfig, ConfigError, Validate, check_range};
 use framewire_kit::kafka::{KafkaConfig, TopicsConfig};
 use framewire_kit::kafka_access::{KafkaAccess, KafkaNeeds, PatternType};
 use framewire_wire::CameraSpec;
+
+use crate::credentials::CredentialPolicy;
 use serde::{Deserialize, Serialize};
 
 /// Default admin port of ingest.
@@ -84,9 +86,18 @@ pub struct IngestConfig {
     /// Read cameras from the control topic (and let the admin API write to it).
     #[serde(default = "default_true")]
     pub control_topic: bool,
-    /// Bearer token that `PUT`/`DELETE /cameras/{id}` must carry; unset = writes refused.
-    #[serde(default)]
-    pub admin_token: Option<String>,
+    /// Camera password variables (`credentials.password_env`) must start with this: a
+    /// spec can never name another setting's secret.
+    #[serde(default = "default_credentials_env_prefix")]
+    pub credentials_env_prefix: String,
+    /// Camera password files (`credentials.password_file`) must lie inside this directory
+    /// (a name inside it, or an absolute path under it; symlinks may not leave it).
+    #[serde(default = "default_credentials_dir")]
+    pub credentials_dir: String,
+    /// Removed: `ingest.admin_token` moved to `admin.token` (one rule on every service);
+    /// kept only to refuse it clearly.
+    #[serde(default, skip_serializing)]
+    pub admin_token: Option<serde_json::Value>,
     /// Removed: `ingest.shards` (replaced by leases); kept only to refuse it clearly.
     #[serde(default, skip_serializing)]
     pub shards: Option<serde_json::Value>,
@@ -99,6 +110,17 @@ pub struct IngestConfig {
     pub shard_from_hostname: Option<serde_json::Value>,
 }
 
+/// Default of `ingest.credentials_env_prefix`.
+pub const DEFAULT_CREDENTIALS_ENV_PREFIX: &str = "FRAMEWIRE_CAMERA_";
+/// Default of `ingest.credentials_dir` (where the Helm chart mounts camera passwords).
+pub const DEFAULT_CREDENTIALS_DIR: &str = "/etc/framewire/camera-credentials";
+
+fn default_credentials_env_prefix() -> String {
+    DEFAULT_CREDENTIALS_ENV_PREFIX.to_owned()
+}
+fn default_credentials_dir() -> String {
+    DEFAULT_CREDENTIALS_DIR.to_owned()
+}
 fn default_connect_timeout_ms() -> u64 {
     10_000
 }
@@ -156,6 +178,8 @@ impl Default for IngestConfig {
             lease_timeout_ms: default_lease_timeout_ms(),
             instance_id: None,
             control_topic: true,
+            credentials_env_prefix: default_credentials_env_prefix(),
+            credentials_dir: default_credentials_dir(),
             admin_token: None,
             shards: None,
             shard: None,
@@ -169,6 +193,18 @@ impl IngestConfig {
     /// in a group of its own, `<group_id>-control-<random>`, that never commits.
     pub fn control_group_prefix(&self) -> String {
         format!("{}-control-", self.group_id)
+    }
+
+    /// Where camera passwords may come from.
+    pub fn credential_policy(&self) -> CredentialPolicy {
+        CredentialPolicy::new(&self.credentials_env_prefix, &self.credentials_dir)
+    }
+}
+
+impl Config {
+    /// Where camera passwords may come from (`ingest.credentials_*`).
+    pub fn credential_policy(&self) -> CredentialPolicy {
+        self.ingest.credential_policy()
     }
 }
 
@@ -198,6 +234,7 @@ impl KafkaNeeds for Config {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.kafka.validate()?;
         self.topics.validate()?;
         let i = &self.ingest;
@@ -264,16 +301,48 @@ impl Validate for Config {
                 ),
             ));
         }
-        if i.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+        if i.admin_token.is_some() {
             return Err(ConfigError::invalid(
                 "ingest.admin_token",
-                "must be at least 16 characters",
+                "moved to admin.token (the same token rule on every service): rename it",
+            ));
+        }
+        if i.credentials_env_prefix.len() < 2
+            || !i
+                .credentials_env_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                "ingest.credentials_env_prefix",
+                format!(
+                    "{:?} is not a variable name prefix; expected at least 2 characters of A-Z 0-9 _",
+                    i.credentials_env_prefix
+                ),
+            ));
+        }
+        if !std::path::Path::new(&i.credentials_dir).is_absolute() {
+            return Err(ConfigError::invalid(
+                "ingest.credentials_dir",
+                format!("{:?} is not an absolute path", i.credentials_dir),
+            ));
+        }
+        let policy = self.credential_policy();
+        if let Some((var, path)) = policy.exposed_setting_file(std::env::vars()) {
+            return Err(ConfigError::invalid(
+                "ingest.credentials_dir",
+                format!(
+                    "{var}={path} is inside it, so a camera spec could name that secret: keep setting secrets out of the camera credentials directory"
+                ),
             ));
         }
         let mut seen = HashSet::new();
         for (n, cam) in self.cameras.iter().enumerate() {
             cam.validate()
                 .map_err(|m| ConfigError::invalid(format!("cameras[{n}]"), m))?;
+            policy
+                .check(cam)
+                .map_err(|m| ConfigError::invalid(format!("cameras[{n}].credentials"), m))?;
             if !seen.insert(cam.id.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("cameras[{n}].id"),
@@ -392,13 +461,52 @@ mod tests {
                 .contains("ingest.lease_slots")
         );
         c.ingest.lease_slots = 60;
-        c.ingest.admin_token = Some("short".into());
+        c.admin.token = Some("short".into());
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .contains("ingest.admin_token")
+                .contains("admin.token")
         );
+        c.admin.token = Some("0123456789abcdef".into());
+        assert!(c.validate().is_ok());
+        c.ingest.admin_token = Some(serde_json::json!("0123456789abcdef"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("ingest.admin_token") && e.contains("admin.token"),
+            "{e}"
+        );
+        c.ingest.admin_token = None;
+        c.ingest.credentials_dir = "relative/dir".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ingest.credentials_dir")
+        );
+        c.ingest.credentials_dir = "/etc/creds".into();
+        c.ingest.credentials_env_prefix = "".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ingest.credentials_env_prefix")
+        );
+    }
+
+    #[test]
+    fn a_config_camera_with_a_password_outside_the_allowlist_fails_the_start() {
+        let c: Config = serde_json::from_str(
+            r#"{"cameras": [{"id": "gate-1", "url": "rtsp://cam/s",
+                "credentials": {"username": "v", "password_file": "/etc/framewire/secrets/kafka-sasl-password"}}]}"#,
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("cameras[0].credentials") && e.contains("camera gate-1"),
+            "{e}"
+        );
+        assert!(e.contains("ingest.credentials_dir"), "{e}");
     }
 
     #[test]

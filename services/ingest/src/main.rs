@@ -9,6 +9,7 @@
 mod api;
 mod camera;
 mod config;
+mod credentials;
 mod leases;
 mod metrics;
 mod publish;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
+use framewire_kit::auth::AdminToken;
 use framewire_kit::delivery::DeliveryMetrics;
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::{kafka, runtime};
@@ -74,12 +76,9 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         membership: membership.clone(),
         producer: publisher.producer().clone(),
         control_topic: config.topics.control.clone(),
-        token: config
-            .ingest
-            .admin_token
-            .as_deref()
-            .filter(|_| config.ingest.control_topic)
-            .map(Arc::from),
+        token: AdminToken::new(config.admin.token.as_deref(), &registry_prom),
+        writable: config.ingest.control_topic,
+        policy: config.credential_policy(),
     });
     let state = AdminState::new(registry_prom, &config, &readiness);
     let admin = AdminServer::start(listen, state, api).await?;

@@ -27,6 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::camera::{CameraTask, Shared};
+use crate::credentials::CredentialPolicy;
 use crate::leases::{LeaseBook, Phase, Plan, per_slot, slot_of};
 use crate::metrics::Metrics;
 use crate::publish::Mode;
@@ -595,7 +596,8 @@ pub enum ControlChange {
 /// A control record that is not a valid change.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ControlError {
-    /// The `outcome` label: `no_key`, `bad_id`, `bad_spec`, `id_mismatch`, `password_in_url`.
+    /// The `outcome` label: `no_key`, `bad_id`, `bad_spec`, `id_mismatch`, `password_in_url`,
+    /// `credentials_not_allowed`.
     pub outcome: &'static str,
     /// One line naming the camera when there is one.
     pub message: String,
@@ -603,10 +605,11 @@ pub struct ControlError {
     pub camera: Option<String>,
 }
 
-/// Decodes a control record.
+/// Decodes a control record; its credentials must be inside `policy`'s allowlist.
 pub fn decode_control(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
+    policy: &CredentialPolicy,
 ) -> Result<ControlChange, ControlError> {
     let fail = |outcome, message: String, camera: Option<&str>| ControlError {
         outcome,
@@ -650,6 +653,9 @@ pub fn decode_control(
             Some(id),
         ));
     }
+    policy
+        .check(&spec)
+        .map_err(|m| fail("credentials_not_allowed", m, Some(id)))?;
     Ok(ControlChange::Upsert(spec))
 }
 
@@ -662,6 +668,7 @@ pub async fn follow_control(
     metrics: Metrics,
     shutdown: Shutdown,
 ) -> Result<(), KafkaSetupError> {
+    let policy = registry.shared.config.credential_policy();
     // A group of its own per replica (every replica reads the whole registry), under a
     // prefix the ACLs can name (`IngestConfig::control_group_prefix`).
     let group = format!("{group_prefix}{:016x}", rand::random::<u64>());
@@ -729,7 +736,7 @@ pub async fn follow_control(
                 continue;
             }
         };
-        let change = decode_control(msg.key(), msg.payload());
+        let change = decode_control(msg.key(), msg.payload(), &policy);
         let (partition, offset) = (msg.partition(), msg.offset());
         drop(msg);
         match change {
@@ -772,17 +779,18 @@ mod tests {
 
     #[test]
     fn control_records() {
-        let spec = br#"{"id":"gate-1","url":"rtsp://10.0.0.5/s","credentials":{"username":"v","password_env":"GATE1"}}"#;
-        match decode_control(Some(b"gate-1"), Some(spec)) {
+        let p = crate::config::IngestConfig::default().credential_policy();
+        let spec = br#"{"id":"gate-1","url":"rtsp://10.0.0.5/s","credentials":{"username":"v","password_env":"FRAMEWIRE_CAMERA_GATE1"}}"#;
+        match decode_control(Some(b"gate-1"), Some(spec), &p) {
             Ok(ControlChange::Upsert(s)) => assert_eq!(s.id, "gate-1"),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            decode_control(Some(b"gate-1"), None),
+            decode_control(Some(b"gate-1"), None, &p),
             Ok(ControlChange::Remove("gate-1".into()))
         );
         let outcome =
-            |k: Option<&[u8]>, v: Option<&[u8]>| decode_control(k, v).unwrap_err().outcome;
+            |k: Option<&[u8]>, v: Option<&[u8]>| decode_control(k, v, &p).unwrap_err().outcome;
         assert_eq!(outcome(None, Some(spec)), "no_key");
         assert_eq!(outcome(Some(b"gate 1"), None), "bad_id");
         assert_eq!(outcome(Some(b"gate-2"), Some(spec)), "id_mismatch");
@@ -801,12 +809,29 @@ mod tests {
             ),
             "password_in_url"
         );
+        // A spec naming another setting's secret is refused, with the camera and the rule.
+        for refs in [
+            r#""password_env":"FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD""#,
+            r#""password_env":"HOME""#,
+            r#""password_file":"/etc/framewire/secrets/kafka-sasl-password""#,
+            r#""password_file":"../../secrets/sink-database-url""#,
+        ] {
+            let spec = format!(
+                r#"{{"id":"gate-1","url":"rtsp://attacker/","credentials":{{"username":"v",{refs}}}}}"#
+            );
+            let e = decode_control(Some(b"gate-1"), Some(spec.as_bytes()), &p).unwrap_err();
+            assert_eq!(e.outcome, "credentials_not_allowed", "{refs}");
+            assert_eq!(e.camera.as_deref(), Some("gate-1"));
+            assert!(e.message.contains("ingest.credentials_"), "{}", e.message);
+        }
         // A bad spec under a valid id is that camera's error; a bad key is nobody's.
-        let e = decode_control(Some(b"gate-1"), Some(b"{not json")).unwrap_err();
+        let e = decode_control(Some(b"gate-1"), Some(b"{not json"), &p).unwrap_err();
         assert_eq!(e.camera.as_deref(), Some("gate-1"));
         assert!(e.message.starts_with("camera gate-1: "), "{}", e.message);
         assert_eq!(
-            decode_control(Some(b"gate 1"), None).unwrap_err().camera,
+            decode_control(Some(b"gate 1"), None, &p)
+                .unwrap_err()
+                .camera,
             None
         );
     }

@@ -245,6 +245,10 @@ pub struct WorkerConfig {
     /// Highest frame rate of `/debug/cameras/{id}/mjpeg` (JPEG encoding costs decode time).
     #[serde(default = "default_mjpeg_max_fps")]
     pub mjpeg_max_fps: f64,
+    /// Live views (snapshots being waited for and MJPEG streams) served at once; more
+    /// are refused with 429. Each costs a JPEG encode per picture on this replica.
+    #[serde(default = "default_live_view_max_viewers")]
+    pub live_view_max_viewers: u32,
     /// Thresholds of the black / frozen / scene-cut detectors (ffmpeg's defaults).
     #[serde(default)]
     pub detectors: framewire_framestats::DetectorConfig,
@@ -311,6 +315,9 @@ fn default_realtime_max_ms() -> u64 {
 fn default_realtime_max_frames() -> u64 {
     0
 }
+fn default_live_view_max_viewers() -> u32 {
+    4
+}
 fn default_mjpeg_max_fps() -> f64 {
     2.0
 }
@@ -339,6 +346,7 @@ impl Default for WorkerConfig {
             realtime_max_ms: default_realtime_max_ms(),
             realtime_max_frames: default_realtime_max_frames(),
             mjpeg_max_fps: default_mjpeg_max_fps(),
+            live_view_max_viewers: default_live_view_max_viewers(),
             detectors: Default::default(),
         }
     }
@@ -383,6 +391,7 @@ impl KafkaNeeds for Config {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.kafka.validate()?;
         self.topics.validate()?;
         let w = &self.worker;
@@ -436,6 +445,12 @@ impl Validate for Config {
             1_000_000,
         )?;
         check_range("worker.mjpeg_max_fps", w.mjpeg_max_fps, 0.1, 30.0)?;
+        check_range(
+            "worker.live_view_max_viewers",
+            w.live_view_max_viewers,
+            1,
+            64,
+        )?;
         let d = &w.detectors;
         check_range(
             "worker.detectors.black_pixel_th",

@@ -6,7 +6,11 @@
 //! - `GET /debug/cameras/{id}/mjpeg`: a multipart MJPEG live view at most
 //!   `worker.mjpeg_max_fps`, costing nothing once the viewer goes away.
 //!
-//! Pictures are only copied while someone waits for them (see [`crate::snapshot`]).
+//! The two picture routes show live video of the cameras' sites: they need the admin
+//! token (`admin.token`, see [`framewire_kit::auth`]; a browser can give it as the
+//! password of its login prompt), and at most `worker.live_view_max_viewers` of them are
+//! served at once (429 beyond). Pictures are only copied while someone waits for them
+//! (see [`crate::snapshot`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +19,13 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+
+use framewire_kit::auth::{AdminToken, require_token};
+use prometheus::{IntCounter, IntGauge, Registry};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::assignment::Assignment;
 use crate::snapshot::{Snapshot, Watchers};
@@ -39,14 +48,90 @@ pub struct DebugState {
     pub watchers: Arc<Watchers>,
     /// Least time between two live-view pictures.
     pub mjpeg_interval: Duration,
+    /// `admin.token`, required by the picture routes.
+    pub token: AdminToken,
+    /// The live-view cap.
+    pub viewers: Viewers,
 }
 
-/// The `/debug/*` routes.
+/// At most `worker.live_view_max_viewers` live views at once, counted in metrics.
+#[derive(Clone)]
+pub struct Viewers {
+    slots: Arc<Semaphore>,
+    max: u32,
+    active: IntGauge,
+    refused: IntCounter,
+}
+
+/// A live view being served: its slot is freed when the view ends (the viewer leaves).
+struct Viewing {
+    _permit: OwnedSemaphorePermit,
+    active: IntGauge,
+}
+
+impl Drop for Viewing {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
+}
+
+impl Viewers {
+    /// A cap of `max` views, with `framewire_worker_live_viewers` and
+    /// `framewire_worker_live_views_refused_total` on `registry`.
+    pub fn new(max: u32, registry: &Registry) -> Self {
+        let b = framewire_kit::metrics::Builder(registry);
+        Viewers {
+            slots: Arc::new(Semaphore::new(max as usize)),
+            max,
+            active: b.gauge(
+                "framewire_worker_live_viewers",
+                "Live views (snapshot waits and MJPEG streams) being served",
+            ),
+            refused: b.counter(
+                "framewire_worker_live_views_refused_total",
+                "Live views refused because worker.live_view_max_viewers were being served",
+            ),
+        }
+    }
+
+    /// A slot for one view, if one is free.
+    fn enter(&self) -> Option<Viewing> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        self.active.inc();
+        Some(Viewing {
+            _permit: permit,
+            active: self.active.clone(),
+        })
+    }
+
+    /// The 429 for a view beyond the cap (counted).
+    fn full(&self) -> Response {
+        self.refused.inc();
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{} live views are being served (worker.live_view_max_viewers); try again later",
+                self.max
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        r
+    }
+}
+
+/// The `/debug/*` routes; the picture routes need the admin token.
 pub fn router(state: DebugState) -> Router {
-    Router::new()
-        .route("/debug/assignment", get(assignment))
+    let pictures = Router::new()
         .route("/debug/cameras/{id}/snapshot.jpg", get(snapshot))
         .route("/debug/cameras/{id}/mjpeg", get(mjpeg))
+        .route_layer(middleware::from_fn_with_state(
+            state.token.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/debug/assignment", get(assignment))
+        .merge(pictures)
         .with_state(state)
 }
 
@@ -91,6 +176,9 @@ async fn snapshot(State(s): State<DebugState>, Path(camera): Path<String>) -> Re
     if let Some(r) = camera_problem(&s, &camera) {
         return r;
     }
+    let Some(_viewing) = s.viewers.enter() else {
+        return s.viewers.full();
+    };
     let Some(picture) = s.watchers.next(&camera, PICTURE_WAIT).await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -135,14 +223,22 @@ async fn mjpeg(State(s): State<DebugState>, Path(camera): Path<String>) -> Respo
     if let Some(r) = camera_problem(&s, &camera) {
         return r;
     }
-    let stream = futures::stream::unfold((s, camera, true), |(s, camera, first)| async move {
+    let Some(viewing) = s.viewers.enter() else {
+        return s.viewers.full();
+    };
+    // The stream owns the slot: the viewer's disconnect drops the stream and frees it.
+    let state = (s, camera, true, viewing);
+    let stream = futures::stream::unfold(state, |(s, camera, first, viewing)| async move {
         if !first {
             tokio::time::sleep(s.mjpeg_interval).await;
         }
-        // A camera that stops ends the stream; the viewer's disconnect drops it.
+        // A camera that stops ends the stream.
         let picture = s.watchers.next(&camera, PICTURE_WAIT).await?;
         let jpeg = encode(picture).await.ok()?;
-        Some((Ok::<_, std::io::Error>(part(&jpeg)), (s, camera, false)))
+        Some((
+            Ok::<_, std::io::Error>(part(&jpeg)),
+            (s, camera, false, viewing),
+        ))
     });
     (
         [

@@ -24,6 +24,7 @@ mod snapshot;
 use std::process::ExitCode;
 
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
+use framewire_kit::auth::AdminToken;
 use framewire_kit::shutdown::Shutdown;
 use framewire_kit::{kafka, runtime};
 
@@ -48,13 +49,15 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     readiness.set_not_ready("kafka", "starting");
 
     let listen = config.admin.listen_or(ADMIN_PORT);
-    let state = AdminState::new(registry, &config, &readiness);
     let shared = pipeline::Shared::default();
     let debug = debug::router(debug::DebugState {
         assignment: shared.assignment.clone(),
         watchers: shared.watchers.clone(),
         mjpeg_interval: std::time::Duration::from_secs_f64(1.0 / config.worker.mjpeg_max_fps),
+        token: AdminToken::new(config.admin.token.as_deref(), &registry),
+        viewers: debug::Viewers::new(config.worker.live_view_max_viewers, &registry),
     });
+    let state = AdminState::new(registry, &config, &readiness);
     let admin = AdminServer::start(listen, state, debug).await?;
 
     let mut result = Ok(());
