@@ -342,8 +342,8 @@ impl Service {
         let child = command
             .arg("--config")
             .arg(&path)
-            .envs(env.iter().copied())
             .env("FRAMEWIRE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
