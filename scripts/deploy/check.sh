@@ -12,8 +12,10 @@
 #            copy of the chart; hadolint + the Dockerfile's own rules; promtool
 #            check/test rules; every dashboard query parses, and the Kubernetes ones (which
 #            the run cannot have) return data from deploy/prometheus/cluster-series.yaml;
-#            every rendered TOML accepted by the binary it is for. Each checker also runs
-#            on a canary (deploy/test/canaries) that it must reject.
+#            every rendered TOML accepted by the binary it is for; every FRAMEWIRE_…_FILE
+#            variable and camera password_file a mounted Secret file, camera passwords in a
+#            directory of their own (secret-files.py). Each checker also runs on a canary
+#            (deploy/test/canaries, or a broken copy of a rendered file) that it must reject.
 #   image    prebuilt (default): the binaries in $FW_BIN_DIR packaged onto the runtime base
 #            (Dockerfile target `prebuilt`), smoke-tested (--version on the base's glibc, non-
 #            root, read-only root, no shell); the test camera (deploy/camera/Dockerfile) on the
@@ -87,6 +89,17 @@ python3 "$HERE/values-doc.py" "$CHART/values.yaml" || fail "undocumented values"
 ok "every value in values.yaml has a description"
 must_fail "values.schema.json accepts $CANARY/bad-values.yaml" helm template x "$CHART" "${KUBE[@]}" -f "$CANARY/bad-values.yaml"
 ok "values.schema.json rejects the bad-values canary"
+# The admin token moved from ingest.adminToken ([ingest] admin_token) to adminToken ([admin]
+# token of every service): the old places must be refused, not silently ignored.
+must_fail "the chart accepts the removed ingest.adminToken" helm template x "$CHART" "${KUBE[@]}" --set ingest.adminToken.existingSecret=t
+grep -q "additional properties 'adminToken' not allowed" "$OUT/canary.log" || { cat "$OUT/canary.log" >&2; fail "ingest.adminToken refused for another reason"; }
+must_fail "the chart accepts ingest.config.admin_token" helm template x "$CHART" "${KUBE[@]}" --set ingest.config.admin_token=0123456789abcdef
+# Camera specs may name any file of the camera credentials directory: no settings secret there.
+must_fail "the chart mounts the admin token's Secret among the camera passwords" \
+  helm template x "$CHART" "${KUBE[@]}" --set adminToken.existingSecret=s --set ingest.credentialsSecret=s
+must_fail "the chart lets ingest.config.credentials_dir contain /etc/framewire/secrets" \
+  helm template x "$CHART" "${KUBE[@]}" --set ingest.config.credentials_dir=/etc/framewire
+ok "the chart refuses ingest.adminToken, ingest.config.admin_token, a credentialsSecret that holds the admin token, a credentials_dir around the secrets"
 kube_min="$(sed -n 's/^kubeVersion: *"*>= *\([0-9.]*\).*/\1/p' "$CHART/Chart.yaml")"
 [[ -n "$kube_min" ]] || fail "Chart.yaml has no kubeVersion \">= X.Y.Z-0\""
 kube_older="$(awk -F. '{printf "%d.%d.0", $1, $2 - 1}' <<<"$kube_min")"
@@ -181,6 +194,17 @@ for o in dev prod; do
   kustomize build "deploy/kustomize/overlays/$o" >"$REN/kustomize-$o.yaml" || fail "kustomize build $o"
   ok "overlay $o: $(grep -c '^kind:' "$REN/kustomize-$o.yaml") objects"
 done
+
+phase "secret files: each FRAMEWIRE_…_FILE and camera password_file is a mounted Secret file; camera passwords apart"
+$PY "$HERE/secret-files.py" "$REN"/*.yaml >"$OUT/secret-files.log" 2>&1 || { cat "$OUT/secret-files.log"; fail "secret files"; }
+ok "$(grep -c . "$OUT/secret-files.log") rendered releases; $(grep -F fleet-values "$OUT/secret-files.log")"
+# Canaries: the fleet with the token variable pointing at a file no volume has, and with a
+# camera password_file outside the camera credentials directory.
+sed 's|value: /etc/framewire/secrets/admin-token|value: /etc/framewire/secrets/ingest-admin-token|' "$REN/helm-fleet-values.yaml" >"$OUT/secret-files-canary.yaml"
+must_fail "secret-files.py accepts a FRAMEWIRE_ADMIN__TOKEN_FILE no volume provides" $PY "$HERE/secret-files.py" "$OUT/secret-files-canary.yaml"
+sed 's|"/etc/framewire/camera-credentials/config-camera-0"|"/etc/framewire/secrets/admin-token"|' "$REN/helm-fleet-values.yaml" >"$OUT/secret-files-canary.yaml"
+must_fail "secret-files.py accepts a camera password_file outside the credentials directory" $PY "$HERE/secret-files.py" "$OUT/secret-files-canary.yaml"
+ok "secret-files.py rejects both canaries (a token file no volume provides, a camera password_file among the settings secrets)"
 
 phase "kubeconform: every rendered object against Kubernetes $KUBERNETES_VERSION + CRD schemas"
 kv_src="$($PY -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')/kubernetes-json-schema/v$KUBERNETES_VERSION-local-strict"
@@ -321,12 +345,17 @@ for f in sorted(os.listdir(ren)):
                 if k.endswith(".toml"):
                     open(os.path.join(out, f"{f[:-5]}--{k}"), "w").write(v)
 EOF
-# service_env SVC: the secrets the chart passes to SVC as environment variables (files in the
-# pods), with dummy values, in envs.
+# service_env SVC: the secrets the chart passes to SVC (files in the pods, named by
+# FRAMEWIRE_…_FILE variables), with dummy values as plain variables, in envs. The admin token
+# goes to every service. Camera passwords are password_file paths in the camera credentials
+# directory, which does not exist here: validation checks only the path rules (no file is read
+# before a camera connects), and the "secret files" phase checks the pods mount them. A camera
+# password variable would have to start with FRAMEWIRE_CAMERA_ ([ingest] credentials_env_prefix).
 service_env() {
-  envs=(PATH="$PATH" FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME=u FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD=p)
+  envs=(PATH="$PATH" FRAMEWIRE_KAFKA__OPTIONS__SASL_USERNAME=u FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD=p
+        FRAMEWIRE_ADMIN__TOKEN=0123456789abcdef0123)
   case "$1" in
-    ingest) envs+=(FRAMEWIRE_INGEST__ADMIN_TOKEN=0123456789abcdef0123 CAMERA_PASSWORD_0=secret) ;;
+    ingest) envs+=(FRAMEWIRE_CAMERA_GATE_1=secret) ;;
     sink) envs+=(FRAMEWIRE_SINK__DATABASE_URL=postgres://u:p@db:5432/framewire) ;;
   esac
 }

@@ -13,7 +13,10 @@
 #      first, the worker once frames flow (so it joins mid-GOP: the frames before each
 #      camera's next keyframe have no reference and go to the DLQ as missing_reference);
 #      every pod ready (/readyz 200), the sink's web page and API answer, and the sink shows
-#      frames of every test camera stream
+#      frames of every test camera stream; the admin token (adminToken's Secret) is in all three
+#      pods and guards ingest's camera writes and the worker's live view (401, 403, 200); the
+#      stack's camera behind RTSP auth streams with its password from the camera credentials
+#      directory (a config camera's Secret key)
 #   4. a few records without fw-* headers go to the frames topic (decode errors, DLQ); the
 #      worker pod is killed (SIGKILL) and started again, as after a node failure: it
 #      re-processes from its last commit and the sink counts re-delivered frames as duplicates
@@ -106,6 +109,14 @@ while read -r -a acl; do
     || { cat "$OUT/kafka-tools.log"; fw_die "could not add ACL: ${acl[*]}"; }
 done <"$OUT/acls.txt"
 printf -- '---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s}\nstringData: {password: "%s"}\n' "$kuser" "$kpass" >>"$OUT/rendered.yaml"
+# The admin token of the three services (a fresh one per run) and the camera passwords, as a
+# user creates them (deploy/test/local-values.yaml names them): the pods read the token as a
+# file (FRAMEWIRE_ADMIN__TOKEN_FILE) and the password of the stack's camera behind RTSP auth
+# (scripts/stack/rtsp_server.py's `secure`) in the camera credentials directory.
+admin_token="$($PY -c 'import secrets; print(secrets.token_hex(16))')"
+read -r token_secret cam_secret < <($PY -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])); print(v["adminToken"]["existingSecret"], v["ingest"]["credentialsSecret"])' deploy/test/local-values.yaml)
+printf -- '---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s}\nstringData: {token: "%s"}\n' "$token_secret" "$admin_token" >>"$OUT/rendered.yaml"
+printf -- '---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s}\nstringData: {secure: "s3cret-cam"}\n' "$cam_secret" >>"$OUT/rendered.yaml"
 ok "Kafka user $kuser (SCRAM-SHA-512) with the $(wc -l <"$OUT/acls.txt") ACLs of the rendered KafkaUser; the fleet connects to $(sed -n 's/^  brokers: "\(.*\)"/\1/p' deploy/test/local-values.yaml) (SASL_PLAINTEXT)"
 $PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --except worker >"$OUT/play-ingest-sink.yaml"
 $PY "$HERE/kube-play.py" "$OUT/rendered.yaml" --only worker >"$OUT/play-worker.yaml"
@@ -215,6 +226,46 @@ if describe_as "$kuser-noacl" "$kpass"; then fw_die "Kafka let a user without AC
 kafka_tool kafka.admin.ConfigCommand --bootstrap-server 127.0.0.1:9092 --alter --entity-type users \
   --entity-name "$kuser-noacl" --delete-config SCRAM-SHA-512 || true
 ok "every pod talks SASL_PLAINTEXT as $kuser; the broker refuses a user without ACLs"
+# The admin token reached the three pods from its Secret (FRAMEWIRE_ADMIN__TOKEN_FILE), and
+# guards what it should: 401 without it, 403 with a wrong one.
+for port in 28091 28092 28093; do
+  curl -s "http://127.0.0.1:$port/config" | $PY -c 'import json, sys; sys.exit(json.load(sys.stdin)["admin"].get("token") != "[redacted]")' \
+    || fw_die "the pod on :$port has no admin token ([admin] token from adminToken's Secret)"
+done
+code() { curl -s -o "$OUT/last-response" -w '%{http_code}' "$@"; }
+expect() {  # CODE WHAT CURL-ARGS...: the request must answer CODE
+  local want=$1 what=$2 got; shift 2
+  got="$(code "$@")"
+  [[ "$got" == "$want" ]] || { cat "$OUT/last-response" >&2; echo >&2; fw_die "$what answered $got, not $want"; }
+}
+# Ingest's camera writes: a spec whose password_file is outside the camera credentials
+# directory is refused (400) once the token is accepted, so nothing reaches the control topic.
+probe='{"url": "rtsp://127.0.0.1:8554/moving", "credentials": {"username": "x", "password_file": "/etc/framewire/secrets/admin-token"}}'
+writes=http://127.0.0.1:28091/cameras/deploycheck-probe
+expect 401 "PUT /cameras without the token" -X PUT -d "$probe" "$writes"
+expect 403 "PUT /cameras with a wrong token" -X PUT -H "Authorization: Bearer wrong-0123456789abcdef" -d "$probe" "$writes"
+expect 400 "PUT /cameras with the token and a password_file among the settings secrets" -X PUT -H "Authorization: Bearer $admin_token" -d "$probe" "$writes"
+grep -q "ingest.credentials_dir" "$OUT/last-response" || { cat "$OUT/last-response" >&2; fw_die "the 400 does not name ingest.credentials_dir"; }
+# The camera behind RTSP auth streams: its password reached ingest as a file of the camera
+# credentials directory (config-camera-<i>, from the Secret).
+deadline=$((SECONDS + 60))
+until [[ "$(curl -s http://127.0.0.1:28091/cameras/secure | $PY -c 'import json, sys; print(json.load(sys.stdin).get("state"))' 2>/dev/null)" == streaming ]]; do
+  (( SECONDS < deadline )) || { curl -s http://127.0.0.1:28091/cameras/secure >&2; fw_die "camera secure (RTSP auth, password from the camera credentials directory) is not streaming"; }
+  sleep 1
+done
+# The worker's live view of it: 401/403 without the right token, a JPEG with it (Bearer, or
+# Basic with the token as the password, as a browser sends it).
+snap=http://127.0.0.1:28092/debug/cameras/secure/snapshot.jpg
+expect 401 "the worker's snapshot without the token" "$snap"
+expect 403 "the worker's snapshot with a wrong token" -H "Authorization: Bearer wrong-0123456789abcdef" "$snap"
+deadline=$((SECONDS + 60))
+until [[ "$(code -H "Authorization: Bearer $admin_token" "$snap")" == 200 ]]; do
+  (( SECONDS < deadline )) || { cat "$OUT/last-response" >&2; echo >&2; fw_die "no snapshot of camera secure from the worker with the admin token"; }
+  sleep 1
+done
+$PY -c 'import sys; sys.exit(open(sys.argv[1], "rb").read(3) != b"\xff\xd8\xff")' "$OUT/last-response" || fw_die "the snapshot is not a JPEG"
+expect 200 "the worker's snapshot with the token as a Basic password" -u "anyone:$admin_token" "$snap"
+ok "admin token in all three pods ([redacted] in /config); camera writes 401/403 without it, a password_file outside the camera credentials directory 400 with it; camera secure (RTSP auth) streams with its password from the camera credentials directory; its snapshot: 401, 403, then a JPEG with the token (Bearer and Basic)"
 # The test camera's streams went through ingest and the worker to the sink.
 streams="$($PY -c 'import sys, yaml; print(" ".join(s["name"] for s in yaml.safe_load(open(sys.argv[1]))["testCamera"]["streams"]))' deploy/test/local-values.yaml)"
 deadline=$((SECONDS + 60))

@@ -1,13 +1,15 @@
 {{/* The TOML configuration of each service, rendered from values (docs/config.md).
      Used by the ConfigMaps and by the pods' checksum/config annotations. */}}
 
-{{/* ingest.cameras, then the test camera's streams (testCamera.enabled) at its Service. */}}
+{{/* ingest.cameras, then the test camera's streams (testCamera.enabled) at its Service. A
+     camera's credentials Secret key is mounted as config-camera-<i> in the camera
+     credentials directory (ingest.yaml), its password_file. */}}
 {{- define "framewire.ingest.cameras" -}}
 {{- $out := list -}}
 {{- range $i, $cam := .Values.ingest.cameras -}}
 {{- $c := omit $cam "credentials" -}}
 {{- with $cam.credentials -}}
-{{- $_ := set $c "credentials" (dict "username" .username "password_file" (printf "/etc/framewire/secrets/camera-%d-password" $i)) -}}
+{{- $_ := set $c "credentials" (dict "username" .username "password_file" (printf "%s/config-camera-%d" (include "framewire.credentialsDir" $) $i)) -}}
 {{- end -}}
 {{- $out = append $out $c -}}
 {{- end -}}
@@ -30,6 +32,9 @@
 {{- end -}}
 
 {{- define "framewire.ingest.toml" -}}
+{{- if hasKey .Values.ingest.config "admin_token" -}}
+{{- fail "ingest.config.admin_token: the admin token moved to adminToken (existingSecret, key), one token for ingest, worker and sink" -}}
+{{- end -}}
 {{- $cfg := include "framewire.kafkaConfig" . | fromJson -}}
 {{- $ingest := deepCopy .Values.ingest.config -}}
 {{- $_ := set $ingest "group_id" .Values.ingest.groupId -}}
@@ -39,9 +44,10 @@
 {{- $cams := include "framewire.ingest.cameras" . | fromJsonArray -}}
 {{- if $cams }}{{ $_ := set $cfg "cameras" $cams }}{{ end -}}
 # framewire-ingest configuration (docs/config.md), rendered by the Helm chart.
-# Secrets are files under /etc/framewire/secrets (FRAMEWIRE_INGEST__ADMIN_TOKEN_FILE,
-# FRAMEWIRE_KAFKA__OPTIONS__SASL_*_FILE, the cameras' password_file). Each pod's
-# [ingest] instance_id is its name (FRAMEWIRE_INGEST__INSTANCE_ID).
+# Secrets are files under /etc/framewire/secrets (FRAMEWIRE_ADMIN__TOKEN_FILE,
+# FRAMEWIRE_KAFKA__OPTIONS__SASL_*_FILE). Camera passwords are files in
+# {{ include "framewire.credentialsDir" . }}, the only directory a camera's password_file may name.
+# Each pod's [ingest] instance_id is its name (FRAMEWIRE_INGEST__INSTANCE_ID).
 {{ include "framewire.toml" $cfg }}
 {{- end -}}
 
@@ -71,6 +77,7 @@
 {{- end -}}
 {{- end -}}
 # framewire-worker configuration (docs/config.md), rendered by the Helm chart.
+# The admin token (adminToken, when set) is read from FRAMEWIRE_ADMIN__TOKEN_FILE (a mounted Secret).
 {{ include "framewire.toml" $cfg }}
 {{- end -}}
 
@@ -89,6 +96,7 @@
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.sink.adminPort))) -}}
 {{- $_ := set $cfg "sink" $sink -}}
 # framewire-sink configuration (docs/config.md), rendered by the Helm chart.
-# The PostgreSQL URL (when used) is read from FRAMEWIRE_SINK__DATABASE_URL_FILE (a mounted Secret).
+# The PostgreSQL URL and the admin token (when set) are read from
+# FRAMEWIRE_SINK__DATABASE_URL_FILE and FRAMEWIRE_ADMIN__TOKEN_FILE (mounted Secrets).
 {{ include "framewire.toml" $cfg }}
 {{- end -}}

@@ -211,7 +211,7 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
     "max_message_bytes" $t.maxMessageBytes)) -}}
 {{- end -}}
 
-{{/* Environment shared by the containers: logging, tracing, Kafka secrets. */}}
+{{/* Environment shared by the containers: logging, tracing, Kafka secrets, the admin token. */}}
 {{- define "framewire.commonEnv" -}}
 - name: FRAMEWIRE_LOG
   value: {{ .Values.logLevel | quote }}
@@ -230,11 +230,17 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
 - name: FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD_FILE
   value: /etc/framewire/secrets/kafka-sasl-password
 {{- end }}
+{{- if .Values.adminToken.existingSecret }}
+- name: FRAMEWIRE_ADMIN__TOKEN_FILE
+  value: /etc/framewire/secrets/admin-token
+{{- end }}
 {{- end -}}
 
 {{/* The Secrets a component reads, as projected-volume sources: {root, component}. Secrets
-     reach the services as files under /etc/framewire/secrets (FRAMEWIRE_*_FILE variables
-     and password_file), never as environment variables. */}}
+     reach the services as files under /etc/framewire/secrets (FRAMEWIRE_*_FILE variables),
+     never as environment variables. Camera passwords are not among them: they have a
+     directory of their own (framewire.cameraCredentialSources), the only one camera specs
+     may name files in. */}}
 {{- define "framewire.secretSources" -}}
 {{- $v := .root.Values -}}
 {{- $a := include "framewire.kafkaAuth" .root | fromJson }}
@@ -258,23 +264,12 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
       - key: {{ $a.keyKey }}
         path: kafka-client.key
 {{- end }}
-{{- if eq .component "ingest" }}
-{{- with $v.ingest.adminToken.existingSecret }}
+{{- with $v.adminToken.existingSecret }}
 - secret:
     name: {{ . }}
     items:
-      - key: {{ $v.ingest.adminToken.key }}
-        path: ingest-admin-token
-{{- end }}
-{{- range $i, $cam := $v.ingest.cameras }}
-{{- with $cam.credentials }}
-- secret:
-    name: {{ required (printf "ingest.cameras[%d].credentials.existingSecret is required" $i) .existingSecret }}
-    items:
-      - key: {{ required (printf "ingest.cameras[%d].credentials.key is required" $i) .key }}
-        path: camera-{{ $i }}-password
-{{- end }}
-{{- end }}
+      - key: {{ $v.adminToken.key }}
+        path: admin-token
 {{- end }}
 {{- if eq .component "sink" }}
 {{- with $v.sink.database.existingSecret }}
@@ -283,6 +278,58 @@ frames one replica decodes per second (the backlog, in seconds, the fleet settle
     items:
       - key: {{ $v.sink.database.key }}
         path: sink-database-url
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Where ingest reads camera passwords: [ingest] credentials_dir (ingest.config), by default
+     /etc/framewire/camera-credentials. Camera specs may name files only inside it, and
+     ingest refuses to start when a FRAMEWIRE_*_FILE setting points inside it, so it must
+     not be, contain or lie inside another of the chart's mounts. */}}
+{{- define "framewire.credentialsDir" -}}
+{{- $raw := .Values.ingest.config.credentials_dir | default "/etc/framewire/camera-credentials" -}}
+{{- if not (hasPrefix "/" $raw) -}}
+{{- fail (printf "ingest.config.credentials_dir %q: must be an absolute path" $raw) -}}
+{{- end -}}
+{{- $dir := trimSuffix "/" $raw -}}
+{{- range list "/etc/framewire/secrets" "/etc/framewire/config" "/etc/framewire/kafka-ca" "/tmp" -}}
+{{- if or (eq $dir .) (hasPrefix (printf "%s/" $dir) .) (hasPrefix (printf "%s/" .) $dir) -}}
+{{- fail (printf "ingest.config.credentials_dir %q: camera passwords need a directory of their own, not %s, a directory around it or inside it" $raw .) -}}
+{{- end -}}
+{{- end -}}
+{{- $dir -}}
+{{- end -}}
+
+{{/* The camera passwords, as projected-volume sources of ingest's camera-credentials volume:
+     every key of ingest.credentialsSecret, then each config camera's key as
+     config-camera-<i> (its password_file; credentialsSecret keys of that name would collide).
+     No setting secret may be projected there: a camera spec could name it. */}}
+{{- define "framewire.cameraCredentialSources" -}}
+{{- $v := .Values -}}
+{{- $a := include "framewire.kafkaAuth" . | fromJson -}}
+{{- /* Secret name -> its keys the services read as settings ("*" = every key). */ -}}
+{{- $settings := dict -}}
+{{- with $v.adminToken.existingSecret }}{{ $_ := set $settings . (append (get $settings . | default list) $v.adminToken.key) }}{{ end -}}
+{{- if $a.sasl }}{{ $_ := set $settings $a.secret (concat (get $settings $a.secret | default list) (list $a.usernameKey $a.passwordKey)) }}{{ end -}}
+{{- with $a.clientSecret }}{{ $_ := set $settings . (concat (get $settings . | default list) (list $a.certKey $a.keyKey)) }}{{ end -}}
+{{- with $v.sink.database.existingSecret }}{{ $_ := set $settings . (append (get $settings . | default list) $v.sink.database.key) }}{{ end -}}
+{{- with $v.ingest.credentialsSecret }}
+{{- if hasKey $settings . }}
+{{- fail (printf "ingest.credentialsSecret %q also holds settings secrets (admin token, Kafka or database credentials), and every key of it is mounted where camera specs can name files: keep camera passwords in a Secret of their own" .) }}
+{{- end }}
+- secret:
+    name: {{ . }}
+{{- end }}
+{{- range $i, $cam := $v.ingest.cameras }}
+{{- with $cam.credentials }}
+{{- if has .key (get $settings (.existingSecret | default "") | default list) }}
+{{- fail (printf "ingest.cameras[%d].credentials: key %q of Secret %q is a settings secret (admin token, Kafka or database credentials), not a camera password" $i .key .existingSecret) }}
+{{- end }}
+- secret:
+    name: {{ required (printf "ingest.cameras[%d].credentials.existingSecret is required" $i) .existingSecret }}
+    items:
+      - key: {{ required (printf "ingest.cameras[%d].credentials.key is required" $i) .key }}
+        path: config-camera-{{ $i }}
 {{- end }}
 {{- end }}
 {{- end -}}
