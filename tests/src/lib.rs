@@ -952,6 +952,29 @@ pub fn sink_section(group: &str, db: &SinkDb, extra: &str) -> (String, String) {
     (section, format!("http://127.0.0.1:{port}"))
 }
 
+/// Deletes every row a run wrote to the PostgreSQL at `dsn` for its cameras, whose ids all
+/// start with `prefix-` (the database is shared with the local stack and other runs).
+pub async fn delete_camera_rows(dsn: &str, prefix: &str) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(dsn).await?;
+    for (table, column) in [
+        ("window_summaries", "camera"),
+        ("window_objects", "camera"),
+        ("events", "camera"),
+        ("latest_pictures", "camera"),
+        ("cameras", "id"),
+    ] {
+        // The table and column names are the constants above.
+        let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {column} LIKE $1"));
+        sqlx::query(sql)
+            .bind(format!("{prefix}-%"))
+            .execute(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot delete the run's rows of {table}: {e}"))?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
 /// Per camera of `cameras`, summed over its stored windows: (frames, decode errors, gaps).
 /// Cameras without rows are absent. Err when the database cannot be read.
 pub async fn sink_totals(

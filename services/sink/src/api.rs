@@ -353,7 +353,7 @@ struct CameraView {
     thumbnail_capture_ms: Option<i64>,
 }
 
-async fn cameras(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn cameras(State(s): State<ApiState>) -> Result<Json<CamerasView>, ApiError> {
     let now = now_ms();
     let rows = s.store.cameras().await?;
     let mut latest = s.store.latest_windows(now - HOUR_MS, 2).await?;
@@ -415,11 +415,31 @@ async fn cameras(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
             }
         })
         .collect();
-    Ok(Json(json!({
-        "now_ms": now,
-        "window_ms": s.window_ms,
-        "cameras": cameras,
-    })))
+    Ok(Json(CamerasView {
+        now_ms: now,
+        window_ms: s.window_ms,
+        cameras,
+    }))
+}
+
+/// `GET /api/cameras`. Answers are serialized straight from these views (not through a
+/// `serde_json::Value` tree): an hour of windows is a large answer, and building it twice
+/// costs the API's threads.
+#[derive(Serialize)]
+struct CamerasView {
+    now_ms: i64,
+    window_ms: i64,
+    cameras: Vec<CameraView>,
+}
+
+/// `GET /api/cameras/{id}/summaries`.
+#[derive(Serialize)]
+struct SummariesView {
+    camera: String,
+    from_ms: i64,
+    to_ms: i64,
+    window_ms: i64,
+    windows: Vec<Summary>,
 }
 
 /// The newest window the camera's clock has passed the end of, else the newest.
@@ -590,7 +610,7 @@ async fn summaries(
     State(s): State<ApiState>,
     Path(id): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SummariesView>, ApiError> {
     let p = Params::parse(query, &["from", "to", "limit"])?;
     let (from, to) = p.range(HOUR_MS, s.limits)?;
     let limit = p.limit(s.limits)?;
@@ -601,13 +621,13 @@ async fn summaries(
         s.store.windows(&id, from, to, limit).await?
     };
     s.store.attach_classes(&mut windows).await?;
-    Ok(Json(json!({
-        "camera": id,
-        "from_ms": from,
-        "to_ms": to,
-        "window_ms": s.window_ms,
-        "windows": windows,
-    })))
+    Ok(Json(SummariesView {
+        camera: id,
+        from_ms: from,
+        to_ms: to,
+        window_ms: s.window_ms,
+        windows,
+    }))
 }
 
 async fn events(
@@ -834,7 +854,7 @@ mod tests {
         let path = dir.path().join("api.sqlite");
         let reader = Store::connect_reader(
             None,
-            path.to_str().unwrap(),
+            path.to_str().unwrap().to_owned(),
             2,
             metrics.api_read_wait.clone(),
         )

@@ -137,6 +137,11 @@ pub struct ApiConfig {
     /// Requests a client may make at once above the average rate (the bucket's size).
     #[serde(default = "default_rate_limit_burst")]
     pub rate_limit_burst: u32,
+    /// Nice value of the HTTP server's threads and the API's SQLite read connections
+    /// (Linux): when the cores are all busy, the pipeline's flushes get the CPU first.
+    /// 0 keeps the process's priority.
+    #[serde(default = "default_nice")]
+    pub nice: i32,
 }
 
 impl Default for ApiConfig {
@@ -147,6 +152,7 @@ impl Default for ApiConfig {
             max_limit: default_max_limit(),
             rate_limit_per_second: 0,
             rate_limit_burst: default_rate_limit_burst(),
+            nice: default_nice(),
         }
     }
 }
@@ -162,6 +168,9 @@ fn default_max_limit() -> i64 {
 }
 fn default_rate_limit_burst() -> u32 {
     50
+}
+fn default_nice() -> i32 {
+    10
 }
 
 /// `[sink.detections]`: counting objects per class and window, appeared/left incidents.
@@ -577,6 +586,7 @@ mod tests {
         assert_eq!(c.sink.api.max_range_ms, 604_800_000);
         assert_eq!(c.sink.api.max_limit, 10_000);
         assert_eq!(c.sink.api.rate_limit_per_second, 0, "off by default");
+        assert_eq!(c.sink.api.nice, 10);
         let mut c = Config::default();
         c.sink.api.read_connections = 0;
         assert_eq!(

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod incidents;
 pub mod metrics;
 pub mod preview;
+pub mod priority;
 pub mod ratelimit;
 pub mod retention;
 pub mod state;

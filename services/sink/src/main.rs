@@ -22,6 +22,7 @@ use framewire_sink::config::{ADMIN_PORT, Config, SinkConfig};
 use framewire_sink::consume::{self, Pipeline, Settings, WriteHealth};
 use framewire_sink::metrics::Metrics;
 use framewire_sink::preview::{self, PreviewSettings, Thumbnails};
+use framewire_sink::priority;
 use framewire_sink::ratelimit::RateLimiter;
 use framewire_sink::store::{Store, StoreError};
 use framewire_sink::window::Windows;
@@ -29,6 +30,9 @@ use framewire_sink::{retention, web};
 use rdkafka::consumer::Consumer;
 
 const SERVICE: &str = "framewire-sink";
+
+/// Threads of the HTTP server's runtime.
+const API_THREADS: usize = 2;
 
 fn main() -> ExitCode {
     runtime::main(
@@ -129,57 +133,7 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None
     };
 
-    let http_addr = sink.http_addr();
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("cannot listen on sink.http_listen {http_addr}"))?;
-    // The API reads through a pool of its own: however hard it is polled, it never
-    // holds a connection a flush needs.
-    let reader = Store::connect_reader(
-        sink.database_url.as_deref(),
-        &sink.sqlite_path,
-        sink.api.read_connections,
-        metrics.api_read_wait.clone(),
-    )
-    .await
-    .context("cannot open the API's read connections (sink.api.read_connections)")?;
-    let limits = Limits::of(&sink.api);
-    let api_state = ApiState {
-        store: reader.clone(),
-        thumbnails,
-        metrics: metrics.clone(),
-        offline_after_ms: sink.offline_after_ms,
-        window_ms: sink.window_ms,
-        min_score: sink.detections.min_score,
-        limits,
-        rate_limit: (sink.api.rate_limit_per_second > 0).then(|| {
-            Arc::new(RateLimiter::new(
-                sink.api.rate_limit_per_second,
-                sink.api.rate_limit_burst,
-            ))
-        }),
-        openapi: api::openapi_document(limits).into(),
-    };
-    let http_stop = Shutdown::new();
-    let http = {
-        let stop = http_stop.clone();
-        let router = api::router(api_state).merge(web::router());
-        // The peer's address reaches the handlers (the per-client rate limit).
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        tokio::spawn(async move {
-            axum::serve(http_listener, service)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        })
-    };
-    tracing::info!(
-        listen = %http_addr,
-        read_connections = sink.api.read_connections,
-        max_range_ms = limits.max_range_ms,
-        max_limit = limits.max_limit,
-        rate_limit_per_second = sink.api.rate_limit_per_second,
-        "web page and API listening"
-    );
+    let http = Http::start(sink, thumbnails, metrics.clone()).await?;
 
     let retention_task = tokio::spawn(retention::run(
         store.clone(),
@@ -240,11 +194,116 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let _ = retention_task.await;
     })
     .await;
-    http_stop.trigger();
-    let _ = http.await;
-    reader.close().await;
+    http.stop().await;
     admin.stop().await;
     Ok(())
+}
+
+/// The HTTP port (the JSON API and the web page), on a runtime of its own so that handlers
+/// busy with large answers never hold the threads the pipeline's flushes run on, at a lower
+/// CPU priority (`sink.api.nice`), reading through the API's own pool of database
+/// connections.
+struct Http {
+    runtime: tokio::runtime::Runtime,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    reader: Store,
+    stop: Shutdown,
+}
+
+impl Http {
+    async fn start(
+        sink: &SinkConfig,
+        thumbnails: Thumbnails,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        let nice = sink.api.nice;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(API_THREADS)
+            .thread_name("sink-api")
+            .on_thread_start(move || {
+                if nice != 0
+                    && let Err(e) = priority::lower_this_thread(nice)
+                {
+                    tracing::debug!(error = %e, "HTTP thread keeps its CPU priority");
+                }
+            })
+            .enable_all()
+            .build()
+            .context("cannot start the HTTP server's threads")?;
+        let http_addr = sink.http_addr();
+        let listener = runtime
+            .spawn(tokio::net::TcpListener::bind(http_addr))
+            .await?
+            .with_context(|| format!("cannot listen on sink.http_listen {http_addr}"))?;
+        // The read pool's connections are opened from the API's threads (SQLite runs each on
+        // a thread of its own, started from there).
+        let reader = runtime
+            .spawn(Store::connect_reader(
+                sink.database_url.clone(),
+                sink.sqlite_path.clone(),
+                sink.api.read_connections,
+                metrics.api_read_wait.clone(),
+            ))
+            .await?
+            .context("cannot open the API's read connections (sink.api.read_connections)")?;
+        let limits = Limits::of(&sink.api);
+        let state = ApiState {
+            store: reader.clone(),
+            thumbnails,
+            metrics,
+            offline_after_ms: sink.offline_after_ms,
+            window_ms: sink.window_ms,
+            min_score: sink.detections.min_score,
+            limits,
+            rate_limit: (sink.api.rate_limit_per_second > 0).then(|| {
+                Arc::new(RateLimiter::new(
+                    sink.api.rate_limit_per_second,
+                    sink.api.rate_limit_burst,
+                ))
+            }),
+            openapi: api::openapi_document(limits).into(),
+        };
+        let stop = Shutdown::new();
+        // The peer's address reaches the handlers (the per-client rate limit).
+        let service = api::router(state)
+            .merge(web::router())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let task = {
+            let stop = stop.clone();
+            runtime.spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            })
+        };
+        tracing::info!(
+            listen = %http_addr,
+            read_connections = sink.api.read_connections,
+            nice,
+            max_range_ms = limits.max_range_ms,
+            max_limit = limits.max_limit,
+            rate_limit_per_second = sink.api.rate_limit_per_second,
+            "web page and API listening"
+        );
+        Ok(Http {
+            runtime,
+            task,
+            reader,
+            stop,
+        })
+    }
+
+    /// Stops serving (requests under way finish), closes the read pool, ends the threads.
+    async fn stop(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+        let reader = self.reader;
+        let _ = self
+            .runtime
+            .spawn(async move { reader.close().await })
+            .await;
+        self.runtime.shutdown_background();
+    }
 }
 
 /// Opens the database, applies migrations and reads the stored cameras. An unreachable

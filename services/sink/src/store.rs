@@ -331,12 +331,12 @@ impl Store {
     /// after [`READ_TIMEOUT`] on the server and show as `framewire-sink-api` in
     /// `pg_stat_activity`. The time each read waits for a connection goes to `wait`.
     pub async fn connect_reader(
-        database_url: Option<&str>,
-        sqlite_path: &str,
+        database_url: Option<String>,
+        sqlite_path: String,
         connections: u32,
         wait: Histogram,
     ) -> Result<Self, StoreError> {
-        let store = match database_url {
+        let store = match database_url.as_deref() {
             Some(dsn) => {
                 let options = pg_options(dsn)?
                     .application_name("framewire-sink-api")
@@ -347,7 +347,7 @@ impl Store {
                 Pool::Postgres(pg_pool(options, connections))
             }
             None => {
-                let path = Path::new(sqlite_path);
+                let path = Path::new(&sqlite_path);
                 let options = SqliteConnectOptions::new().filename(path).read_only(true);
                 Pool::Sqlite(sqlite_pool(path, options, connections).await?)
             }

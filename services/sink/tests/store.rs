@@ -420,9 +420,14 @@ async fn reader_reads_and_cannot_write(
     camera: &str,
 ) {
     let wait = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("w", "w")).unwrap();
-    let reader = Store::connect_reader(dsn, sqlite_path, 2, wait.clone())
-        .await
-        .unwrap();
+    let reader = Store::connect_reader(
+        dsn.map(str::to_owned),
+        sqlite_path.to_owned(),
+        2,
+        wait.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(reader.backend(), writer.backend());
     let written = writer.windows(camera, 0, i64::MAX, 100).await.unwrap();
     assert!(!written.is_empty(), "{camera} has windows");

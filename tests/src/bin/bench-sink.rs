@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use framewire_e2e::{
-    Service, SinkDb, Topics, append_json_line, cli_arg, fill_topic, metric, pg_dsn, process_usage,
-    sink_section, sink_totals, unique,
+    Service, SinkDb, Topics, append_json_line, cli_arg, delete_camera_rows, fill_topic, metric,
+    pg_dsn, process_usage, sink_section, sink_totals, unique,
 };
 use serde_json::json;
 
@@ -98,28 +98,6 @@ fn postgres_cpu_s() -> f64 {
         })
         .map(|pid| process_usage(pid).0)
         .sum()
-}
-
-/// Deletes what the run wrote to PostgreSQL (the cameras all start with `prefix`).
-async fn delete_rows(dsn: &str, prefix: &str) -> anyhow::Result<()> {
-    let pool = sqlx::PgPool::connect(dsn).await?;
-    for (table, column) in [
-        ("window_summaries", "camera"),
-        ("window_objects", "camera"),
-        ("events", "camera"),
-        ("latest_pictures", "camera"),
-        ("cameras", "id"),
-    ] {
-        // The table and column names are the constants above.
-        let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {column} LIKE $1"));
-        sqlx::query(sql)
-            .bind(format!("{prefix}-%"))
-            .execute(&pool)
-            .await
-            .with_context(|| format!("cannot delete the run's rows of {table}"))?;
-    }
-    pool.close().await;
-    Ok(())
 }
 
 #[tokio::main]
@@ -193,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
             sink.terminate(Duration::from_secs(30));
             topics.delete().await;
             if let SinkDb::Postgres(dsn) = &db {
-                delete_rows(dsn, &prefix).await?;
+                delete_camera_rows(dsn, &prefix).await?;
             }
             bail!(
                 "the sink counted {last} of {expected} records in 10 minutes\n--- log ---\n{}",
@@ -222,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
     let status = sink.terminate(Duration::from_secs(60));
     topics.delete().await;
     if let SinkDb::Postgres(dsn) = &db {
-        delete_rows(dsn, &prefix).await?;
+        delete_camera_rows(dsn, &prefix).await?;
     }
     if stored != expected as i64 || !status.success() {
         bail!(
