@@ -10,6 +10,10 @@
 #
 # Data, logs and pid files: ${FW_STACK_DIR:-<repo>/.stack} (logs in $FW_STACK_DIR/logs).
 # Ports: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (19093), PG_PORT (55432), RTSP_PORT (8554).
+# The single Kafka node also listens on 9094 (SASL_PLAINTEXT), 9096 (SASL_SSL) and 9098 (mutual
+#   TLS), SCRAM-SHA-512 and ACLs, with certificates by scripts/stack/certs.sh in
+#   $FW_STACK_DIR/certs (docs/kafka-security.md); `up` restarts a running Kafka node whose
+#   configuration changed (new listeners, renewed certificates).
 # Kafka: one KRaft node by default. KAFKA_NODES=3 scripts/stack.sh up (or KAFKA_NODES=3 make
 #   stack-up) starts a 3-node cluster instead (broker+controller each, client ports 9092, 9094,
 #   9096, RF 3, min ISR 2; the single node must be down first); down/status/env then follow the
@@ -59,6 +63,9 @@ cmd_up() {
   print_env >"$FW_STACK_DIR/env"
   fw_log "stack up in $(fw_since "$t0") s"
   echo "  KAFKA  $("$S/kafka.sh" bootstrap)   topics: ${FW_TOPIC_FRAMES:-framewire.frames} ${FW_TOPIC_STATS:-framewire.stats} ${FW_TOPIC_DLQ:-framewire.dlq} ${FW_TOPIC_CONTROL:-framewire.control}"
+  if [[ -s "$FW_STACK_DIR/certs/ca.crt" && "$("$S/kafka.sh" bootstrap)" != *,* ]]; then
+    echo "         SASL_SSL 127.0.0.1:${KAFKA_SASL_SSL_PORT:-$(( KAFKA_PORT + 4 ))}, mTLS 127.0.0.1:${KAFKA_MTLS_PORT:-$(( KAFKA_PORT + 6 ))}   CA $FW_STACK_DIR/certs/ca.crt"
+  fi
   echo "  PG     postgres://framewire:framewire@127.0.0.1:$PG_PORT/framewire"
   echo "  RTSP   rtsp://127.0.0.1:$RTSP_PORT/{$(paste -sd, "$FW_STACK_DIR/rtsp.mounts" 2>/dev/null || echo moving,black,frozen)}"
   echo "  env    source $FW_STACK_DIR/env    (or: eval \"\$(scripts/stack.sh env)\")"
@@ -93,5 +100,5 @@ case "${1:-}" in
   env) print_env ;;
   verify) shift; exec "$S/rtsp.sh" verify "$@" ;;   # all mounts but rtcponly by default
   reset) cmd_reset ;;
-  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac

@@ -11,7 +11,7 @@
 //! Checked: every frame ingest published is counted exactly once by both sinks (no decode
 //! errors), the dead-letter topic holds only the one record planted for it (a frames record
 //! that is no access unit, which both sinks count as a decode error), every service's `/config` shows the TLS settings
-//! with the SASL password redacted, and DescribeConfigs works (the topics' record size check:
+//! with the SASL password redacted, no service logs an authorization error, and DescribeConfigs works (the topics' record size check:
 //! the frames and stats topics are shrunk after the worker created them, and ingest and both
 //! sinks must warn about it). And the authorizer is live: a worker of the same user in a
 //! group whose ACL was left out (all its other printed ACLs are granted) is refused by the
@@ -578,6 +578,22 @@ async fn the_fleet_runs_over_sasl_ssl_with_only_its_printed_acls() {
         dlq.len(),
         dlq.iter().map(headers_of).collect::<Vec<_>>()
     );
+
+    // No service met a refusal on the way (a reader that only logs it, such as ingest's
+    // camera registry or the sink's detections, would otherwise go unnoticed).
+    for s in [&ingest, &worker, &sink, &sink_mtls] {
+        let log = s.log();
+        let refused: Vec<&str> = log
+            .lines()
+            .filter(|l| l.to_lowercase().contains("authorization"))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "{} was refused by the broker's authorizer:\n{}",
+            s.name,
+            refused.join("\n")
+        );
+    }
 
     // --- the authorizer is live: the worker without its group ACL gets nothing ---
     let refusal = eventually(
