@@ -6,7 +6,7 @@ SHELL := /usr/bin/env bash
 # installs); a plain `cargo build` makes an openh264-only worker that needs no system libraries.
 FEATURES := --features framewire-worker/ffmpeg
 
-.PHONY: help demo test chaos soak bench lint deny fmt build stack-up stack-down stack-status prereqs clean deploy-check image
+.PHONY: help demo test chaos soak bench lint deny api-fuzz fmt build stack-up stack-down stack-status prereqs clean deploy-check image
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ bench: ## Benchmarks on the local stack: kernels, decode per backend vs ffmpeg (
 
 deny: ## cargo deny (offline): licences, bans and sources of every crate (deny.toml)
 	@scripts/deny.sh
+
+api-fuzz: ## schemathesis (pinned, all checks) against the sink's OpenAPI document on a real sink with data (API_FUZZ_EXAMPLES, API_FUZZ_SEED)
+	@scripts/api-fuzz.sh
 
 lint: ## cargo fmt --check and clippy with -D warnings
 	cargo fmt --all -- --check

@@ -57,6 +57,9 @@ cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}"
 stop_fault_stack
 trap - EXIT
 
+step "API fuzz: schemathesis, every check, against the sink's OpenAPI document (scripts/api-fuzz.sh)"
+FRAMEWIRE_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug" scripts/api-fuzz.sh
+
 step "deploy checks: chart, kustomize, schemas, policy, alerts, dashboard, image, kube play (scripts/deploy/check.sh)"
 scripts/deploy/check.sh
 

@@ -217,7 +217,11 @@ pub struct Topics {
 impl Topics {
     /// Fresh topic names with a common prefix.
     pub fn unique(test: &str) -> Self {
-        let p = unique(&format!("e2e-{test}"));
+        Self::named(&unique(&format!("e2e-{test}")))
+    }
+
+    /// The topics `PREFIX.frames`, `PREFIX.stats`, … (what [`Topics::unique`] makes).
+    pub fn named(p: &str) -> Self {
         Topics {
             frames: format!("{p}.frames"),
             stats: format!("{p}.stats"),
