@@ -370,13 +370,23 @@ async fn the_fleet_runs_over_sasl_ssl_with_only_its_printed_acls() {
 
     // --- the user and exactly the ACLs the binaries print ---
     let mut wanted: BTreeSet<Acl> = BTreeSet::new();
-    for (binary, config, who) in [
-        ("framewire-ingest", &ingest_config, principal.as_str()),
-        ("framewire-worker", &fleet_worker, principal.as_str()),
-        ("framewire-sink", &sink_config, principal.as_str()),
-        ("framewire-sink", &sink_mtls_config, MTLS_PRINCIPAL),
+    for (binary, config, who, env) in [
+        (
+            "framewire-ingest",
+            &ingest_config,
+            principal.as_str(),
+            &env[..],
+        ),
+        (
+            "framewire-worker",
+            &fleet_worker,
+            principal.as_str(),
+            &env[..],
+        ),
+        ("framewire-sink", &sink_config, principal.as_str(), &env[..]),
+        ("framewire-sink", &sink_mtls_config, MTLS_PRINCIPAL, &[][..]),
     ] {
-        for g in printed_acls(binary, config, &env) {
+        for g in printed_acls(binary, config, env) {
             wanted.extend(g.acls(who));
         }
     }
