@@ -624,7 +624,29 @@ async fn the_fleet_runs_over_sasl_ssl_with_only_its_printed_acls() {
         assigned, 0.0,
         "the worker without its group ACL owns partitions"
     );
-    let (ready, _) = denied.get("/readyz").await;
+    // ... and says so where an operator looks: unready, with the reason, counted.
+    let (ready, why) = eventually(
+        "the worker without its group ACL to be unready",
+        Duration::from_secs(20),
+        || async {
+            let (code, body) = denied.get("/readyz").await;
+            if code == 503 && body.contains("kafka_access") && body.contains("--print-kafka-acls") {
+                Ok((code, body))
+            } else {
+                Err(format!("{code} {body}"))
+            }
+        },
+    )
+    .await;
+    let (_, metrics) = denied.get("/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "framewire_worker_consume_errors_total{kind=\"access\"}"
+        ) >= Some(1.0),
+        "access refusals counted"
+    );
+    println!("unready: {why}");
     println!(
         "refused (group {denied_group}, /readyz {ready}): {}",
         refusal.trim()

@@ -452,7 +452,17 @@ pub async fn ensure_topics(
             reason: format!("describe configs failed: {e}"),
         })?;
     for (spec, res) in specs.iter().zip(described) {
-        let Ok(resource) = res else { continue };
+        let resource = match res {
+            Ok(r) => r,
+            Err(code) => {
+                tracing::warn!(
+                    topic = %spec.name,
+                    error = %code,
+                    "cannot read the topic's max.message.bytes (DescribeConfigs on the topic; see --print-kafka-acls): records larger than the topic allows would be rejected without this warning"
+                );
+                continue;
+            }
+        };
         let actual = resource
             .get("max.message.bytes")
             .and_then(|e| e.value.as_deref())
@@ -474,6 +484,27 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// What to tell the operator when `e` means this client is not allowed to do something
+/// (wrong credentials, or an ACL missing): a broker refusal no retry fixes.
+pub fn access_problem(e: &KafkaError) -> Option<String> {
+    use RDKafkaErrorCode as C;
+    let code = e.rdkafka_error_code()?;
+    matches!(
+        code,
+        C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication
+    )
+    .then(|| {
+        crate::redact::redact_text(&format!(
+            "{e}: check the credentials and the ACLs (--print-kafka-acls lists what this configuration needs)"
+        ))
+    })
 }
 
 /// [`ensure_topics`], retried every few seconds until it succeeds or shutdown, with the
@@ -547,6 +578,21 @@ pub fn header<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_problems_are_told_apart_from_transient_errors() {
+        use rdkafka::error::KafkaError as E;
+        let denied = E::MessageConsumption(RDKafkaErrorCode::GroupAuthorizationFailed);
+        let said = access_problem(&denied).unwrap_or_default();
+        assert!(said.contains("--print-kafka-acls"), "{said}");
+        assert!(
+            access_problem(&E::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure
+            ))
+            .is_none()
+        );
+        assert!(access_problem(&E::Canceled).is_none());
+    }
 
     #[test]
     fn user_options_win_and_env_underscores_become_dots() {

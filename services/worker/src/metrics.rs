@@ -17,6 +17,10 @@ pub struct Metrics {
     pub decoded: IntCounterVec,
     /// `framewire_worker_decode_errors_total`: access units that failed, by reason.
     pub decode_errors: IntCounterVec,
+    /// `framewire_worker_consume_errors_total{kind}`: errors the frames consumer reported:
+    /// `access` (credentials or an ACL: the worker is unready until records come again),
+    /// `other` (transient; librdkafka retries).
+    pub consume_errors: IntCounterVec,
     /// `framewire_worker_frames_skipped_total`: access units not decoded, by reason
     /// (e.g. waiting for a keyframe after a session change or an error).
     pub skipped: IntCounterVec,
@@ -162,6 +166,16 @@ impl Metrics {
                 "Access units that could not be decoded",
                 &["camera", "reason"],
             ),
+            consume_errors: {
+                let c = b.counter_vec(
+                    "framewire_worker_consume_errors_total",
+                    "Errors of the frames consumer: access (credentials or ACLs), other (transient)",
+                    &["kind"],
+                );
+                c.with_label_values(&["access"]);
+                c.with_label_values(&["other"]);
+                c
+            },
             skipped: b.counter_vec(
                 "framewire_worker_frames_skipped_total",
                 "Access units not decoded",

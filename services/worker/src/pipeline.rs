@@ -161,7 +161,13 @@ pub struct Worker {
     shared: Shared,
     last_sweep: Instant,
     committing: Option<Commit>,
+    readiness: Readiness,
+    /// Why the broker refuses this worker (credentials, ACLs), while it does.
+    refused: Option<String>,
 }
+
+/// The readiness component of broker refusals (credentials, ACLs).
+const ACCESS: &str = "kafka_access";
 
 /// Builds the clients and runs the pipeline until shutdown, then drains.
 pub async fn run(
@@ -301,6 +307,8 @@ impl Worker {
             )
         });
         Ok(Worker {
+            readiness: readiness.clone(),
+            refused: None,
             config: w.clone(),
             topic: config.topics.frames.clone(),
             consumer,
@@ -357,11 +365,47 @@ impl Worker {
                     // Rebalance callbacks run inside recv().
                     self.on_revoked().await?;
                     match m {
-                        Ok(msg) => self.on_record(&msg).await?,
-                        Err(e) => tracing::warn!(error = %e, "consume error"),
+                        Ok(msg) => {
+                            self.on_allowed();
+                            self.on_record(&msg).await?
+                        }
+                        Err(e) => self.on_consume_error(&e),
                     }
                 }
             }
+        }
+    }
+
+    /// The consumer reported an error: a refusal (credentials, a missing ACL) makes the
+    /// worker unready with the reason until records come again; others are transient.
+    fn on_consume_error(&mut self, e: &rdkafka::error::KafkaError) {
+        match framewire_kit::kafka::access_problem(e) {
+            Some(problem) => {
+                self.metrics
+                    .consume_errors
+                    .with_label_values(&["access"])
+                    .inc();
+                if self.refused.as_deref() != Some(problem.as_str()) {
+                    tracing::error!(error = %problem, "the broker refuses this worker");
+                    self.readiness.set_not_ready(ACCESS, problem.clone());
+                    self.refused = Some(problem);
+                }
+            }
+            None => {
+                self.metrics
+                    .consume_errors
+                    .with_label_values(&["other"])
+                    .inc();
+                tracing::warn!(error = %e, "consume error");
+            }
+        }
+    }
+
+    /// Records arrive: whatever the broker refused before is allowed now.
+    fn on_allowed(&mut self) {
+        if self.refused.take().is_some() {
+            tracing::info!("the broker serves this worker again");
+            self.readiness.set_ready(ACCESS);
         }
     }
 
