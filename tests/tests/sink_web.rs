@@ -261,12 +261,12 @@ async fn api_and_web_page_on_a_real_run() {
         (
             "/api/cameras/x/summaries?from=yesterday",
             400,
-            "from: \"yesterday\" is not a time in ms since the Unix epoch",
+            "from: \"yesterday\" is not a time in ms since the Unix epoch (0 to 253402300799999)",
         ),
         (
             "/api/cameras/x/summaries?from=20&to=10",
             400,
-            "from (20) must be before to (10)",
+            "from (20) must not be after to (10)",
         ),
         (
             "/api/cameras/x/events?kind=purple",
