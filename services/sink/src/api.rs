@@ -34,6 +34,8 @@ use framewire_wire::validate_camera_id;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use framewire_kit::auth::AdminToken;
+
 use crate::cameras::LatestPicture;
 use crate::config::ApiConfig;
 use crate::consume::now_ms;
@@ -146,6 +148,8 @@ pub struct ApiState {
     pub rate_limit: Option<Arc<RateLimiter>>,
     /// The OpenAPI document served ([`openapi_document`] of the limits).
     pub openapi: Arc<str>,
+    /// The admin token, when thumbnails need it (`sink.api.thumbnails_need_token`).
+    pub thumbnail_token: Option<AdminToken>,
 }
 
 /// The OpenAPI document with the configured limits filled in: `limit`'s maximum and
@@ -671,7 +675,15 @@ async fn events(
 async fn thumbnail(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    request_headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let Some(refusal) = s
+        .thumbnail_token
+        .as_ref()
+        .and_then(|t| t.refusal(&request_headers, "thumbnails"))
+    {
+        return Ok(refusal);
+    }
     validate_camera_id(&id).map_err(ApiError::bad_request)?;
     let Some(t) = s.thumbnails.get(&id) else {
         known_camera(&s, &id).await?;
@@ -871,6 +883,7 @@ mod tests {
             limits: Limits::default(),
             rate_limit: None,
             openapi: openapi_document(Limits::default()).into(),
+            thumbnail_token: None,
         };
         (state, dir, t0)
     }
@@ -893,6 +906,33 @@ mod tests {
     fn error_of(body: &str) -> String {
         let v: Value = serde_json::from_str(body).unwrap();
         v["error"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn thumbnails_can_require_the_admin_token() {
+        let (mut state, _dir, _) = state().await;
+        let token = "thumbnail-token-0123456789";
+        state.thumbnail_token = Some(AdminToken::new(Some(token), &prometheus::Registry::new()));
+        let app = router(state);
+        let ask = |auth: Option<String>| {
+            let mut req = HttpRequest::get("/api/cameras/cam/thumbnail.jpg");
+            if let Some(a) = auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            app.clone().oneshot(req.body(Body::empty()).unwrap())
+        };
+        let res = ask(None).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+        let res = ask(Some("Bearer wrong-token-0123456789".into()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let res = ask(Some(format!("Bearer {token}"))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        // Everything else stays as open as before.
+        let (code, _, _) = get(&app, "/api/cameras").await;
+        assert_eq!(code, StatusCode::OK);
     }
 
     #[tokio::test]

@@ -142,6 +142,10 @@ pub struct ApiConfig {
     /// 0 keeps the process's priority.
     #[serde(default = "default_nice")]
     pub nice: i32,
+    /// Thumbnails (each camera's latest keyframe) need the admin token (`admin.token`),
+    /// like the worker's live views; the page's browser then asks for it once.
+    #[serde(default)]
+    pub thumbnails_need_token: bool,
 }
 
 impl Default for ApiConfig {
@@ -153,6 +157,7 @@ impl Default for ApiConfig {
             rate_limit_per_second: 0,
             rate_limit_burst: default_rate_limit_burst(),
             nice: default_nice(),
+            thumbnails_need_token: false,
         }
     }
 }
@@ -337,6 +342,12 @@ impl KafkaNeeds for Config {
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
+        if self.sink.api.thumbnails_need_token && self.admin.token.is_none() {
+            return Err(ConfigError::invalid(
+                "sink.api.thumbnails_need_token",
+                "needs admin.token (the token the thumbnails then require)",
+            ));
+        }
         self.kafka.validate()?;
         self.topics.validate()?;
         let s = &self.sink;
@@ -512,6 +523,21 @@ mod tests {
 
     fn err(c: &Config) -> String {
         c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn private_thumbnails_need_a_token() {
+        let mut c = Config::default();
+        c.sink.api.thumbnails_need_token = true;
+        assert!(
+            err(&c).contains("sink.api.thumbnails_need_token"),
+            "{}",
+            err(&c)
+        );
+        c.admin.token = Some("0123456789abcdef".into());
+        assert!(c.validate().is_ok());
+        c.admin.token = Some("short".into());
+        assert!(err(&c).contains("admin.token"));
     }
 
     #[test]

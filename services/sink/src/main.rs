@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use framewire_kit::admin::{AdminServer, AdminState, Readiness};
+use framewire_kit::auth::AdminToken;
 use framewire_kit::shutdown::{Shutdown, drain_within};
 use framewire_kit::{kafka, runtime};
 use framewire_sink::api::{self, ApiState, Limits};
@@ -51,6 +52,7 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let sink = &config.sink;
 
     let listen = config.admin.listen_or(ADMIN_PORT);
+    let token = AdminToken::new(config.admin.token.as_deref(), &registry);
     let state = AdminState::new(registry, &config, &readiness);
     let admin = AdminServer::start(listen, state, axum::Router::new())
         .await
@@ -262,6 +264,7 @@ impl Http {
                 ))
             }),
             openapi: api::openapi_document(limits).into(),
+            thumbnail_token: sink.api.thumbnails_need_token.then(|| token.clone()),
         };
         let stop = Shutdown::new();
         // The peer's address reaches the handlers (the per-client rate limit).
