@@ -135,7 +135,7 @@ async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None
     };
 
-    let http = Http::start(sink, thumbnails, metrics.clone()).await?;
+    let http = Http::start(sink, thumbnails, metrics.clone(), token).await?;
 
     let retention_task = tokio::spawn(retention::run(
         store.clone(),
@@ -217,6 +217,7 @@ impl Http {
         sink: &SinkConfig,
         thumbnails: Thumbnails,
         metrics: Metrics,
+        token: AdminToken,
     ) -> anyhow::Result<Self> {
         let nice = sink.api.nice;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -264,7 +265,7 @@ impl Http {
                 ))
             }),
             openapi: api::openapi_document(limits).into(),
-            thumbnail_token: sink.api.thumbnails_need_token.then(|| token.clone()),
+            thumbnail_token: sink.api.thumbnails_need_token.then_some(token),
         };
         let stop = Shutdown::new();
         // The peer's address reaches the handlers (the per-client rate limit).
