@@ -45,6 +45,8 @@ fn venv_python(models: &Path) -> PathBuf {
     std::fs::read_dir(&venvs)
         .unwrap_or_else(|e| panic!("{}: {e}: run scripts/model.sh", venvs.display()))
         .filter_map(Result::ok)
+        // Other tools keep venvs beside it (schemathesis, confluent-kafka): only model-*.
+        .filter(|e| e.file_name().to_string_lossy().starts_with("model-"))
         .map(|e| e.path().join("bin/python"))
         .find(|p| p.is_file() && p.parent().is_some_and(|b| b.join("../.ok").exists()))
         .expect("a finished model venv: run scripts/model.sh")
