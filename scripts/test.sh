@@ -36,6 +36,9 @@ scripts/deny.sh
 step "local stack (Kafka, PostgreSQL, RTSP server)"
 scripts/stack.sh up
 
+step "Kafka's SASL_SSL and mTLS listeners, by Java tools and librdkafka (scripts/stack/verify-kafka-security.sh)"
+scripts/stack/verify-kafka-security.sh
+
 step "build binaries"
 cargo build --workspace --bins --locked "${FEATURES[@]}"
 
