@@ -332,7 +332,7 @@ async fn no_planted_secret_reaches_any_output() {
     // The working camera streams through the fleet into the sink's windows.
     eventually(
         "the camera's windows in the sink API",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || async {
             let r = client
                 .get(format!("{sink_http}/api/cameras/{ok_cam}/summaries"))
@@ -342,7 +342,17 @@ async fn no_planted_secret_reaches_any_output() {
             let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
             match v["windows"].as_array() {
                 Some(a) if !a.is_empty() => Ok(()),
-                _ => Err(v.to_string()),
+                _ => {
+                    // Where the frames stop, for the failure message.
+                    let (_, cam) = ingest.get(&format!("/cameras/{ok_cam}")).await;
+                    let (_, wm) = worker.get("/metrics").await;
+                    let decoded = wm
+                        .lines()
+                        .filter(|l| l.starts_with("framewire_worker_frames_decoded_total"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    Err(format!("sink: {v}\ningest: {cam}\nworker: {decoded}"))
+                }
             }
         },
     )
