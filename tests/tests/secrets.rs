@@ -516,10 +516,9 @@ async fn no_planted_secret_reaches_any_output() {
     };
     let ingest_config_text = ingest_config.clone();
     let ingest_config = text_of(&format!("GET {}/config", ingest.admin));
-    // (options from the environment keep their underscores until the client is made)
     for key in [
-        "sasl_password",
-        "ssl_key_password",
+        "sasl.password",
+        "ssl.key.password",
         "ssl.keystore.password",
         "token",
     ] {

@@ -32,9 +32,25 @@ pub struct KafkaConfig {
     pub client_id: Option<String>,
     /// Any librdkafka property, passed through and applied last (wins over Framewire's
     /// defaults), e.g. `"security.protocol" = "SASL_SSL"`. From the environment, write
-    /// dots as underscores: `FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD`.
-    #[serde(default)]
+    /// dots as underscores: `FRAMEWIRE_KAFKA__OPTIONS__SASL_PASSWORD`; keys are stored
+    /// with dots (librdkafka's names have none), so `/config` shows what the client gets.
+    #[serde(default, deserialize_with = "dotted_keys")]
     pub options: BTreeMap<String, String>,
+}
+
+/// librdkafka property names from either spelling: `sasl_password` (an environment
+/// variable's) becomes `sasl.password`. Given both ways, the underscored one (the
+/// environment's, which sorts after the dotted one) wins, as the environment does
+/// everywhere.
+fn dotted_keys<'de, D>(d: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k.replace('_', "."), v))
+        .collect())
 }
 
 fn default_brokers() -> String {
@@ -85,7 +101,7 @@ impl KafkaConfig {
             c.set(*k, *v);
         }
         for (k, v) in &self.options {
-            c.set(k.replace('_', "."), v);
+            c.set(k, v);
         }
         c
     }
@@ -596,10 +612,15 @@ mod tests {
 
     #[test]
     fn user_options_win_and_env_underscores_become_dots() {
-        let mut k = KafkaConfig::default();
-        k.options
-            .insert("sasl_mechanism".into(), "SCRAM-SHA-512".into());
-        k.options.insert("linger.ms".into(), "50".into());
+        let k: KafkaConfig = serde_json::from_value(serde_json::json!({
+            "options": {"sasl_mechanism": "SCRAM-SHA-512", "linger.ms": "50"}
+        }))
+        .unwrap();
+        assert_eq!(
+            k.options.keys().collect::<Vec<_>>(),
+            ["linger.ms", "sasl.mechanism"],
+            "stored (and shown on /config) with dots"
+        );
         let c = k.client_config("svc", &[("linger.ms", "5"), ("acks", "all")]);
         assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(c.get("linger.ms"), Some("50"));
