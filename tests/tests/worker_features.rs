@@ -372,11 +372,16 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
     assert_eq!(second.status(), 429, "a second viewer beyond the cap");
     assert!(second.headers().contains_key("retry-after"));
     drop(live_view);
-    // The first viewer left: its slot is free again.
+    // The first viewer left: its slot is free again. Until the worker notices the closed
+    // connection a snapshot is refused too, and each such refusal is counted.
+    let refused_while_leaving = std::sync::atomic::AtomicU32::new(0);
     eventually("the viewer slot freed", Duration::from_secs(10), || async {
         let r = authed(snapshot_url.clone())
             .await
             .map_err(|e| e.to_string())?;
+        if r.status() == 429 {
+            refused_while_leaving.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if r.status() == 200 {
             Ok(())
         } else {
@@ -384,6 +389,8 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
         }
     })
     .await;
+    let refused_views =
+        1.0 + f64::from(refused_while_leaving.load(std::sync::atomic::Ordering::Relaxed));
 
     let (_, metrics) = eventually("the lag gauge", Duration::from_secs(20), || async {
         let (code, m) = worker.get("/metrics").await;
@@ -403,7 +410,7 @@ async fn debug_views_show_the_assignment_and_live_pictures() {
     for (series, n) in [
         ("framewire_admin_refused_total{reason=\"missing\"}", 2.0),
         ("framewire_admin_refused_total{reason=\"wrong\"}", 2.0),
-        ("framewire_worker_live_views_refused_total", 1.0),
+        ("framewire_worker_live_views_refused_total", refused_views),
     ] {
         assert_eq!(metric(&metrics, series), Some(n), "{series}");
     }
